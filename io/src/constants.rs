@@ -1,0 +1,24 @@
+//! Every bound of the I/O layer, named in one place.
+
+/// Alignment of every DMA write and read. 4 KiB covers every logical block size we meet
+/// (512 and 4096), so one constant serves all devices.
+pub const DMA_ALIGNMENT_BYTES: u64 = 4096;
+
+/// Size of the file written and read to warm glommio's polled-I/O probe (DESIGN §10).
+pub const PROBE_FILE_BYTES: usize = 4096;
+
+/// Name of the probe file inside the data directory.
+pub const PROBE_FILE_NAME: &str = ".io-probe";
+
+/// Largest chunk read in one operation when a whole file is loaded (recovery).
+pub const READ_CHUNK_BYTES_MAX: usize = 1 << 20;
+
+/// Default preempt timer: glommio yields to other task queues at least this often. The
+/// default of 100 ms is far too long for a latency-sensitive server.
+pub const PREEMPT_TIMER_MS_DEFAULT: u64 = 2;
+
+/// Capacity of each one-way channel between two shards.
+pub const MESH_CHANNEL_CAPACITY: usize = 1024;
+
+/// Largest read buffer a framed connection keeps beyond its frame limit.
+pub const FRAME_READ_CHUNK_BYTES: usize = 64 * 1024;

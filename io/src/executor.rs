@@ -1,0 +1,94 @@
+//! Executor bootstrap: one glommio `LocalExecutor` per shard.
+//!
+//! Every executor warms glommio's polled-I/O probe before it runs the shard's future: glommio
+//! probes a device for io_uring polled I/O by reading the first DMA file opened on it, and an
+//! empty first file makes the probe wrongly succeed (later reads then fail with EOPNOTSUPP).
+//! We therefore open a non-empty file in the data directory first (DESIGN §10).
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use glommio::io::DmaFile;
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::constants::{PROBE_FILE_BYTES, PROBE_FILE_NAME};
+
+/// Where an executor's thread may run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShardPlacement {
+    /// Pinned to one CPU (shard i on CPU i modulo the CPU count): production.
+    Pinned,
+    /// Free to run on any CPU: tests and shared machines.
+    Unbound,
+}
+
+/// How to build one shard's executor.
+#[derive(Clone, Debug)]
+pub struct ExecutorConfig {
+    /// Thread name prefix; the shard number is appended.
+    pub name: String,
+    /// Pinned or unbound.
+    pub placement: ShardPlacement,
+    /// How often glommio checks whether another task queue should run.
+    pub preempt_timer: Duration,
+    /// A directory on the device that holds the shard's files; the probe file lives here.
+    pub probe_dir: PathBuf,
+}
+
+/// Starts the executor for `shard` on its own thread and runs `make_future()` on it, after
+/// warming the polled-I/O probe. The future is built inside the thread because glommio
+/// futures are not `Send`.
+pub fn spawn_executor<G, F, T>(
+    shard: u16,
+    config: &ExecutorConfig,
+    make_future: G,
+) -> io::Result<glommio::ExecutorJoinHandle<io::Result<T>>>
+where
+    G: FnOnce() -> F + Send + 'static,
+    F: std::future::Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    let placement = match config.placement {
+        ShardPlacement::Unbound => Placement::Unbound,
+        ShardPlacement::Pinned => {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            Placement::Fixed(usize::from(shard) % cpus)
+        }
+    };
+    let probe_dir = config.probe_dir.clone();
+    LocalExecutorBuilder::new(placement)
+        .name(&format!("{}-{shard}", config.name))
+        .preempt_timer(config.preempt_timer)
+        .spawn(move || async move {
+            warm_polled_io_probe(&probe_dir).await?;
+            Ok(make_future().await)
+        })
+        .map_err(|e| io::Error::other(format!("cannot start executor for shard {shard}: {e}")))
+}
+
+/// Opens and reads a non-empty file on the data directory's device so that glommio's per-device
+/// polled-I/O probe sees real data. Creates the file on first use.
+pub async fn warm_polled_io_probe(dir: &Path) -> io::Result<()> {
+    let path = dir.join(PROBE_FILE_NAME);
+    let is_ready = std::fs::metadata(&path).is_ok_and(|m| m.len() == PROBE_FILE_BYTES as u64);
+    if !is_ready {
+        // Written with std I/O on purpose: DMA on this device must not happen before the probe.
+        let tmp = dir.join(format!("{PROBE_FILE_NAME}.tmp"));
+        std::fs::write(&tmp, vec![0xA5u8; PROBE_FILE_BYTES])?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+    }
+    let file = DmaFile::open(&path).await?;
+    let read = file.read_at_aligned(0, PROBE_FILE_BYTES).await?;
+    let ok = read.len() == PROBE_FILE_BYTES;
+    file.close().await?;
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!(
+            "probe file {} is shorter than {PROBE_FILE_BYTES} bytes",
+            path.display()
+        )))
+    }
+}

@@ -1,0 +1,430 @@
+//! Group-commit writer for a segmented, append-only log on DMA files.
+//!
+//! Appenders copy framed records into a pending buffer and get a [`Ticket`]; one flusher task
+//! per log takes everything pending as one batch, writes it with one DMA write and makes it
+//! durable with one `fdatasync`. Records that arrive while that write and sync run form the
+//! next batch: one sync covers every record that arrived while the previous one ran.
+//!
+//! Invariants:
+//! - At most one write is in flight per log, so only the last batch can ever be torn.
+//! - Records become durable in append order: `durable_records` only grows, and a ticket is
+//!   durable iff its sequence number is below it.
+//! - A segment is started only after every batch of the previous one is durable, and its
+//!   directory entry is fsynced before any record in it is reported durable.
+//! - A failed write or sync is never retried and trusted: the log becomes failed for good and
+//!   every waiter, present and future, gets [`LogError::Failed`].
+//!
+//! The bytes of segment headers and batch headers are drawn by the caller's [`LogFormat`], so
+//! the reader of this log lives beside that format, not here.
+
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::io;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+use glommio::io::{DmaFile, OpenOptions};
+use glommio::task::JoinHandle;
+
+use crate::file::{align_down, align_up, sync_dir};
+use crate::notify::Notify;
+
+/// How the caller's log format frames batches and segments.
+pub trait LogFormat: 'static {
+    /// Bytes reserved before each batch's records for [`LogFormat::seal_batch`].
+    fn batch_header_bytes(&self) -> usize;
+    /// Every batch starts at a multiple of this many bytes from the segment start.
+    fn batch_alignment(&self) -> usize;
+    /// Fills `header` for a batch holding `records`, whose first record has sequence number
+    /// `first_record`.
+    fn seal_batch(&self, header: &mut [u8], records: &[u8], first_record: u64);
+    /// Bytes that open segment number `segment`, whose first record is `first_record`.
+    fn segment_header(&self, segment: u64, first_record: u64) -> Vec<u8>;
+    /// The file that holds segment number `segment`.
+    fn segment_path(&self, segment: u64) -> PathBuf;
+}
+
+/// Where a new writer starts: the segment number to create and the next record's number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogPosition {
+    /// Number of the segment the first batch goes to (created fresh).
+    pub segment: u64,
+    /// Sequence number of the next record appended.
+    pub next_record: u64,
+}
+
+/// Sizes of a log writer.
+#[derive(Clone, Copy, Debug)]
+pub struct LogConfig {
+    /// A segment is closed once the next batch would take it past this size.
+    pub segment_bytes: u64,
+    /// Appenders wait in [`GroupCommitLog::ready`] while this much is pending. It also bounds
+    /// one batch and one record.
+    pub pending_bytes_max: usize,
+}
+
+/// A record's place in the log; it is durable once [`GroupCommitLog::wait_durable`] says so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ticket(u64);
+
+impl Ticket {
+    /// The record's sequence number.
+    pub fn record(self) -> u64 {
+        self.0 - 1
+    }
+}
+
+/// Why a log did not take or did not persist a record.
+#[derive(Clone, Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LogError {
+    /// A write or sync failed; nothing more is written. Check the disk and restart the node.
+    #[error(
+        "commit log failed and takes no more writes ({0}); check the disk, then restart the node"
+    )]
+    Failed(Rc<str>),
+    /// The log was closed by shutdown.
+    #[error("commit log is closed (the shard is shutting down)")]
+    Closed,
+    /// One record larger than the log can batch.
+    #[error("log record of {len} bytes exceeds the limit of {max} bytes")]
+    RecordTooLarge {
+        /// Size of the record.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// State shared by appenders and the flusher, all on one executor.
+#[derive(Debug)]
+struct Shared {
+    config: LogConfig,
+    pending: RefCell<Vec<u8>>,
+    /// Sequence number of the first record in `pending`.
+    pending_first_record: Cell<u64>,
+    next_record: Cell<u64>,
+    durable_records: Cell<u64>,
+    durable_waiters: RefCell<Vec<(u64, Waker)>>,
+    space_waiters: RefCell<Vec<Waker>>,
+    failure: RefCell<Option<LogError>>,
+    closing: Cell<bool>,
+    flusher_wake: Notify,
+    batches_written: Cell<u64>,
+}
+
+impl Shared {
+    fn check_failed(&self) -> Result<(), LogError> {
+        match &*self.failure.borrow() {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn wake_durable(&self) {
+        let durable = self.durable_records.get();
+        let failed = self.failure.borrow().is_some();
+        self.durable_waiters.borrow_mut().retain(|(ticket, waker)| {
+            let done = failed || *ticket <= durable;
+            if done {
+                waker.wake_by_ref();
+            }
+            !done
+        });
+    }
+
+    fn wake_space(&self) {
+        for waker in self.space_waiters.borrow_mut().drain(..) {
+            waker.wake();
+        }
+    }
+
+    fn fail(&self, err: &io::Error) {
+        tracing::error!(error = %err, "commit log write failed; refusing further writes");
+        *self.failure.borrow_mut() = Some(LogError::Failed(Rc::from(err.to_string())));
+        self.wake_durable();
+        self.wake_space();
+    }
+}
+
+/// A segmented commit log with group commit. Single-executor: not `Send`.
+#[derive(Debug)]
+pub struct GroupCommitLog {
+    shared: Rc<Shared>,
+    flusher: RefCell<Option<JoinHandle<()>>>,
+}
+
+impl GroupCommitLog {
+    /// Starts a writer whose first batch creates segment `start.segment`. The flusher runs in
+    /// the current task queue.
+    pub fn start(format: Rc<dyn LogFormat>, start: LogPosition, config: LogConfig) -> Self {
+        let shared = Rc::new(Shared {
+            config,
+            pending: RefCell::new(Vec::with_capacity(config.pending_bytes_max)),
+            pending_first_record: Cell::new(start.next_record),
+            next_record: Cell::new(start.next_record),
+            durable_records: Cell::new(start.next_record),
+            durable_waiters: RefCell::default(),
+            space_waiters: RefCell::default(),
+            failure: RefCell::default(),
+            closing: Cell::new(false),
+            flusher_wake: Notify::new(),
+            batches_written: Cell::new(0),
+        });
+        let cursor = SegmentCursor::new(format, start.segment, config.segment_bytes);
+        let flusher = glommio::spawn_local(run_flusher(shared.clone(), cursor)).detach();
+        Self {
+            shared,
+            flusher: RefCell::new(Some(flusher)),
+        }
+    }
+
+    /// Waits until the pending buffer has room, so that an append right after it (with no
+    /// `.await` in between) does not overrun the bound. Returns at once if the log failed, so
+    /// that the append reports the failure.
+    pub async fn ready(&self) {
+        poll_fn(|cx| {
+            let s = &self.shared;
+            if s.failure.borrow().is_some()
+                || s.closing.get()
+                || s.pending.borrow().len() < s.config.pending_bytes_max
+            {
+                Poll::Ready(())
+            } else {
+                s.space_waiters.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Appends one record, framed by `write` directly into the pending buffer. The record is
+    /// part of the next batch; wait on the ticket to know it is durable.
+    pub fn append_with(&self, write: impl FnOnce(&mut Vec<u8>)) -> Result<Ticket, LogError> {
+        let s = &self.shared;
+        s.check_failed()?;
+        if s.closing.get() {
+            return Err(LogError::Closed);
+        }
+        let mut pending = s.pending.borrow_mut();
+        let before = pending.len();
+        write(&mut pending);
+        let len = pending.len() - before;
+        if len > s.config.pending_bytes_max {
+            pending.truncate(before);
+            return Err(LogError::RecordTooLarge {
+                len,
+                max: s.config.pending_bytes_max,
+            });
+        }
+        let seq = s.next_record.get();
+        s.next_record.set(seq + 1);
+        drop(pending);
+        s.flusher_wake.notify();
+        Ok(Ticket(seq + 1))
+    }
+
+    /// Waits until the record behind `ticket` (and every record before it) is durable.
+    pub async fn wait_durable(&self, ticket: Ticket) -> Result<(), LogError> {
+        poll_fn(|cx| {
+            let s = &self.shared;
+            if s.durable_records.get() >= ticket.0 {
+                return Poll::Ready(Ok(()));
+            }
+            if let Err(e) = s.check_failed() {
+                return Poll::Ready(Err(e));
+            }
+            s.durable_waiters
+                .borrow_mut()
+                .push((ticket.0, cx.waker().clone()));
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Waits until every record appended so far is durable.
+    pub async fn sync(&self) -> Result<(), LogError> {
+        let last = self.shared.next_record.get();
+        self.wait_durable(Ticket(last)).await
+    }
+
+    /// The failure that stopped this log, if any.
+    pub fn failure(&self) -> Option<LogError> {
+        self.shared.failure.borrow().clone()
+    }
+
+    /// Batches written and synced so far: with group commit, far fewer than records.
+    pub fn batches_written(&self) -> u64 {
+        self.shared.batches_written.get()
+    }
+
+    /// Number of records appended so far (the next record's sequence number).
+    pub fn next_record(&self) -> u64 {
+        self.shared.next_record.get()
+    }
+
+    /// Makes everything appended durable, stops the flusher and closes the segment file.
+    pub async fn close(&self) -> Result<(), LogError> {
+        let result = self.sync().await;
+        self.shared.closing.set(true);
+        self.shared.flusher_wake.notify();
+        let flusher = self.flusher.borrow_mut().take();
+        if let Some(flusher) = flusher {
+            flusher.await;
+        }
+        result
+    }
+}
+
+/// The flusher: one batch at a time, for as long as the log lives.
+async fn run_flusher(shared: Rc<Shared>, mut cursor: SegmentCursor) {
+    let mut spare = Vec::with_capacity(shared.config.pending_bytes_max);
+    loop {
+        if shared.pending.borrow().is_empty() {
+            if shared.closing.get() || shared.failure.borrow().is_some() {
+                break;
+            }
+            shared.flusher_wake.notified().await;
+            continue;
+        }
+        let batch = std::mem::replace(&mut *shared.pending.borrow_mut(), spare);
+        let first = shared.pending_first_record.get();
+        let end = shared.next_record.get();
+        shared.pending_first_record.set(end);
+        shared.wake_space();
+        match cursor.write_batch(&batch, first).await {
+            Ok(()) => {
+                debug_assert!(end >= shared.durable_records.get());
+                shared.durable_records.set(end);
+                shared.batches_written.set(shared.batches_written.get() + 1);
+                shared.wake_durable();
+            }
+            Err(err) => {
+                shared.fail(&err);
+                break;
+            }
+        }
+        spare = batch;
+        spare.clear();
+    }
+    if let Err(err) = cursor.close().await {
+        tracing::warn!(error = %err, "closing commit log segment failed");
+    }
+}
+
+/// The segment being written and its unwritten tail.
+struct SegmentCursor {
+    format: Rc<dyn LogFormat>,
+    file: Option<DmaFile>,
+    segment: u64,
+    segment_bytes: u64,
+    /// Aligned file offset at which `tail` starts.
+    tail_start: u64,
+    /// Bytes from `tail_start` to the logical end: the partial last page, rewritten with each
+    /// batch because DMA writes whole aligned blocks.
+    tail: Vec<u8>,
+    /// Length of the segment header, so a fresh segment is never rolled again.
+    header_len: usize,
+    /// The directory entry of the current segment has not been fsynced yet.
+    dir_unsynced: bool,
+}
+
+impl SegmentCursor {
+    fn new(format: Rc<dyn LogFormat>, segment: u64, segment_bytes: u64) -> Self {
+        Self {
+            format,
+            file: None,
+            segment,
+            segment_bytes,
+            tail_start: 0,
+            tail: Vec::new(),
+            header_len: 0,
+            dir_unsynced: false,
+        }
+    }
+
+    fn logical_end(&self) -> u64 {
+        self.tail_start + self.tail.len() as u64
+    }
+
+    async fn write_batch(&mut self, records: &[u8], first_record: u64) -> io::Result<()> {
+        let header_bytes = self.format.batch_header_bytes();
+        let align = self.format.batch_alignment();
+        let batch_len = (header_bytes + records.len()).div_ceil(align) * align;
+        let fresh = self.logical_end() <= self.header_len as u64;
+        if self.file.is_none()
+            || (!fresh && self.logical_end() + batch_len as u64 > self.segment_bytes)
+        {
+            self.roll(first_record).await?;
+        }
+        let start = self.tail.len();
+        self.tail.resize(start + header_bytes, 0);
+        self.tail.extend_from_slice(records);
+        self.tail.resize(start + batch_len, 0);
+        let (header, body) = self.tail[start..].split_at_mut(header_bytes);
+        self.format
+            .seal_batch(header, &body[..records.len()], first_record);
+        self.write_tail_and_sync().await
+    }
+
+    async fn write_tail_and_sync(&mut self) -> io::Result<()> {
+        let file = self
+            .file
+            .as_ref()
+            .ok_or_else(|| io::Error::other("log segment is not open"))?;
+        let len = align_up(self.tail.len() as u64) as usize;
+        let mut buf = file.alloc_dma_buffer(len);
+        let bytes = buf.as_bytes_mut();
+        bytes[..self.tail.len()].copy_from_slice(&self.tail);
+        bytes[self.tail.len()..].fill(0);
+        let written = file.write_at(buf, self.tail_start).await?;
+        if written != len {
+            return Err(io::Error::other(format!(
+                "short write to log segment {}: {written} of {len} bytes",
+                self.segment
+            )));
+        }
+        file.fdatasync().await?;
+        if self.dir_unsynced {
+            let path = self.format.segment_path(self.segment);
+            if let Some(dir) = path.parent() {
+                sync_dir(dir).await?;
+            }
+            self.dir_unsynced = false;
+        }
+        let keep_from = align_down(self.tail.len() as u64) as usize;
+        self.tail.drain(..keep_from);
+        self.tail_start += keep_from as u64;
+        Ok(())
+    }
+
+    async fn roll(&mut self, first_record: u64) -> io::Result<()> {
+        if let Some(file) = self.file.take() {
+            file.close().await?;
+            self.segment += 1;
+        }
+        let path = self.format.segment_path(self.segment);
+        // create_new: a segment number is never reused, so an existing file means a bug or a
+        // second writer; refusing is safer than truncating acknowledged records.
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .dma_open(&path)
+            .await?;
+        self.tail = self.format.segment_header(self.segment, first_record);
+        self.header_len = self.tail.len();
+        self.tail_start = 0;
+        self.file = Some(file);
+        self.dir_unsynced = true;
+        tracing::debug!(segment = self.segment, path = %path.display(), "started log segment");
+        Ok(())
+    }
+
+    async fn close(&mut self) -> io::Result<()> {
+        match self.file.take() {
+            Some(file) => Ok(file.close().await?),
+            None => Ok(()),
+        }
+    }
+}

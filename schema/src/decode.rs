@@ -1,0 +1,322 @@
+//! Reads frame bodies back into [`Request`]s and [`Response`]s.
+//!
+//! Invariants:
+//! - Every body passes the flatbuffers verifier, run with the limits of `limits.rs`, before any
+//!   field is read. The generated accessors are sound only on verified buffers, so the
+//!   `verify_*` functions here are the only way this crate (and its users) open a body.
+//! - Every element count is checked against its bound before anything is allocated for it.
+//! - No input makes these functions panic: bad bytes are a [`DecodeError`].
+//! - Absent vectors and strings read as empty; an empty keyspace reads as [`DEFAULT_KEYSPACE`].
+#![forbid(unsafe_code)]
+
+use flatbuffers::{Vector, VerifierOptions};
+
+use crate::error::DecodeError;
+use crate::generated as wire;
+use crate::limits::{
+    BATCH_ITEMS_MAX, SIBLINGS_MAX, TOPOLOGY_PARTITIONS_MAX, TOPOLOGY_SHARDS_MAX,
+    VERIFIER_AMPLIFICATION_MAX, VERIFIER_APPARENT_BYTES_MIN, VERIFIER_DEPTH_MAX,
+    VERIFIER_TABLES_MAX,
+};
+use crate::message::{
+    BatchGetRequest, BatchPutRequest, DeleteRequest, Durability, ErrorCode, GetRequest,
+    GetResponse, PutItem, PutRequest, Request, Response, ShardEndpoint, TopologyInfo, WireError,
+    WriteResponse, DEFAULT_KEYSPACE,
+};
+
+/// Decodes a request frame body (the bytes after the length header) into its id and request.
+pub fn decode_request(body: &[u8]) -> Result<(u64, Request), DecodeError> {
+    let frame = verify_request(body)?;
+    Ok((frame.id(), request_body(&frame)?))
+}
+
+/// Decodes a response frame body (the bytes after the length header) into its id and response.
+pub fn decode_response(body: &[u8]) -> Result<(u64, Response), DecodeError> {
+    let frame = verify_response(body)?;
+    Ok((frame.id(), response_body(&frame)?))
+}
+
+/// The id of a request body that verifies, even if its contents do not decode, so that a server
+/// can answer a bad request with [`DecodeError::to_wire_error`] instead of dropping it.
+pub fn peek_request_id(body: &[u8]) -> Option<u64> {
+    verify_request(body).ok().map(|frame| frame.id())
+}
+
+/// Verifies a request body and returns a zero-copy view of it, for readers that want to avoid
+/// [`decode_request`]'s copies. Counts are not checked; check them as `decode.rs` does.
+pub fn verify_request(body: &[u8]) -> Result<wire::RequestFrame<'_>, DecodeError> {
+    let options = verifier_options(body.len());
+    Ok(flatbuffers::root_with_opts::<wire::RequestFrame<'_>>(
+        &options, body,
+    )?)
+}
+
+/// Verifies a response body and returns a zero-copy view of it. `ResponseFrame` is not the
+/// schema's declared root type, so it is verified here as an explicit root table.
+pub fn verify_response(body: &[u8]) -> Result<wire::ResponseFrame<'_>, DecodeError> {
+    let options = verifier_options(body.len());
+    Ok(flatbuffers::root_with_opts::<wire::ResponseFrame<'_>>(
+        &options, body,
+    )?)
+}
+
+/// The verifier's budget for one body. The apparent-size budget scales with the body so that a
+/// crafted buffer (offsets shared many times) costs work and decoded memory linear in its length.
+fn verifier_options(body_len: usize) -> VerifierOptions {
+    VerifierOptions {
+        max_depth: VERIFIER_DEPTH_MAX,
+        max_tables: VERIFIER_TABLES_MAX,
+        max_apparent_size: body_len
+            .saturating_mul(VERIFIER_AMPLIFICATION_MAX)
+            .max(VERIFIER_APPARENT_BYTES_MIN),
+        ignore_missing_null_terminator: false,
+    }
+}
+
+// ---- Requests ----
+
+fn request_body(frame: &wire::RequestFrame<'_>) -> Result<Request, DecodeError> {
+    Ok(match frame.body_type() {
+        wire::RequestBody::NONE => return Err(missing_body()),
+        wire::RequestBody::Get => Request::Get(get_request(union_member(frame.body_as_get())?)),
+        wire::RequestBody::Put => Request::Put(put_request(union_member(frame.body_as_put())?)?),
+        wire::RequestBody::Delete => {
+            Request::Delete(delete_request(union_member(frame.body_as_delete())?)?)
+        }
+        wire::RequestBody::BatchGet => {
+            Request::BatchGet(batch_get_request(union_member(frame.body_as_batch_get())?)?)
+        }
+        wire::RequestBody::BatchPut => {
+            Request::BatchPut(batch_put_request(union_member(frame.body_as_batch_put())?)?)
+        }
+        wire::RequestBody::Ping => {
+            Request::Ping(bytes(union_member(frame.body_as_ping())?.payload()))
+        }
+        wire::RequestBody::TopologyRequest => {
+            union_member(frame.body_as_topology_request())?;
+            Request::Topology
+        }
+        _ => return Err(DecodeError::UnknownMessage),
+    })
+}
+
+fn get_request(get: wire::Get<'_>) -> GetRequest {
+    GetRequest {
+        keyspace: keyspace(get.keyspace()),
+        key: bytes(get.key()),
+    }
+}
+
+fn put_request(put: wire::Put<'_>) -> Result<PutRequest, DecodeError> {
+    Ok(PutRequest {
+        keyspace: keyspace(put.keyspace()),
+        key: bytes(put.key()),
+        value: bytes(put.value()),
+        context: bytes(put.context()),
+        durability: durability(put.durability(), "Put.durability")?,
+    })
+}
+
+fn delete_request(delete: wire::Delete<'_>) -> Result<DeleteRequest, DecodeError> {
+    Ok(DeleteRequest {
+        keyspace: keyspace(delete.keyspace()),
+        key: bytes(delete.key()),
+        context: bytes(delete.context()),
+        durability: durability(delete.durability(), "Delete.durability")?,
+    })
+}
+
+fn batch_get_request(batch: wire::BatchGet<'_>) -> Result<BatchGetRequest, DecodeError> {
+    let keys = counted(batch.keys(), BATCH_ITEMS_MAX)?;
+    Ok(BatchGetRequest {
+        keyspace: keyspace(batch.keyspace()),
+        keys: keys.iter().map(|key| bytes(key.key())).collect(),
+    })
+}
+
+fn batch_put_request(batch: wire::BatchPut<'_>) -> Result<BatchPutRequest, DecodeError> {
+    let items = counted(batch.items(), BATCH_ITEMS_MAX)?;
+    Ok(BatchPutRequest {
+        keyspace: keyspace(batch.keyspace()),
+        items: items
+            .iter()
+            .map(|item| PutItem {
+                key: bytes(item.key()),
+                value: bytes(item.value()),
+                context: bytes(item.context()),
+            })
+            .collect(),
+        durability: durability(batch.durability(), "BatchPut.durability")?,
+    })
+}
+
+// ---- Responses ----
+
+fn response_body(frame: &wire::ResponseFrame<'_>) -> Result<Response, DecodeError> {
+    Ok(match frame.body_type() {
+        wire::ResponseBody::NONE => return Err(missing_body()),
+        wire::ResponseBody::GetResult => {
+            Response::Get(get_response(union_member(frame.body_as_get_result())?)?)
+        }
+        wire::ResponseBody::PutResult => {
+            Response::Put(write_response(union_member(frame.body_as_put_result())?))
+        }
+        wire::ResponseBody::DeleteResult => {
+            Response::Delete(write_response(union_member(frame.body_as_delete_result())?))
+        }
+        wire::ResponseBody::BatchGetResult => Response::BatchGet(batch_get_response(
+            union_member(frame.body_as_batch_get_result())?,
+        )?),
+        wire::ResponseBody::BatchWriteResult => Response::BatchPut(batch_write_response(
+            union_member(frame.body_as_batch_write_result())?,
+        )?),
+        wire::ResponseBody::Pong => {
+            Response::Pong(bytes(union_member(frame.body_as_pong())?.payload()))
+        }
+        wire::ResponseBody::Topology => {
+            Response::Topology(topology_response(union_member(frame.body_as_topology())?)?)
+        }
+        wire::ResponseBody::Error => {
+            Response::Error(wire_error(union_member(frame.body_as_error())?))
+        }
+        _ => return Err(DecodeError::UnknownMessage),
+    })
+}
+
+fn get_response(result: wire::GetResult<'_>) -> Result<GetResponse, DecodeError> {
+    let values = counted(result.values(), SIBLINGS_MAX)?;
+    Ok(GetResponse {
+        values: values.iter().map(|blob| bytes(blob.data())).collect(),
+        context: bytes(result.context()),
+    })
+}
+
+fn write_response(result: wire::WriteResult<'_>) -> WriteResponse {
+    WriteResponse {
+        context: bytes(result.context()),
+    }
+}
+
+fn batch_get_response(
+    batch: wire::BatchGetResult<'_>,
+) -> Result<Vec<Result<GetResponse, WireError>>, DecodeError> {
+    let items = counted(batch.items(), BATCH_ITEMS_MAX)?;
+    items
+        .iter()
+        .map(
+            |item| match either(item.result(), item.error(), "BatchGetItem.result")? {
+                Ok(result) => Ok(Ok(get_response(result)?)),
+                Err(error) => Ok(Err(wire_error(error))),
+            },
+        )
+        .collect()
+}
+
+fn batch_write_response(
+    batch: wire::BatchWriteResult<'_>,
+) -> Result<Vec<Result<WriteResponse, WireError>>, DecodeError> {
+    let items = counted(batch.items(), BATCH_ITEMS_MAX)?;
+    items
+        .iter()
+        .map(|item| {
+            let outcome = either(item.result(), item.error(), "BatchWriteItem.result")?;
+            Ok(outcome.map(write_response).map_err(wire_error))
+        })
+        .collect()
+}
+
+fn topology_response(topology: wire::Topology<'_>) -> Result<TopologyInfo, DecodeError> {
+    let shards = counted(topology.shards(), TOPOLOGY_SHARDS_MAX)?;
+    let partition_shard = counted(topology.partition_shard(), TOPOLOGY_PARTITIONS_MAX)?;
+    // Clients index `partition_shard` by partition; a short table would send them out of bounds.
+    if usize::try_from(topology.partitions()).ok() != Some(partition_shard.len()) {
+        return Err(DecodeError::Malformed(
+            "Topology.partition_shard must have exactly one entry per partition",
+        ));
+    }
+    Ok(TopologyInfo {
+        node_id: topology.node_id(),
+        partitions: topology.partitions(),
+        shards: shards
+            .iter()
+            .map(|endpoint| ShardEndpoint {
+                shard: endpoint.shard(),
+                port: endpoint.port(),
+            })
+            .collect(),
+        partition_shard: partition_shard.iter().collect(),
+    })
+}
+
+fn wire_error(error: wire::Error<'_>) -> WireError {
+    WireError {
+        code: ErrorCode::from_wire(error.code()),
+        message: error.message().unwrap_or_default().to_owned(),
+        answered: error.answered(),
+        required: error.required(),
+    }
+}
+
+// ---- Fields ----
+
+fn missing_body() -> DecodeError {
+    DecodeError::MissingField("body")
+}
+
+/// The table behind a union tag. The verifier already refuses a tag without a table, so `None`
+/// is unreachable on verified input; it is still an error, not a panic.
+fn union_member<T>(member: Option<T>) -> Result<T, DecodeError> {
+    member.ok_or_else(missing_body)
+}
+
+/// A batch item's outcome: exactly one of `result` and `error` must be set.
+fn either<R, E>(
+    result: Option<R>,
+    error: Option<E>,
+    field: &'static str,
+) -> Result<Result<R, E>, DecodeError> {
+    match (result, error) {
+        (Some(result), None) => Ok(Ok(result)),
+        (None, Some(error)) => Ok(Err(error)),
+        (None, None) => Err(DecodeError::MissingField(field)),
+        (Some(_), Some(_)) => Err(DecodeError::Malformed(
+            "batch item sets both result and error",
+        )),
+    }
+}
+
+/// A vector (absent reads as empty) whose length is within `max`, checked before the caller
+/// allocates anything for its elements.
+fn counted<'a, T: 'a>(
+    vector: Option<Vector<'a, T>>,
+    max: usize,
+) -> Result<Vector<'a, T>, DecodeError> {
+    let vector = vector.unwrap_or_default();
+    if vector.len() > max {
+        return Err(DecodeError::TooManyItems {
+            count: vector.len(),
+            max,
+        });
+    }
+    Ok(vector)
+}
+
+fn bytes(vector: Option<Vector<'_, u8>>) -> Vec<u8> {
+    vector
+        .map(|vector| vector.bytes().to_vec())
+        .unwrap_or_default()
+}
+
+fn keyspace(name: Option<&str>) -> String {
+    match name {
+        Some(name) if !name.is_empty() => name.to_owned(),
+        _ => DEFAULT_KEYSPACE.to_owned(),
+    }
+}
+
+fn durability(value: wire::Durability, field: &'static str) -> Result<Durability, DecodeError> {
+    Durability::from_wire(value).ok_or(DecodeError::UnknownEnumValue {
+        field,
+        value: u32::from(value.0),
+    })
+}

@@ -1,0 +1,436 @@
+//! Owned, plain-Rust forms of the client protocol's messages.
+//!
+//! These are what the rest of Tessera works with; only `encode.rs` and `decode.rs` touch the
+//! flatbuffers types. Invariants:
+//! - Every type is `Send + Clone + Debug + PartialEq` and holds no borrowed wire bytes.
+//! - An empty byte vector and an absent one are the same thing on the wire.
+//! - A decoded keyspace is never empty: the wire's empty keyspace becomes [`DEFAULT_KEYSPACE`].
+//! - The numbers of [`Durability`] and [`ErrorCode`] on the wire are fixed forever; the mapping
+//!   lives here, next to the types, and a test pins it.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+use crate::generated as wire;
+
+/// Keyspace used when a request names none (an empty keyspace on the wire).
+///
+/// Must equal `tessera_core`'s `DEFAULT_KEYSPACE`; it is repeated here so that this crate does not
+/// depend on core's API while both are young.
+pub const DEFAULT_KEYSPACE: &str = "default";
+
+/// How durable a write must be before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Durability {
+    /// The keyspace's setting (durable unless configured otherwise).
+    #[default]
+    Default,
+    /// Fsynced on `w` replicas before the reply.
+    Durable,
+    /// In memory (commit log written, not synced) on `w` replicas before the reply.
+    Relaxed,
+}
+
+/// Read every sibling of one key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetRequest {
+    /// Keyspace name; empty means [`DEFAULT_KEYSPACE`].
+    pub keyspace: String,
+    /// The key.
+    pub key: Vec<u8>,
+}
+
+/// Write one value, superseding what `context` saw (empty context: a blind write).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutRequest {
+    /// Keyspace name; empty means [`DEFAULT_KEYSPACE`].
+    pub keyspace: String,
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value.
+    pub value: Vec<u8>,
+    /// Causal context from an earlier read, or empty.
+    pub context: Vec<u8>,
+    /// Durability asked for.
+    pub durability: Durability,
+}
+
+/// Delete one key by writing a tombstone that supersedes what `context` saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteRequest {
+    /// Keyspace name; empty means [`DEFAULT_KEYSPACE`].
+    pub keyspace: String,
+    /// The key.
+    pub key: Vec<u8>,
+    /// Causal context from an earlier read, or empty.
+    pub context: Vec<u8>,
+    /// Durability asked for.
+    pub durability: Durability,
+}
+
+/// One write of a [`BatchPutRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutItem {
+    /// The key.
+    pub key: Vec<u8>,
+    /// The value.
+    pub value: Vec<u8>,
+    /// Causal context from an earlier read, or empty.
+    pub context: Vec<u8>,
+}
+
+/// Read many keys of one keyspace (at most [`BATCH_ITEMS_MAX`](crate::BATCH_ITEMS_MAX)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchGetRequest {
+    /// Keyspace name; empty means [`DEFAULT_KEYSPACE`].
+    pub keyspace: String,
+    /// The keys, answered in this order.
+    pub keys: Vec<Vec<u8>>,
+}
+
+/// Write many keys of one keyspace (at most [`BATCH_ITEMS_MAX`](crate::BATCH_ITEMS_MAX)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchPutRequest {
+    /// Keyspace name; empty means [`DEFAULT_KEYSPACE`].
+    pub keyspace: String,
+    /// The writes, answered in this order. Each succeeds or fails on its own.
+    pub items: Vec<PutItem>,
+    /// Durability asked for, for every item.
+    pub durability: Durability,
+}
+
+/// A client request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Read one key.
+    Get(GetRequest),
+    /// Write one key.
+    Put(PutRequest),
+    /// Delete one key.
+    Delete(DeleteRequest),
+    /// Read many keys.
+    BatchGet(BatchGetRequest),
+    /// Write many keys.
+    BatchPut(BatchPutRequest),
+    /// Liveness probe; the payload is echoed in [`Response::Pong`].
+    Ping(Vec<u8>),
+    /// Ask for the node's shard layout.
+    Topology,
+}
+
+/// Every sibling value of a key and the causal context covering them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GetResponse {
+    /// Sibling values (at most [`SIBLINGS_MAX`](crate::SIBLINGS_MAX)); empty means not found.
+    pub values: Vec<Vec<u8>>,
+    /// Context to pass to the next write of this key.
+    pub context: Vec<u8>,
+}
+
+impl GetResponse {
+    /// Whether the key had no value.
+    pub fn is_not_found(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+/// A successful write or delete.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WriteResponse {
+    /// Context covering the write just made.
+    pub context: Vec<u8>,
+}
+
+/// Where one shard of a node listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ShardEndpoint {
+    /// Shard (core) index on the node.
+    pub shard: u16,
+    /// TCP port of that shard.
+    pub port: u16,
+}
+
+/// A node's shard layout: partition `p` is served by shard `partition_shard[p]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TopologyInfo {
+    /// The answering node.
+    pub node_id: u64,
+    /// Partitions in the ring (`Q`).
+    pub partitions: u32,
+    /// Each shard's port.
+    pub shards: Vec<ShardEndpoint>,
+    /// Shard serving each partition, indexed by partition.
+    pub partition_shard: Vec<u16>,
+}
+
+/// Why a request failed. Values are fixed on the wire (see `fbs/client.fbs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// Anything else, including codes from a newer peer.
+    #[default]
+    Unknown,
+    /// The request is malformed or breaks a rule.
+    BadRequest,
+    /// A frame, key, value or batch is over its limit.
+    TooLarge,
+    /// The key has no value.
+    NotFound,
+    /// The node is shedding load; back off and retry.
+    Overloaded,
+    /// Too few replicas answered; see `answered`/`required`.
+    QuorumNotReached,
+    /// The caller may not do this.
+    Unauthorized,
+    /// The node cannot serve this right now.
+    Unavailable,
+    /// The request ran out of time on the node.
+    Timeout,
+    /// A bug or unexpected local failure on the node.
+    Internal,
+}
+
+impl ErrorCode {
+    /// Whether retrying the same request later may succeed (after a backoff).
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::Overloaded
+                | ErrorCode::QuorumNotReached
+                | ErrorCode::Unavailable
+                | ErrorCode::Timeout
+        )
+    }
+
+    /// A short lowercase name, as in logs and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unknown => "unknown error",
+            ErrorCode::BadRequest => "bad request",
+            ErrorCode::TooLarge => "too large",
+            ErrorCode::NotFound => "not found",
+            ErrorCode::Overloaded => "overloaded",
+            ErrorCode::QuorumNotReached => "quorum not reached",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Timeout => "timeout",
+            ErrorCode::Internal => "internal error",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A typed error carried on the wire, for a whole request or one batch item.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WireError {
+    /// What went wrong.
+    pub code: ErrorCode,
+    /// Human-readable detail; may be empty.
+    pub message: String,
+    /// For `QuorumNotReached`: replicas that answered in time. Zero otherwise.
+    pub answered: u32,
+    /// For `QuorumNotReached`: replicas that had to answer. Zero otherwise.
+    pub required: u32,
+}
+
+impl WireError {
+    /// An error with a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        WireError {
+            code,
+            message: message.into(),
+            answered: 0,
+            required: 0,
+        }
+    }
+
+    /// `QuorumNotReached`: only `answered` of `required` replicas answered in time.
+    pub fn quorum_not_reached(answered: u32, required: u32) -> Self {
+        WireError {
+            code: ErrorCode::QuorumNotReached,
+            message: String::new(),
+            answered,
+            required,
+        }
+    }
+
+    /// `BadRequest` with a message.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        WireError::new(ErrorCode::BadRequest, message)
+    }
+
+    /// `TooLarge` with a message.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        WireError::new(ErrorCode::TooLarge, message)
+    }
+
+    /// `Overloaded` with a message.
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        WireError::new(ErrorCode::Overloaded, message)
+    }
+
+    /// `Internal` with a message.
+    pub fn internal(message: impl Into<String>) -> Self {
+        WireError::new(ErrorCode::Internal, message)
+    }
+}
+
+impl fmt::Display for WireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code)?;
+        if self.code == ErrorCode::QuorumNotReached {
+            write!(
+                f,
+                " ({} of {} replicas answered)",
+                self.answered, self.required
+            )?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for WireError {}
+
+/// A server's answer to one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// Answer to [`Request::Get`].
+    Get(GetResponse),
+    /// Answer to [`Request::Put`].
+    Put(WriteResponse),
+    /// Answer to [`Request::Delete`].
+    Delete(WriteResponse),
+    /// Answer to [`Request::BatchGet`]: one result per key, in request order.
+    BatchGet(Vec<Result<GetResponse, WireError>>),
+    /// Answer to [`Request::BatchPut`]: one result per write, in request order.
+    BatchPut(Vec<Result<WriteResponse, WireError>>),
+    /// Answer to [`Request::Ping`], echoing its payload.
+    Pong(Vec<u8>),
+    /// Answer to [`Request::Topology`].
+    Topology(TopologyInfo),
+    /// The whole request failed.
+    Error(WireError),
+}
+
+// ---- Wire numbering of the enums. Writers and readers of each mapping sit side by side. ----
+
+impl Durability {
+    pub(crate) fn to_wire(self) -> wire::Durability {
+        match self {
+            Durability::Default => wire::Durability::Default,
+            Durability::Durable => wire::Durability::Durable,
+            Durability::Relaxed => wire::Durability::Relaxed,
+        }
+    }
+
+    /// `None` for a value this version does not know. The caller refuses the request: silently
+    /// weakening a durability request a newer client made would be worse than failing it.
+    pub(crate) fn from_wire(value: wire::Durability) -> Option<Self> {
+        match value {
+            wire::Durability::Default => Some(Durability::Default),
+            wire::Durability::Durable => Some(Durability::Durable),
+            wire::Durability::Relaxed => Some(Durability::Relaxed),
+            _ => None,
+        }
+    }
+}
+
+impl ErrorCode {
+    pub(crate) fn to_wire(self) -> wire::ErrorCode {
+        match self {
+            ErrorCode::Unknown => wire::ErrorCode::Unknown,
+            ErrorCode::BadRequest => wire::ErrorCode::BadRequest,
+            ErrorCode::TooLarge => wire::ErrorCode::TooLarge,
+            ErrorCode::NotFound => wire::ErrorCode::NotFound,
+            ErrorCode::Overloaded => wire::ErrorCode::Overloaded,
+            ErrorCode::QuorumNotReached => wire::ErrorCode::QuorumNotReached,
+            ErrorCode::Unauthorized => wire::ErrorCode::Unauthorized,
+            ErrorCode::Unavailable => wire::ErrorCode::Unavailable,
+            ErrorCode::Timeout => wire::ErrorCode::Timeout,
+            ErrorCode::Internal => wire::ErrorCode::Internal,
+        }
+    }
+
+    /// Codes from a newer peer become `Unknown`: an error is still an error, and the message
+    /// still says what happened.
+    pub(crate) fn from_wire(value: wire::ErrorCode) -> Self {
+        match value {
+            wire::ErrorCode::BadRequest => ErrorCode::BadRequest,
+            wire::ErrorCode::TooLarge => ErrorCode::TooLarge,
+            wire::ErrorCode::NotFound => ErrorCode::NotFound,
+            wire::ErrorCode::Overloaded => ErrorCode::Overloaded,
+            wire::ErrorCode::QuorumNotReached => ErrorCode::QuorumNotReached,
+            wire::ErrorCode::Unauthorized => ErrorCode::Unauthorized,
+            wire::ErrorCode::Unavailable => ErrorCode::Unavailable,
+            wire::ErrorCode::Timeout => ErrorCode::Timeout,
+            wire::ErrorCode::Internal => ErrorCode::Internal,
+            _ => ErrorCode::Unknown,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The numbers are a wire format: this test changes only when a value is appended.
+    #[test]
+    fn wire_numbers_are_pinned() {
+        let codes = [
+            (ErrorCode::Unknown, 0),
+            (ErrorCode::BadRequest, 1),
+            (ErrorCode::TooLarge, 2),
+            (ErrorCode::NotFound, 3),
+            (ErrorCode::Overloaded, 4),
+            (ErrorCode::QuorumNotReached, 5),
+            (ErrorCode::Unauthorized, 6),
+            (ErrorCode::Unavailable, 7),
+            (ErrorCode::Timeout, 8),
+            (ErrorCode::Internal, 9),
+        ];
+        for (code, number) in codes {
+            assert_eq!(code.to_wire().0, number, "{code}");
+            assert_eq!(ErrorCode::from_wire(wire::ErrorCode(number)), code);
+        }
+        assert_eq!(
+            ErrorCode::from_wire(wire::ErrorCode(10)),
+            ErrorCode::Unknown
+        );
+        assert_eq!(
+            ErrorCode::from_wire(wire::ErrorCode(u16::MAX)),
+            ErrorCode::Unknown
+        );
+
+        let levels = [
+            (Durability::Default, 0),
+            (Durability::Durable, 1),
+            (Durability::Relaxed, 2),
+        ];
+        for (level, number) in levels {
+            assert_eq!(level.to_wire().0, number);
+            assert_eq!(Durability::from_wire(wire::Durability(number)), Some(level));
+        }
+        assert_eq!(Durability::from_wire(wire::Durability(3)), None);
+    }
+
+    #[test]
+    fn wire_error_display_says_how_many_answered() {
+        let err = WireError::quorum_not_reached(1, 2);
+        assert_eq!(
+            err.to_string(),
+            "quorum not reached (1 of 2 replicas answered)"
+        );
+        let err = WireError::bad_request("empty key");
+        assert_eq!(err.to_string(), "bad request: empty key");
+        assert!(!err.code.is_retryable());
+        assert!(ErrorCode::Overloaded.is_retryable());
+    }
+}

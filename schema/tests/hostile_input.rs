@@ -1,0 +1,445 @@
+//! Bytes from the network cannot make the decoder panic, over-allocate or accept more than the
+//! limits allow: random bytes, mutated valid frames, over-limit batches, crafted buffers whose
+//! offsets share one big table, unknown tags and enum values.
+
+use flatbuffers::{FlatBufferBuilder, WIPOffset};
+use proptest::collection::vec;
+use proptest::prelude::*;
+use tessera_schema::generated as wire;
+use tessera_schema::{
+    decode_request, decode_response, frame_body_len, peek_request_id, BatchGetRequest,
+    BatchPutRequest, DecodeError, Encoder, ErrorCode, FrameBuffer, FrameError, GetRequest,
+    GetResponse, PutItem, PutRequest, Request, Response, ShardEndpoint, TopologyInfo, WireError,
+    WriteResponse, BATCH_ITEMS_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, SIBLINGS_MAX,
+};
+
+const CASES: u32 = 512;
+
+fn request_body(id: u64, request: &Request) -> Vec<u8> {
+    let mut out = Vec::new();
+    Encoder::new().encode_request(id, request, &mut out);
+    out.split_off(FRAME_HEADER_BYTES)
+}
+
+fn response_body(id: u64, response: &Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    Encoder::new().encode_response(id, response, &mut out);
+    out.split_off(FRAME_HEADER_BYTES)
+}
+
+/// One valid body of every message type, as seeds for mutation.
+fn sample_bodies() -> Vec<Vec<u8>> {
+    let put = PutRequest {
+        keyspace: "users".into(),
+        key: b"ada".to_vec(),
+        value: b"lovelace".to_vec(),
+        context: vec![1, 2, 3],
+        durability: tessera_schema::Durability::Durable,
+    };
+    let items = vec![
+        PutItem {
+            key: vec![1],
+            value: vec![2],
+            context: vec![]
+        };
+        3
+    ];
+    let requests = [
+        Request::Get(GetRequest {
+            keyspace: "users".into(),
+            key: b"ada".to_vec(),
+        }),
+        Request::Put(put),
+        Request::BatchGet(BatchGetRequest {
+            keyspace: String::new(),
+            keys: vec![vec![1], vec![]],
+        }),
+        Request::BatchPut(BatchPutRequest {
+            keyspace: "x".into(),
+            items,
+            durability: tessera_schema::Durability::Relaxed,
+        }),
+        Request::Ping(vec![9; 5]),
+        Request::Topology,
+    ];
+    let get = GetResponse {
+        values: vec![vec![1; 4], vec![]],
+        context: vec![5; 6],
+    };
+    let responses = [
+        Response::Get(get.clone()),
+        Response::Delete(WriteResponse { context: vec![1] }),
+        Response::BatchGet(vec![Ok(get), Err(WireError::quorum_not_reached(1, 2))]),
+        Response::BatchPut(vec![
+            Ok(WriteResponse::default()),
+            Err(WireError::bad_request("k")),
+        ]),
+        Response::Topology(TopologyInfo {
+            node_id: 4,
+            partitions: 3,
+            shards: vec![ShardEndpoint {
+                shard: 0,
+                port: 7000,
+            }],
+            partition_shard: vec![0, 0, 0],
+        }),
+        Response::Error(WireError::new(ErrorCode::Overloaded, "busy")),
+    ];
+    let mut bodies: Vec<Vec<u8>> = requests.iter().map(|r| request_body(1, r)).collect();
+    bodies.extend(responses.iter().map(|r| response_body(2, r)));
+    bodies
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+    #[test]
+    fn random_bytes_are_refused_without_panic(body in vec(any::<u8>(), 0..512)) {
+        prop_assert!(decode_request(&body).is_err());
+        prop_assert!(decode_response(&body).is_err());
+    }
+
+    /// Flipped bytes and truncations of valid frames may decode to something else, but never
+    /// panic.
+    #[test]
+    fn mutated_frames_never_panic(
+        seed in 0usize..12,
+        flips in vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        truncate in any::<prop::sample::Index>(),
+        do_truncate: bool,
+    ) {
+        let mut body = sample_bodies().swap_remove(seed);
+        for (at, byte) in flips {
+            let at = at.index(body.len());
+            body[at] ^= byte;
+        }
+        if do_truncate {
+            body.truncate(truncate.index(body.len()));
+        }
+        let _ = decode_request(&body);
+        let _ = decode_response(&body);
+        let _ = peek_request_id(&body);
+    }
+
+    /// Random bytes through a `FrameBuffer` either come out as frames within the limit or stop
+    /// at a framing error; the buffer never grows past one header plus the limit.
+    #[test]
+    fn frame_buffer_bounds_memory_on_random_streams(
+        stream in vec(any::<u8>(), 0..2048),
+        limit in 1usize..256,
+    ) {
+        let mut frames = FrameBuffer::new(limit);
+        let mut reader = &stream[..];
+        loop {
+            match frames.read_from(&mut reader) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            prop_assert!(frames.allocated_bytes() <= FRAME_HEADER_BYTES + limit);
+            match frames.next_frame() {
+                Ok(Some(body)) => prop_assert!(!body.is_empty() && body.len() <= limit),
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+#[test]
+fn header_over_the_limit_is_refused() {
+    let len = u32::try_from(FRAME_BYTES_MAX + 1).unwrap();
+    assert_eq!(
+        frame_body_len(len.to_le_bytes(), usize::MAX),
+        Err(FrameError::TooLarge {
+            len: FRAME_BYTES_MAX + 1,
+            limit: FRAME_BYTES_MAX
+        })
+    );
+    assert_eq!(
+        frame_body_len(1025u32.to_le_bytes(), 1024),
+        Err(FrameError::TooLarge {
+            len: 1025,
+            limit: 1024
+        })
+    );
+    assert_eq!(frame_body_len(1024u32.to_le_bytes(), 1024), Ok(1024));
+    assert_eq!(frame_body_len([0; 4], 1024), Err(FrameError::Empty));
+}
+
+#[test]
+fn frame_buffer_never_reserves_past_its_limit() {
+    let limit = 4096;
+    let mut frames = FrameBuffer::new(limit);
+    // A header announcing 4 GiB followed by an endless supply of bytes.
+    let mut stream = u32::MAX.to_le_bytes().to_vec();
+    stream.resize(1 << 20, 0xEE);
+    let mut reader = &stream[..];
+    while frames.read_from(&mut reader).is_ok_and(|read| read > 0) {}
+    assert!(frames.allocated_bytes() <= FRAME_HEADER_BYTES + limit);
+    assert!(matches!(
+        frames.next_frame(),
+        Err(FrameError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn batches_over_the_limit_are_refused() {
+    let over = BATCH_ITEMS_MAX + 1;
+    let too_many = DecodeError::TooManyItems {
+        count: over,
+        max: BATCH_ITEMS_MAX,
+    };
+
+    let batch_get = Request::BatchGet(BatchGetRequest {
+        keyspace: "k".into(),
+        keys: vec![vec![1]; over],
+    });
+    let body = request_body(11, &batch_get);
+    assert_eq!(decode_request(&body), Err(too_many.clone()));
+    // The server can still answer this request by id, with a typed error.
+    assert_eq!(peek_request_id(&body), Some(11));
+    assert_eq!(too_many.to_wire_error().code, ErrorCode::TooLarge);
+
+    let items = vec![
+        PutItem {
+            key: vec![1],
+            value: vec![],
+            context: vec![]
+        };
+        over
+    ];
+    let batch_put = Request::BatchPut(BatchPutRequest {
+        keyspace: "k".into(),
+        items,
+        durability: tessera_schema::Durability::Default,
+    });
+    assert_eq!(
+        decode_request(&request_body(1, &batch_put)),
+        Err(too_many.clone())
+    );
+
+    let answers = Response::BatchGet(vec![Ok(GetResponse::default()); over]);
+    assert_eq!(
+        decode_response(&response_body(1, &answers)),
+        Err(too_many.clone())
+    );
+    let answers = Response::BatchPut(vec![Ok(WriteResponse::default()); over]);
+    assert_eq!(decode_response(&response_body(1, &answers)), Err(too_many));
+
+    let siblings = Response::Get(GetResponse {
+        values: vec![vec![1]; SIBLINGS_MAX + 1],
+        context: vec![],
+    });
+    assert_eq!(
+        decode_response(&response_body(1, &siblings)),
+        Err(DecodeError::TooManyItems {
+            count: SIBLINGS_MAX + 1,
+            max: SIBLINGS_MAX
+        })
+    );
+}
+
+/// The largest legal messages, in the shapes with the most verifier work per byte, still pass the
+/// verifier's budgets.
+#[test]
+fn largest_legal_messages_decode() {
+    let errors = Response::BatchGet(vec![Err(WireError::default()); BATCH_ITEMS_MAX]);
+    assert!(decode_response(&response_body(1, &errors)).is_ok());
+    let writes = Response::BatchPut(vec![Ok(WriteResponse::default()); BATCH_ITEMS_MAX]);
+    assert!(decode_response(&response_body(1, &writes)).is_ok());
+    let keys = Request::BatchGet(BatchGetRequest {
+        keyspace: String::new(),
+        keys: vec![vec![]; BATCH_ITEMS_MAX],
+    });
+    assert!(decode_request(&request_body(1, &keys)).is_ok());
+    let siblings = GetResponse {
+        values: vec![vec![]; SIBLINGS_MAX],
+        context: vec![],
+    };
+    let many = Response::BatchGet(vec![Ok(siblings); 256]);
+    assert!(decode_response(&response_body(1, &many)).is_ok());
+}
+
+/// A small buffer whose batch items all point at one table holding a large value would decode
+/// into gigabytes; the verifier's apparent-size budget refuses it first.
+#[test]
+fn shared_offsets_cannot_amplify_memory() {
+    let mut fbb = FlatBufferBuilder::new();
+    let data = fbb.create_vector(&vec![0xAB_u8; 64 << 10]);
+    let blob = wire::Blob::create(&mut fbb, &wire::BlobArgs { data: Some(data) });
+    let values = fbb.create_vector(&[blob]);
+    let result = wire::GetResult::create(
+        &mut fbb,
+        &wire::GetResultArgs {
+            values: Some(values),
+            context: None,
+        },
+    );
+    let item = wire::BatchGetItem::create(
+        &mut fbb,
+        &wire::BatchGetItemArgs {
+            result: Some(result),
+            error: None,
+        },
+    );
+    let items = fbb.create_vector(&vec![item; BATCH_ITEMS_MAX]);
+    let batch =
+        wire::BatchGetResult::create(&mut fbb, &wire::BatchGetResultArgs { items: Some(items) });
+    let frame = wire::ResponseFrame::create(
+        &mut fbb,
+        &wire::ResponseFrameArgs {
+            id: 1,
+            body_type: wire::ResponseBody::BatchGetResult,
+            body: Some(batch.as_union_value()),
+        },
+    );
+    fbb.finish_minimal(frame);
+    let body = fbb.finished_data();
+    assert!(
+        body.len() < 128 << 10,
+        "the crafted buffer is small: {}",
+        body.len()
+    );
+    assert!(matches!(
+        decode_response(body),
+        Err(DecodeError::Invalid(
+            flatbuffers::InvalidFlatbuffer::ApparentSizeTooLarge
+        ))
+    ));
+}
+
+fn finished_request(
+    build: impl FnOnce(
+        &mut FlatBufferBuilder<'static>,
+    ) -> (wire::RequestBody, WIPOffset<flatbuffers::UnionWIPOffset>),
+) -> Vec<u8> {
+    let mut fbb = FlatBufferBuilder::new();
+    let (body_type, body) = build(&mut fbb);
+    let frame = wire::RequestFrame::create(
+        &mut fbb,
+        &wire::RequestFrameArgs {
+            id: 5,
+            body_type,
+            body: Some(body),
+        },
+    );
+    fbb.finish_minimal(frame);
+    fbb.finished_data().to_vec()
+}
+
+#[test]
+fn unknown_message_type_is_refused() {
+    let body = finished_request(|fbb| {
+        let ping = wire::Ping::create(fbb, &wire::PingArgs { payload: None });
+        (wire::RequestBody(200), ping.as_union_value())
+    });
+    assert_eq!(decode_request(&body), Err(DecodeError::UnknownMessage));
+    assert_eq!(peek_request_id(&body), Some(5));
+}
+
+#[test]
+fn missing_body_is_refused() {
+    let mut fbb = FlatBufferBuilder::new();
+    let frame = wire::RequestFrame::create(
+        &mut fbb,
+        &wire::RequestFrameArgs {
+            id: 5,
+            ..Default::default()
+        },
+    );
+    fbb.finish_minimal(frame);
+    assert_eq!(
+        decode_request(fbb.finished_data()),
+        Err(DecodeError::MissingField("body"))
+    );
+}
+
+#[test]
+fn unknown_durability_is_refused_not_weakened() {
+    let body = finished_request(|fbb| {
+        let put = wire::Put::create(
+            fbb,
+            &wire::PutArgs {
+                durability: wire::Durability(9),
+                ..Default::default()
+            },
+        );
+        (wire::RequestBody::Put, put.as_union_value())
+    });
+    assert_eq!(
+        decode_request(&body),
+        Err(DecodeError::UnknownEnumValue {
+            field: "Put.durability",
+            value: 9
+        })
+    );
+}
+
+#[test]
+fn unknown_error_code_reads_as_unknown() {
+    let mut fbb = FlatBufferBuilder::new();
+    let error = wire::Error::create(
+        &mut fbb,
+        &wire::ErrorArgs {
+            code: wire::ErrorCode(999),
+            ..Default::default()
+        },
+    );
+    let frame = wire::ResponseFrame::create(
+        &mut fbb,
+        &wire::ResponseFrameArgs {
+            id: 1,
+            body_type: wire::ResponseBody::Error,
+            body: Some(error.as_union_value()),
+        },
+    );
+    fbb.finish_minimal(frame);
+    let Ok((1, Response::Error(error))) = decode_response(fbb.finished_data()) else {
+        panic!("an unknown code is still an error response");
+    };
+    assert_eq!(error.code, ErrorCode::Unknown);
+}
+
+#[test]
+fn batch_item_must_be_result_or_error() {
+    for (with_result, with_error) in [(false, false), (true, true)] {
+        let mut fbb = FlatBufferBuilder::new();
+        let result = with_result
+            .then(|| wire::WriteResult::create(&mut fbb, &wire::WriteResultArgs::default()));
+        let error = with_error.then(|| wire::Error::create(&mut fbb, &wire::ErrorArgs::default()));
+        let item =
+            wire::BatchWriteItem::create(&mut fbb, &wire::BatchWriteItemArgs { result, error });
+        let items = fbb.create_vector(&[item]);
+        let batch = wire::BatchWriteResult::create(
+            &mut fbb,
+            &wire::BatchWriteResultArgs { items: Some(items) },
+        );
+        let frame = wire::ResponseFrame::create(
+            &mut fbb,
+            &wire::ResponseFrameArgs {
+                id: 1,
+                body_type: wire::ResponseBody::BatchWriteResult,
+                body: Some(batch.as_union_value()),
+            },
+        );
+        fbb.finish_minimal(frame);
+        assert!(
+            decode_response(fbb.finished_data()).is_err(),
+            "result {with_result}, error {with_error}"
+        );
+    }
+}
+
+#[test]
+fn topology_must_map_every_partition() {
+    let short = Response::Topology(TopologyInfo {
+        node_id: 1,
+        partitions: 4,
+        shards: vec![ShardEndpoint { shard: 0, port: 1 }],
+        partition_shard: vec![0, 0],
+    });
+    assert!(matches!(
+        decode_response(&response_body(1, &short)),
+        Err(DecodeError::Malformed(_))
+    ));
+}

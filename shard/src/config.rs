@@ -1,0 +1,208 @@
+//! Node configuration: a TOML file, overridden by command-line flags, validated once at start.
+//!
+//! Defaults are the safe ones: writes are durable (fsynced before acknowledgement), shards are
+//! pinned to cores, and every size has a bound.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tessera_core::constants::{
+    KEY_BYTES_MAX_DEFAULT, PARTITION_COUNT_DEFAULT, SHARD_COUNT_MAX, VALUE_BYTES_MAX_DEFAULT,
+};
+use tessera_io::ShardPlacement;
+
+use crate::constants::*;
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where the node keeps its data; one sub-directory per shard.
+    pub data_dir: PathBuf,
+    /// The node's main address; shard `i` listens on the same host at `port + 1 + i`.
+    pub listen: SocketAddr,
+    /// Shards (one executor thread each). Defaults to the number of CPUs.
+    pub shards: u16,
+    /// Partitions of the ring (a power of two). Fixed when the data directory is created.
+    pub partitions: u32,
+    /// `pinned` (one shard per CPU, production) or `unbound` (tests, shared machines).
+    pub placement: PlacementSetting,
+    /// How often (ms) glommio lets other task queues run; low values favour latency.
+    pub preempt_timer_ms: u64,
+    /// Acknowledge writes only once their log record is fsynced (the default). Requests may
+    /// ask for either behaviour explicitly.
+    pub durable_writes: bool,
+    /// Largest key, in bytes.
+    pub key_bytes_max: usize,
+    /// Largest value, in bytes.
+    pub value_bytes_max: usize,
+    /// Largest request frame, in bytes.
+    pub frame_bytes_max: usize,
+    /// Connections one shard serves at once.
+    pub connections_per_shard_max: usize,
+    /// Requests one connection may have in flight.
+    pub inflight_per_connection_max: usize,
+    /// Commit-log segment size, in bytes.
+    pub log_segment_bytes: u64,
+    /// Log bytes that may wait for the next group commit.
+    pub log_pending_bytes_max: usize,
+    /// Memory one shard's memtable may use, in bytes.
+    pub memtable_bytes_max: usize,
+}
+
+/// Where shard threads run.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PlacementSetting {
+    /// One shard per CPU.
+    Pinned,
+    /// Anywhere.
+    Unbound,
+}
+
+impl From<PlacementSetting> for ShardPlacement {
+    fn from(p: PlacementSetting) -> Self {
+        match p {
+            PlacementSetting::Pinned => ShardPlacement::Pinned,
+            PlacementSetting::Unbound => ShardPlacement::Unbound,
+        }
+    }
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self {
+            data_dir: PathBuf::from("tessera-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
+            shards: u16::try_from(cpus)
+                .unwrap_or(SHARD_COUNT_MAX)
+                .min(SHARD_COUNT_MAX),
+            partitions: PARTITION_COUNT_DEFAULT,
+            placement: PlacementSetting::Pinned,
+            preempt_timer_ms: tessera_io::constants::PREEMPT_TIMER_MS_DEFAULT,
+            durable_writes: true,
+            key_bytes_max: KEY_BYTES_MAX_DEFAULT,
+            value_bytes_max: VALUE_BYTES_MAX_DEFAULT,
+            frame_bytes_max: FRAME_BYTES_MAX_DEFAULT,
+            connections_per_shard_max: CONNECTIONS_PER_SHARD_MAX_DEFAULT,
+            inflight_per_connection_max: INFLIGHT_PER_CONNECTION_MAX_DEFAULT,
+            log_segment_bytes: LOG_SEGMENT_BYTES_DEFAULT,
+            log_pending_bytes_max: LOG_PENDING_BYTES_MAX_DEFAULT,
+            memtable_bytes_max: MEMTABLE_BYTES_MAX_DEFAULT,
+        }
+    }
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("config file {} is invalid: {source}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// A value out of range or inconsistent with another.
+    #[error("invalid setting `{field}`: {why}")]
+    Invalid {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong and what would work.
+        why: String,
+    },
+}
+
+impl NodeConfig {
+    /// Reads a TOML config file; unset fields keep their defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Port of shard `shard`.
+    pub fn shard_port(&self, shard: u16) -> u16 {
+        self.listen.port() + 1 + shard
+    }
+
+    /// Checks every bound; the message says what would work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, why: String| Err(ConfigError::Invalid { field, why });
+        if self.shards == 0 || self.shards > SHARD_COUNT_MAX {
+            return invalid("shards", format!("must be 1..={SHARD_COUNT_MAX}"));
+        }
+        if u32::from(self.listen.port()) + 1 + u32::from(self.shards) > u32::from(u16::MAX) {
+            return invalid("listen", "port + 1 + shards must stay below 65536".into());
+        }
+        if self.listen.port() == 0 {
+            return invalid(
+                "listen",
+                "a fixed port is needed (shard ports follow it)".into(),
+            );
+        }
+        if !self.partitions.is_power_of_two() || self.partitions < u32::from(self.shards) {
+            return invalid(
+                "partitions",
+                "must be a power of two and at least `shards`".into(),
+            );
+        }
+        if self.key_bytes_max == 0 || self.key_bytes_max > (1 << 20) {
+            return invalid("key_bytes_max", "must be 1..=1048576".into());
+        }
+        if self.value_bytes_max > (64 << 20) {
+            return invalid("value_bytes_max", "must be at most 64 MiB".into());
+        }
+        let one_put = self.key_bytes_max + self.value_bytes_max + 4096;
+        if self.frame_bytes_max < one_put || self.frame_bytes_max > tessera_schema::FRAME_BYTES_MAX
+        {
+            let max = tessera_schema::FRAME_BYTES_MAX;
+            return invalid(
+                "frame_bytes_max",
+                format!("must fit one put ({one_put}) and be at most {max}"),
+            );
+        }
+        if self.log_pending_bytes_max < OBJECT_BYTES_MAX + self.key_bytes_max + 512 {
+            return invalid(
+                "log_pending_bytes_max",
+                format!("must exceed the largest object ({OBJECT_BYTES_MAX}) plus a key"),
+            );
+        }
+        if self.log_segment_bytes < 2 * self.log_pending_bytes_max as u64 {
+            return invalid(
+                "log_segment_bytes",
+                "must be at least twice log_pending_bytes_max".into(),
+            );
+        }
+        if self.connections_per_shard_max == 0 || self.inflight_per_connection_max == 0 {
+            return invalid(
+                "connections_per_shard_max",
+                "limits must be at least 1".into(),
+            );
+        }
+        if !(1..=100).contains(&self.preempt_timer_ms) {
+            return invalid(
+                "preempt_timer_ms",
+                "must be 1..=100 (1-5 suits latency)".into(),
+            );
+        }
+        Ok(())
+    }
+}

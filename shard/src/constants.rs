@@ -1,0 +1,22 @@
+//! Every bound of the server, named in one place. Defaults that a deployment may change live in
+//! [`crate::config::NodeConfig`]; these are the fixed ones and the defaults' values.
+
+/// Default cap on one frame body on the client port (a batch of 4 MiB of pairs).
+pub const FRAME_BYTES_MAX_DEFAULT: usize = 4 << 20;
+/// Default number of connections one shard serves at once; more are closed on accept.
+pub const CONNECTIONS_PER_SHARD_MAX_DEFAULT: usize = 4096;
+/// Default requests one connection may have in flight; the reader stops reading beyond it.
+pub const INFLIGHT_PER_CONNECTION_MAX_DEFAULT: usize = 512;
+/// Default size at which a commit-log segment is closed.
+pub const LOG_SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
+/// Default bound on log bytes waiting for the next group commit (also bounds one batch).
+pub const LOG_PENDING_BYTES_MAX_DEFAULT: usize = 16 << 20;
+/// Largest encoded object (all siblings of one key) a write may produce.
+pub const OBJECT_BYTES_MAX: usize = 8 << 20;
+/// Default memory one shard's memtable may hold before writes are refused as overloaded
+/// (until SSTable flush exists, the memtable holds the whole data set).
+pub const MEMTABLE_BYTES_MAX_DEFAULT: usize = 4 << 30;
+/// How often a shard checks whether the node is shutting down.
+pub const SHUTDOWN_POLL_MS: u64 = 20;
+/// Largest batch of responses one connection writes in one system call.
+pub const CONNECTION_WRITE_BYTES_MAX: usize = 1 << 20;

@@ -1,0 +1,162 @@
+//! One shard's storage engine: the commit log and the memtable.
+//!
+//! Write path: compute the key's new object → append it to the commit log → apply it to the
+//! memtable → acknowledge once the log record is durable (if the write asked for durability).
+//! The first three steps run without an `.await` between them, so on this single-threaded
+//! shard two writes to one key can never both start from the same old object: every write
+//! sees every write appended before it, and the log holds them in memtable order.
+//!
+//! Read path: the memtable (the whole data set until SSTables exist).
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use tessera_core::{NodeId, Object, VersionVector};
+use tessera_io::log_writer::LogConfig;
+
+use crate::constants::OBJECT_BYTES_MAX;
+use crate::error::ShardError;
+use crate::log::{recover, CommitLog, RecoveryError, RecoveryReport};
+use crate::memtable::Memtable;
+
+/// Limits the engine enforces on every write.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineLimits {
+    /// Memory the memtable may use.
+    pub memtable_bytes_max: usize,
+    /// Log sizes.
+    pub log: LogConfig,
+}
+
+/// A shard's engine. Single-executor.
+#[derive(Debug)]
+pub struct Engine {
+    node: NodeId,
+    memtable: RefCell<Memtable>,
+    log: CommitLog,
+    limits: EngineLimits,
+}
+
+/// The outcome of a write: the key's clock after it, which is the context for the next write.
+pub type WriteOutcome = VersionVector;
+
+impl Engine {
+    /// Recovers the log in `dir/log` into a fresh memtable and opens the log for appends.
+    pub async fn open(
+        dir: &Path,
+        node: NodeId,
+        limits: EngineLimits,
+    ) -> Result<(Self, RecoveryReport), RecoveryError> {
+        let log_dir: PathBuf = dir.join("log");
+        tessera_io::file::create_dir_durable(&log_dir)
+            .await
+            .map_err(|source| RecoveryError::Io {
+                path: log_dir.clone(),
+                source,
+            })?;
+        let mut memtable = Memtable::new();
+        let report = recover(&log_dir, |_, record| {
+            let object = Object::decode(record.object).map_err(|e| e.to_string())?;
+            memtable.insert(record.keyspace, record.key, object);
+            Ok(())
+        })
+        .await?;
+        let log = CommitLog::start(log_dir, report.next, limits.log);
+        let engine = Self {
+            node,
+            memtable: RefCell::new(memtable),
+            log,
+            limits,
+        };
+        Ok((engine, report))
+    }
+
+    /// Runs `f` on the object of (keyspace, key), if there is one.
+    pub fn read<T>(&self, keyspace: &str, key: &[u8], f: impl FnOnce(Option<&Object>) -> T) -> T {
+        f(self.memtable.borrow().get(keyspace, key))
+    }
+
+    /// Writes `value` (or a tombstone for `None`) superseding what `context` saw.
+    pub async fn write(
+        &self,
+        keyspace: &str,
+        key: &[u8],
+        context: &VersionVector,
+        value: Option<Vec<u8>>,
+        durable: bool,
+    ) -> Result<WriteOutcome, ShardError> {
+        self.log.ready().await;
+        // From here to the append there is no `.await` (see the module doc).
+        let (ticket, clock) = self.apply(keyspace, key, context, value)?;
+        if durable {
+            self.log.wait_durable(ticket).await?;
+        }
+        Ok(clock)
+    }
+
+    fn apply(
+        &self,
+        keyspace: &str,
+        key: &[u8],
+        context: &VersionVector,
+        value: Option<Vec<u8>>,
+    ) -> Result<(tessera_io::Ticket, VersionVector), ShardError> {
+        if let Some(failure) = self.log.failure() {
+            return Err(failure.into());
+        }
+        let mut memtable = self.memtable.borrow_mut();
+        if memtable.bytes() >= self.limits.memtable_bytes_max {
+            return Err(ShardError::MemoryFull {
+                max: self.limits.memtable_bytes_max,
+            });
+        }
+        let mut object = memtable.get(keyspace, key).cloned().unwrap_or_default();
+        object.update(context, self.node, now_ms(), value)?;
+        let len = object.encoded_len();
+        if len > OBJECT_BYTES_MAX {
+            return Err(ShardError::TooLarge {
+                what: "the key's versions (resolve its siblings)",
+                len,
+                max: OBJECT_BYTES_MAX,
+            });
+        }
+        let ticket = self.log.append_object(keyspace, key, &object)?;
+        let clock = object.clock().clone();
+        memtable.insert(keyspace, key, object);
+        Ok((ticket, clock))
+    }
+
+    /// Waits until every write so far is durable.
+    pub async fn sync(&self) -> Result<(), ShardError> {
+        Ok(self.log.sync().await?)
+    }
+
+    /// Keys held (tombstoned ones included).
+    pub fn key_count(&self) -> usize {
+        self.memtable.borrow().len()
+    }
+
+    /// Memory the memtable holds.
+    pub fn memtable_bytes(&self) -> usize {
+        self.memtable.borrow().bytes()
+    }
+
+    /// Group-commit batches written so far.
+    pub fn log_batches_written(&self) -> u64 {
+        self.log.batches_written()
+    }
+
+    /// Makes every write durable and closes the log.
+    pub async fn close(&self) -> Result<(), ShardError> {
+        Ok(self.log.close().await?)
+    }
+}
+
+/// Wall-clock milliseconds for a sibling's timestamp (used later by last-write-wins and TTL;
+/// never for ordering versions, which the dots do).
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

@@ -1,0 +1,63 @@
+//! The server's errors, and how each becomes a typed error on the wire.
+
+use tessera_core::CoreError;
+use tessera_io::LogError;
+use tessera_schema::{ErrorCode, WireError};
+
+/// Why a request failed inside a shard.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShardError {
+    /// The request is malformed (bad context, empty key...).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A key, value or object over its limit.
+    #[error("{what} of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge {
+        /// What is too large.
+        what: &'static str,
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The keyspace does not exist.
+    #[error("keyspace '{0}' does not exist (this node serves 'default')")]
+    NoSuchKeyspace(String),
+    /// The shard's memory budget is used up.
+    #[error("shard memory budget of {max} bytes is used up; raise it or add nodes")]
+    MemoryFull {
+        /// The budget.
+        max: usize,
+    },
+    /// The version layer refused the write (too many siblings...).
+    #[error("{0}")]
+    Version(#[from] CoreError),
+    /// The commit log refused or failed the write.
+    #[error("{0}")]
+    Log(#[from] LogError),
+    /// The owning shard cannot be reached (shutting down).
+    #[error("shard {0} is unavailable (the node is shutting down)")]
+    ShardUnavailable(u16),
+}
+
+impl ShardError {
+    /// The wire code a client acts on.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::BadRequest(_) => ErrorCode::BadRequest,
+            Self::TooLarge { .. } => ErrorCode::TooLarge,
+            Self::NoSuchKeyspace(_) => ErrorCode::NotFound,
+            Self::MemoryFull { .. } => ErrorCode::Overloaded,
+            Self::Version(CoreError::ValueTooLarge { .. }) => ErrorCode::TooLarge,
+            Self::Version(_) => ErrorCode::BadRequest,
+            Self::Log(LogError::RecordTooLarge { .. }) => ErrorCode::TooLarge,
+            Self::Log(_) | Self::ShardUnavailable(_) => ErrorCode::Unavailable,
+        }
+    }
+
+    /// The error as sent to the client.
+    pub fn to_wire(&self) -> WireError {
+        WireError::new(self.code(), self.to_string())
+    }
+}

@@ -1,0 +1,19 @@
+//! `tessera-shard`: the Tessera server.
+//!
+//! Per shard: a storage engine (commit log + memtable, `engine.rs`, `log/`, `memtable.rs`), a
+//! request executor (`service.rs`) and the runtime that feeds it from the network and the other
+//! shards (`runtime/`). `node.rs` starts one shard per core. Protocol logic lives in
+//! `tessera-core`; kernel I/O in `tessera-io`; this crate drives them.
+
+pub mod config;
+pub mod constants;
+pub mod engine;
+pub mod error;
+pub mod log;
+pub mod memtable;
+pub mod node;
+pub mod runtime;
+pub mod service;
+
+pub use config::NodeConfig;
+pub use node::{start, NodeError, RunningNode};

@@ -1,0 +1,266 @@
+//! The node: one shard per core, each on its own executor, sharing nothing but the mesh.
+//!
+//! Start-up: validate the configuration, lock the data directory, check (or create) its
+//! metadata so a node never reads data laid out for another shard or partition count, check
+//! that every port is free, then start the shards and wait until each has recovered and
+//! listens. Stopping sets a flag every shard watches; each closes its log durably.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tessera_core::{NodeId, PartitionCount, ShardMap};
+use tessera_io::constants::MESH_CHANNEL_CAPACITY;
+use tessera_io::file::{lock_dir, write_atomic_blocking, DirLock};
+use tessera_io::{spawn_executor, ExecutorConfig, Mesh};
+use tessera_schema::{ShardEndpoint, TopologyInfo};
+
+use crate::config::NodeConfig;
+use crate::runtime::{run_shard, ShardReady, ShardSetup};
+
+/// Name of the metadata file in the data directory.
+pub const META_FILE: &str = "tessera.meta";
+/// Version of the data directory layout.
+pub const META_FORMAT_VERSION: u32 = 1;
+
+/// Why a node could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The data directory cannot be used.
+    #[error("data directory {path}: {why}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// What is wrong and what to do.
+        why: String,
+    },
+    /// A port is taken.
+    #[error("cannot listen on {addr}: {source}. Stop whatever uses it or choose another --listen port (shards use the next ports too)")]
+    Port {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A shard failed to start or stopped with an error.
+    #[error("{0}")]
+    Shard(String),
+}
+
+/// What the data directory was created with; a node refuses to run it differently.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+struct Meta {
+    format_version: u32,
+    node_id: u64,
+    shards: u16,
+    partitions: u32,
+}
+
+/// A started node.
+#[derive(Debug)]
+pub struct RunningNode {
+    handles: Vec<glommio::ExecutorJoinHandle<std::io::Result<()>>>,
+    shutdown: Arc<AtomicBool>,
+    topology: TopologyInfo,
+    shards: Vec<ShardReady>,
+    _lock: DirLock,
+}
+
+impl RunningNode {
+    /// What clients learn about this node.
+    pub fn topology(&self) -> &TopologyInfo {
+        &self.topology
+    }
+
+    /// What each shard reported at start-up.
+    pub fn shards(&self) -> &[ShardReady] {
+        &self.shards
+    }
+
+    /// A flag that stops the node when set (for signal handlers).
+    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
+        self.shutdown.clone()
+    }
+
+    /// Asks every shard to stop.
+    pub fn stop(&self) {
+        self.shutdown.store(true, Ordering::Release);
+    }
+
+    /// Waits until every shard has stopped.
+    pub fn wait(self) -> Result<(), NodeError> {
+        let mut first_error = None;
+        for (shard, handle) in self.handles.into_iter().enumerate() {
+            let outcome = match handle.join() {
+                Ok(Ok(())) => continue,
+                Ok(Err(e)) => format!("shard {shard}: {e}"),
+                Err(e) => format!("shard {shard} executor: {e}"),
+            };
+            first_error.get_or_insert(outcome);
+        }
+        first_error.map_or(Ok(()), |e| Err(NodeError::Shard(e)))
+    }
+}
+
+/// Starts a node and returns once every shard serves.
+pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+    config.validate()?;
+    let data_dir = config.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|e| data_dir_error(&data_dir, e.to_string()))?;
+    let lock = lock_dir(&data_dir).map_err(|e| data_dir_error(&data_dir, e.to_string()))?;
+    let meta = load_or_create_meta(&config)?;
+    check_ports_free(&config)?;
+    let partitions = PartitionCount::new(meta.partitions)
+        .map_err(|e| data_dir_error(&data_dir, e.to_string()))?;
+    let shard_map = ShardMap::round_robin(partitions, meta.shards)
+        .map_err(|e| data_dir_error(&data_dir, e.to_string()))?;
+    let topology = TopologyInfo {
+        node_id: meta.node_id,
+        partitions: meta.partitions,
+        shards: (0..config.shards)
+            .map(|shard| ShardEndpoint {
+                shard,
+                port: config.shard_port(shard),
+            })
+            .collect(),
+        partition_shard: shard_map.table().iter().map(|s| s.0).collect(),
+    };
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let config = Arc::new(config);
+    let n = usize::from(config.shards);
+    let forwards = Mesh::build(n, MESH_CHANNEL_CAPACITY);
+    let replies = Mesh::build(n, MESH_CHANNEL_CAPACITY);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let exec = ExecutorConfig {
+        name: "tessera-shard".into(),
+        placement: config.placement.into(),
+        preempt_timer: Duration::from_millis(config.preempt_timer_ms),
+        probe_dir: data_dir.clone(),
+    };
+    let mut handles = Vec::with_capacity(n);
+    for (shard, (forwards, replies)) in (0u16..).zip(forwards.into_iter().zip(replies)) {
+        let setup = ShardSetup {
+            shard,
+            config: config.clone(),
+            node: NodeId(meta.node_id),
+            shard_map: shard_map.clone(),
+            topology: topology.clone(),
+            forwards,
+            replies,
+            ready: ready_tx.clone(),
+            shutdown: shutdown.clone(),
+        };
+        match spawn_executor(shard, &exec, move || run_shard(setup)) {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                shutdown.store(true, Ordering::Release);
+                return Err(NodeError::Shard(e.to_string()));
+            }
+        }
+    }
+    drop(ready_tx);
+    let mut node = RunningNode {
+        handles,
+        shutdown,
+        topology,
+        shards: Vec::new(),
+        _lock: lock,
+    };
+    for _ in 0..n {
+        match ready_rx.recv() {
+            Ok(Ok(ready)) => node.shards.push(ready),
+            Ok(Err(e)) => return Err(fail_start(node, e)),
+            Err(_) => {
+                return Err(fail_start(
+                    node,
+                    "a shard exited before it was ready".into(),
+                ))
+            }
+        }
+    }
+    node.shards.sort_by_key(|s| s.shard);
+    Ok(node)
+}
+
+fn fail_start(node: RunningNode, why: String) -> NodeError {
+    node.stop();
+    let _ = node.wait();
+    NodeError::Shard(why)
+}
+
+fn data_dir_error(dir: &Path, why: String) -> NodeError {
+    NodeError::DataDir {
+        path: dir.display().to_string(),
+        why,
+    }
+}
+
+fn load_or_create_meta(config: &NodeConfig) -> Result<Meta, NodeError> {
+    let path = config.data_dir.join(META_FILE);
+    let dir = &config.data_dir;
+    if path.exists() {
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| data_dir_error(dir, e.to_string()))?;
+        let meta: Meta = toml::from_str(&text)
+            .map_err(|e| data_dir_error(dir, format!("{META_FILE} is unreadable: {e}")))?;
+        if meta.format_version != META_FORMAT_VERSION {
+            return Err(data_dir_error(dir, format!("layout version {} is not supported by this build (expects {META_FORMAT_VERSION})", meta.format_version)));
+        }
+        if meta.shards != config.shards {
+            return Err(data_dir_error(dir, format!("it was created with {} shards; start with --shards {} (changing the shard count of existing data is not supported yet)", meta.shards, meta.shards)));
+        }
+        if meta.partitions != config.partitions {
+            return Err(data_dir_error(
+                dir,
+                format!(
+                    "it was created with {} partitions; set partitions = {}",
+                    meta.partitions, meta.partitions
+                ),
+            ));
+        }
+        return Ok(meta);
+    }
+    let meta = Meta {
+        format_version: META_FORMAT_VERSION,
+        node_id: random_node_id(),
+        shards: config.shards,
+        partitions: config.partitions,
+    };
+    let text = toml::to_string(&meta).map_err(|e| data_dir_error(dir, e.to_string()))?;
+    write_atomic_blocking(&path, text.as_bytes())
+        .map_err(|e| data_dir_error(dir, e.to_string()))?;
+    Ok(meta)
+}
+
+/// A random, non-zero node id. `RandomState` is seeded by the OS, which is all we need here.
+fn random_node_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish().max(1)
+}
+
+/// glommio binds with SO_REUSEPORT (every shard shares the main port), which would also let a
+/// second node silently share it. A plain bind first proves each port is really free.
+fn check_ports_free(config: &NodeConfig) -> Result<(), NodeError> {
+    let mut addrs = vec![config.listen];
+    addrs.extend(
+        (0..config.shards).map(|s| SocketAddr::new(config.listen.ip(), config.shard_port(s))),
+    );
+    for addr in addrs {
+        std::net::TcpListener::bind(addr).map_err(|source| NodeError::Port { addr, source })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! One client connection: read frames, execute requests (many in flight, answered as they
+//! finish), write answers in batches.
+//!
+//! Invariants:
+//! - At most `inflight_max` requests of one connection run at once; beyond that the reader
+//!   stops reading, so TCP flow control pushes back on the client instead of a queue growing.
+//! - Answers are encoded into one output buffer that a single writer task drains, so many
+//!   answers share one system call and a slow reader cannot make the shard buffer without
+//!   bound (the output buffer is bounded by in-flight requests).
+//! - Bad input (oversized prefix, undecodable frame) gets one typed error answer with request
+//!   id 0, then the connection is closed; other connections never notice.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tessera_io::net::FrameReadError;
+use tessera_io::{FrameReader, Notify};
+use tessera_schema::{decode_request, Encoder, ErrorCode, Request, Response, WireError};
+
+use super::route::ShardCtx;
+
+/// Per-connection state shared by the reader loop, request tasks and the writer task.
+#[derive(Debug)]
+struct Conn {
+    out: RefCell<Vec<u8>>,
+    encoder: RefCell<Encoder>,
+    out_ready: Notify,
+    inflight: Cell<usize>,
+    inflight_done: Notify,
+    reading_done: Cell<bool>,
+    broken: Cell<bool>,
+}
+
+impl Conn {
+    fn reply(&self, id: u64, response: &Response) {
+        if self.broken.get() {
+            return;
+        }
+        self.encoder
+            .borrow_mut()
+            .encode_response(id, response, &mut self.out.borrow_mut());
+        self.out_ready.notify();
+    }
+
+    fn finish_request(&self) {
+        self.inflight.set(self.inflight.get() - 1);
+        self.inflight_done.notify();
+        self.out_ready.notify();
+    }
+}
+
+/// Limits of one connection.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    /// Largest frame body accepted.
+    pub frame_bytes_max: usize,
+    /// Requests in flight at once.
+    pub inflight_max: usize,
+}
+
+/// Serves a connection until the client closes it or sends bad input.
+pub async fn serve<S>(stream: S, ctx: Rc<ShardCtx>, limits: ConnLimits)
+where
+    S: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let (reader, writer) = futures_lite::io::split(stream);
+    let conn = Rc::new(Conn {
+        out: RefCell::new(Vec::new()),
+        encoder: RefCell::new(Encoder::new()),
+        out_ready: Notify::new(),
+        inflight: Cell::new(0),
+        inflight_done: Notify::new(),
+        reading_done: Cell::new(false),
+        broken: Cell::new(false),
+    });
+    let writer = glommio::spawn_local(write_loop(writer, conn.clone())).detach();
+    read_loop(reader, &conn, &ctx, limits).await;
+    conn.reading_done.set(true);
+    conn.out_ready.notify();
+    writer.await;
+}
+
+async fn read_loop<R: AsyncRead + Unpin>(
+    reader: R,
+    conn: &Rc<Conn>,
+    ctx: &Rc<ShardCtx>,
+    limits: ConnLimits,
+) {
+    let mut frames = FrameReader::new(reader, limits.frame_bytes_max);
+    loop {
+        while conn.inflight.get() >= limits.inflight_max {
+            conn.inflight_done.notified().await;
+        }
+        if conn.broken.get() {
+            return;
+        }
+        let body = match frames.next_frame().await {
+            Ok(Some(body)) => body,
+            Ok(None) => return,
+            Err(e) => return refuse_frame(conn, &e),
+        };
+        match decode_request(body) {
+            Ok((id, request)) => dispatch(conn, ctx, id, request),
+            Err(e) => {
+                let msg = format!("undecodable request ({e}); closing the connection");
+                conn.reply(0, &Response::Error(WireError::bad_request(msg)));
+                return;
+            }
+        }
+    }
+}
+
+fn refuse_frame(conn: &Conn, e: &FrameReadError) {
+    let error = match e {
+        FrameReadError::TooLarge { .. } => {
+            WireError::new(ErrorCode::TooLarge, format!("{e}; closing the connection"))
+        }
+        FrameReadError::Empty => WireError::bad_request(format!("{e}; closing the connection")),
+        // The peer is gone or broke the stream: nobody to answer.
+        _ => return,
+    };
+    conn.reply(0, &Response::Error(error));
+}
+
+fn dispatch(conn: &Rc<Conn>, ctx: &Rc<ShardCtx>, id: u64, request: Request) {
+    if let Some(response) = ctx.execute_now(&request) {
+        conn.reply(id, &response);
+        return;
+    }
+    conn.inflight.set(conn.inflight.get() + 1);
+    let (conn, ctx) = (conn.clone(), ctx.clone());
+    glommio::spawn_local(async move {
+        let response = ctx.execute(request).await;
+        conn.reply(id, &response);
+        conn.finish_request();
+    })
+    .detach();
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, conn: Rc<Conn>) {
+    let mut spare = Vec::new();
+    loop {
+        if conn.out.borrow().is_empty() {
+            if conn.reading_done.get() && conn.inflight.get() == 0 {
+                break;
+            }
+            conn.out_ready.notified().await;
+            continue;
+        }
+        let batch = std::mem::replace(&mut *conn.out.borrow_mut(), spare);
+        if writer.write_all(&batch).await.is_err() || writer.flush().await.is_err() {
+            conn.broken.set(true);
+            conn.inflight_done.notify();
+            break;
+        }
+        spare = batch;
+        spare.clear();
+        if spare.capacity() > crate::constants::CONNECTION_WRITE_BYTES_MAX {
+            spare = Vec::new();
+        }
+    }
+    let _ = writer.close().await;
+}

@@ -1,0 +1,13 @@
+//! The shard runtime: what runs on each shard's executor.
+//!
+//! - `shard.rs` starts a shard: recovery, mesh, listeners, shutdown.
+//! - `conn.rs` serves one client connection: framed reads, pipelined requests, batched writes.
+//! - `route.rs` sends each request to the shard that owns its keys (locally or by message).
+//!
+//! A shard never locks and never blocks; it talks to other shards only through the mesh.
+
+pub mod conn;
+pub mod route;
+pub mod shard;
+
+pub use shard::{run_shard, ShardReady, ShardSetup};

@@ -1,0 +1,215 @@
+//! Routing: a request goes to the shard that owns its key's partition. Requests for this
+//! shard run here; others cross the mesh as a [`Forward`] and come back as a [`Reply`].
+//! A batch is split by owning shard, its parts run concurrently, and the answers are put back
+//! in the caller's order.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use futures::channel::oneshot;
+use futures::future::join_all;
+use tessera_core::ShardMap;
+use tessera_io::mesh::ConnectedMesh;
+use tessera_schema::{
+    BatchGetRequest, BatchPutRequest, GetResponse, Request, Response, TopologyInfo, WireError,
+    WriteResponse,
+};
+
+use crate::error::ShardError;
+use crate::service::Service;
+
+/// A request crossing to its owning shard.
+#[derive(Debug)]
+pub struct Forward {
+    /// Shard to answer.
+    pub from: u16,
+    /// Caller's slot for the answer.
+    pub slot: u64,
+    /// The request (all its keys belong to the receiver).
+    pub request: Request,
+}
+
+/// The answer to a [`Forward`].
+#[derive(Debug)]
+pub struct Reply {
+    /// Slot named by the forward.
+    pub slot: u64,
+    /// The answer.
+    pub response: Response,
+}
+
+/// Everything a shard's tasks share.
+#[derive(Debug)]
+pub struct ShardCtx {
+    /// This shard.
+    pub shard: u16,
+    /// Partition → shard.
+    pub shard_map: ShardMap,
+    /// Answer to topology requests.
+    pub topology: TopologyInfo,
+    /// Local execution.
+    pub service: Service,
+    /// Requests to other shards.
+    pub forwards: ConnectedMesh<Forward>,
+    /// Answers to other shards.
+    pub replies: ConnectedMesh<Reply>,
+    /// Forwards waiting for their answer, by slot.
+    pub waiting: RefCell<HashMap<u64, oneshot::Sender<Response>>>,
+    /// Next forward slot.
+    pub next_slot: Cell<u64>,
+    /// Requests from the mesh being executed here.
+    pub forwarded_in: Cell<u64>,
+}
+
+impl ShardCtx {
+    /// Executes `request` wherever its keys live.
+    pub async fn execute(self: &Rc<Self>, request: Request) -> Response {
+        match request {
+            Request::Get(ref r) => {
+                self.on_owner(self.owner(&r.keyspace, &r.key), request)
+                    .await
+            }
+            Request::Put(ref r) => {
+                self.on_owner(self.owner(&r.keyspace, &r.key), request)
+                    .await
+            }
+            Request::Delete(ref r) => {
+                self.on_owner(self.owner(&r.keyspace, &r.key), request)
+                    .await
+            }
+            Request::BatchGet(r) => self.batch_get(r).await,
+            Request::BatchPut(r) => self.batch_put(r).await,
+            Request::Ping(payload) => Response::Pong(payload),
+            Request::Topology => Response::Topology(self.topology.clone()),
+        }
+    }
+
+    /// The answer if `request` can be answered without waiting (a local get or a ping).
+    pub fn execute_now(&self, request: &Request) -> Option<Response> {
+        match request {
+            Request::Get(r) if self.owner(&r.keyspace, &r.key) == self.shard => Some(
+                self.service
+                    .get(r)
+                    .map_or_else(|e| Response::Error(e.to_wire()), Response::Get),
+            ),
+            Request::Ping(payload) => Some(Response::Pong(payload.clone())),
+            Request::Topology => Some(Response::Topology(self.topology.clone())),
+            _ => None,
+        }
+    }
+
+    fn owner(&self, keyspace: &str, key: &[u8]) -> u16 {
+        self.shard_map.shard_of_key(keyspace, key).0
+    }
+
+    async fn on_owner(self: &Rc<Self>, owner: u16, request: Request) -> Response {
+        if owner == self.shard {
+            self.service.execute(request).await
+        } else {
+            self.forward(owner, request).await
+        }
+    }
+
+    /// Sends `request` to shard `to` and waits for its answer.
+    async fn forward(self: &Rc<Self>, to: u16, request: Request) -> Response {
+        let slot = self.next_slot.get();
+        self.next_slot.set(slot + 1);
+        let (tx, rx) = oneshot::channel();
+        self.waiting.borrow_mut().insert(slot, tx);
+        let msg = Forward {
+            from: self.shard,
+            slot,
+            request,
+        };
+        if self.forwards.send_to(usize::from(to), msg).await.is_err() {
+            self.waiting.borrow_mut().remove(&slot);
+            return Response::Error(ShardError::ShardUnavailable(to).to_wire());
+        }
+        rx.await
+            .unwrap_or_else(|_| Response::Error(ShardError::ShardUnavailable(to).to_wire()))
+    }
+
+    /// Delivers an answer from another shard to the forward waiting for it.
+    pub fn deliver(&self, reply: Reply) {
+        if let Some(tx) = self.waiting.borrow_mut().remove(&reply.slot) {
+            // The requester may have gone away (connection closed); nothing to do then.
+            let _ = tx.send(reply.response);
+        }
+    }
+
+    async fn batch_get(self: &Rc<Self>, r: BatchGetRequest) -> Response {
+        let groups = self.group(r.keys.iter().map(|k| self.owner(&r.keyspace, k)));
+        let parts = groups.iter().map(|(shard, indexes)| {
+            let part = BatchGetRequest {
+                keyspace: r.keyspace.clone(),
+                keys: indexes.iter().map(|&i| r.keys[i].clone()).collect(),
+            };
+            self.on_owner(*shard, Request::BatchGet(part))
+        });
+        let answers = join_all(parts).await;
+        let mut out: Vec<Option<Result<GetResponse, WireError>>> = vec![None; r.keys.len()];
+        for ((_, indexes), answer) in groups.iter().zip(answers) {
+            match answer {
+                Response::BatchGet(items) if items.len() == indexes.len() => {
+                    for (&i, item) in indexes.iter().zip(items) {
+                        out[i] = Some(item);
+                    }
+                }
+                other => fill_error(&mut out, indexes, &other),
+            }
+        }
+        Response::BatchGet(out.into_iter().map(unwrap_item).collect())
+    }
+
+    async fn batch_put(self: &Rc<Self>, r: BatchPutRequest) -> Response {
+        let groups = self.group(r.items.iter().map(|it| self.owner(&r.keyspace, &it.key)));
+        let parts = groups.iter().map(|(shard, indexes)| {
+            let part = BatchPutRequest {
+                keyspace: r.keyspace.clone(),
+                items: indexes.iter().map(|&i| r.items[i].clone()).collect(),
+                durability: r.durability,
+            };
+            self.on_owner(*shard, Request::BatchPut(part))
+        });
+        let answers = join_all(parts).await;
+        let mut out: Vec<Option<Result<WriteResponse, WireError>>> = vec![None; r.items.len()];
+        for ((_, indexes), answer) in groups.iter().zip(answers) {
+            match answer {
+                Response::BatchPut(items) if items.len() == indexes.len() => {
+                    for (&i, item) in indexes.iter().zip(items) {
+                        out[i] = Some(item);
+                    }
+                }
+                other => fill_error(&mut out, indexes, &other),
+            }
+        }
+        Response::BatchPut(out.into_iter().map(unwrap_item).collect())
+    }
+
+    /// Item indexes grouped by owning shard, in first-seen order.
+    fn group(&self, owners: impl Iterator<Item = u16>) -> Vec<(u16, Vec<usize>)> {
+        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+        for (i, owner) in owners.enumerate() {
+            match groups.iter_mut().find(|(s, _)| *s == owner) {
+                Some((_, indexes)) => indexes.push(i),
+                None => groups.push((owner, vec![i])),
+            }
+        }
+        groups
+    }
+}
+
+fn fill_error<T>(out: &mut [Option<Result<T, WireError>>], indexes: &[usize], answer: &Response) {
+    let err = match answer {
+        Response::Error(e) => e.clone(),
+        _ => WireError::internal("a shard answered a batch part with the wrong message"),
+    };
+    for &i in indexes {
+        out[i] = Some(Err(err.clone()));
+    }
+}
+
+fn unwrap_item<T>(item: Option<Result<T, WireError>>) -> Result<T, WireError> {
+    item.unwrap_or_else(|| Err(WireError::internal("batch item left unanswered")))
+}

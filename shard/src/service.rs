@@ -1,0 +1,213 @@
+//! Executes client requests whose keys this shard owns: validation against the configured
+//! limits, then the engine. Routing to the owning shard happens before this (`runtime/`).
+
+use tessera_core::constants::DEFAULT_KEYSPACE;
+use tessera_core::VersionVector;
+use tessera_schema::{
+    BatchGetRequest, BatchPutRequest, DeleteRequest, Durability, GetRequest, GetResponse,
+    PutRequest, Request, Response, WireError, WriteResponse,
+};
+
+use crate::engine::Engine;
+use crate::error::ShardError;
+
+/// Limits and defaults applied to every request.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestLimits {
+    /// Largest key.
+    pub key_bytes_max: usize,
+    /// Largest value.
+    pub value_bytes_max: usize,
+    /// Whether `Durability::Default` means durable.
+    pub durable_by_default: bool,
+}
+
+/// A shard's request executor.
+#[derive(Debug)]
+pub struct Service {
+    engine: Engine,
+    limits: RequestLimits,
+}
+
+impl Service {
+    /// Serves requests from `engine` under `limits`.
+    pub fn new(engine: Engine, limits: RequestLimits) -> Self {
+        Self { engine, limits }
+    }
+
+    /// The engine behind the service.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Executes a request whose keys all belong to this shard. Never fails as a whole: errors
+    /// become `Response::Error` (or per-item errors in batches).
+    pub async fn execute(&self, request: Request) -> Response {
+        let result = match request {
+            Request::Get(r) => self.get(&r).map(Response::Get),
+            Request::Put(r) => self.put(r).await.map(Response::Put),
+            Request::Delete(r) => self.delete(r).await.map(Response::Delete),
+            Request::BatchGet(r) => self.batch_get(&r).map(Response::BatchGet),
+            Request::BatchPut(r) => self.batch_put(r).await.map(Response::BatchPut),
+            Request::Ping(payload) => Ok(Response::Pong(payload)),
+            Request::Topology => Err(ShardError::BadRequest(
+                "topology is answered by the connection's shard, not forwarded".into(),
+            )),
+        };
+        result.unwrap_or_else(|e| Response::Error(e.to_wire()))
+    }
+
+    /// Reads one key: every live sibling and the causal context.
+    pub fn get(&self, r: &GetRequest) -> Result<GetResponse, ShardError> {
+        self.check_keyspace(&r.keyspace)?;
+        self.check_key(&r.key)?;
+        Ok(self
+            .engine
+            .read(&r.keyspace, &r.key, |object| match object {
+                Some(o) => GetResponse {
+                    values: o.live_values().map(<[u8]>::to_vec).collect(),
+                    context: o.clock().to_bytes(),
+                },
+                None => GetResponse {
+                    values: Vec::new(),
+                    context: Vec::new(),
+                },
+            }))
+    }
+
+    /// Writes one value superseding what its context saw.
+    pub async fn put(&self, r: PutRequest) -> Result<WriteResponse, ShardError> {
+        self.check_keyspace(&r.keyspace)?;
+        self.check_key(&r.key)?;
+        self.check_value(&r.value)?;
+        let context = decode_context(&r.context)?;
+        let durable = self.durable(r.durability);
+        let clock = self
+            .engine
+            .write(&r.keyspace, &r.key, &context, Some(r.value), durable)
+            .await?;
+        Ok(WriteResponse {
+            context: clock.to_bytes(),
+        })
+    }
+
+    /// Writes a tombstone superseding what its context saw.
+    pub async fn delete(&self, r: DeleteRequest) -> Result<WriteResponse, ShardError> {
+        self.check_keyspace(&r.keyspace)?;
+        self.check_key(&r.key)?;
+        let context = decode_context(&r.context)?;
+        let durable = self.durable(r.durability);
+        let clock = self
+            .engine
+            .write(&r.keyspace, &r.key, &context, None, durable)
+            .await?;
+        Ok(WriteResponse {
+            context: clock.to_bytes(),
+        })
+    }
+
+    /// Reads many keys; each item answers on its own.
+    pub fn batch_get(
+        &self,
+        r: &BatchGetRequest,
+    ) -> Result<Vec<Result<GetResponse, WireError>>, ShardError> {
+        self.check_keyspace(&r.keyspace)?;
+        Ok(r.keys
+            .iter()
+            .map(|key| {
+                let one = GetRequest {
+                    keyspace: r.keyspace.clone(),
+                    key: key.clone(),
+                };
+                self.get(&one).map_err(|e| e.to_wire())
+            })
+            .collect())
+    }
+
+    /// Writes many keys; all items share one wait for durability.
+    pub async fn batch_put(
+        &self,
+        r: BatchPutRequest,
+    ) -> Result<Vec<Result<WriteResponse, WireError>>, ShardError> {
+        self.check_keyspace(&r.keyspace)?;
+        let durable = self.durable(r.durability);
+        let mut results = Vec::with_capacity(r.items.len());
+        for item in r.items {
+            let outcome = async {
+                self.check_key(&item.key)?;
+                self.check_value(&item.value)?;
+                let context = decode_context(&item.context)?;
+                // Not durable per item: one sync below covers the whole batch.
+                self.engine
+                    .write(&r.keyspace, &item.key, &context, Some(item.value), false)
+                    .await
+            }
+            .await;
+            results.push(outcome);
+        }
+        if durable && results.iter().any(Result::is_ok) {
+            if let Err(e) = self.engine.sync().await {
+                let wire = e.to_wire();
+                return Ok(results.into_iter().map(|_| Err(wire.clone())).collect());
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.map(|clock| WriteResponse {
+                    context: clock.to_bytes(),
+                })
+                .map_err(|e| e.to_wire())
+            })
+            .collect())
+    }
+
+    fn durable(&self, d: Durability) -> bool {
+        match d {
+            Durability::Durable => true,
+            Durability::Relaxed => false,
+            Durability::Default => self.limits.durable_by_default,
+        }
+    }
+
+    fn check_keyspace(&self, keyspace: &str) -> Result<(), ShardError> {
+        if keyspace == DEFAULT_KEYSPACE {
+            Ok(())
+        } else {
+            Err(ShardError::NoSuchKeyspace(keyspace.into()))
+        }
+    }
+
+    fn check_key(&self, key: &[u8]) -> Result<(), ShardError> {
+        if key.is_empty() {
+            return Err(ShardError::BadRequest("the key is empty".into()));
+        }
+        if key.len() > self.limits.key_bytes_max {
+            return Err(ShardError::TooLarge {
+                what: "key",
+                len: key.len(),
+                max: self.limits.key_bytes_max,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_value(&self, value: &[u8]) -> Result<(), ShardError> {
+        if value.len() > self.limits.value_bytes_max {
+            return Err(ShardError::TooLarge {
+                what: "value",
+                len: value.len(),
+                max: self.limits.value_bytes_max,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn decode_context(bytes: &[u8]) -> Result<VersionVector, ShardError> {
+    VersionVector::decode(bytes).map_err(|e| {
+        ShardError::BadRequest(format!(
+            "the causal context is not one this store issued ({e}); pass back the context a get returned"
+        ))
+    })
+}
