@@ -14,7 +14,7 @@ use flatbuffers::{Vector, VerifierOptions};
 use crate::error::DecodeError;
 use crate::generated as wire;
 use crate::limits::{
-    BATCH_ITEMS_MAX, SIBLINGS_MAX, TOPOLOGY_PARTITIONS_MAX, TOPOLOGY_SHARDS_MAX,
+    BATCH_ITEMS_MAX, GET_VALUES_MAX, TOPOLOGY_PARTITIONS_MAX, TOPOLOGY_SHARDS_MAX,
     VERIFIER_AMPLIFICATION_MAX, VERIFIER_APPARENT_BYTES_MIN, VERIFIER_DEPTH_MAX,
     VERIFIER_TABLES_MAX,
 };
@@ -184,7 +184,7 @@ fn response_body(frame: &wire::ResponseFrame<'_>) -> Result<Response, DecodeErro
 }
 
 fn get_response(result: wire::GetResult<'_>) -> Result<GetResponse, DecodeError> {
-    let values = counted(result.values(), SIBLINGS_MAX)?;
+    let values = counted(result.values(), GET_VALUES_MAX)?;
     Ok(GetResponse {
         values: values.iter().map(|blob| bytes(blob.data())).collect(),
         context: bytes(result.context()),

@@ -4,8 +4,9 @@
 //! - A length read off the wire is checked against the limit ([`frame_body_len`]) before any
 //!   memory is sized from it. A zero length is refused (no message encodes to nothing).
 //! - A [`FrameBuffer`] filled through [`FrameBuffer::read_from`] or [`FrameBuffer::spare_mut`]
-//!   never holds more than `FRAME_HEADER_BYTES + limit` bytes, so a peer controls at most that
-//!   much memory per connection, and only by actually sending the bytes.
+//!   never holds more than `FRAME_HEADER_BYTES + limit` bytes, and grows only with the bytes
+//!   that actually arrived (at most twice them plus one read chunk): a peer pins memory by
+//!   sending data, not by announcing a large frame.
 //! - Frames come out whole, in order, exactly as sent; bytes after a frame stay buffered for the
 //!   next one.
 //! - A framing error is sticky: the stream is out of sync and the connection must be closed.
@@ -129,9 +130,10 @@ impl FrameBuffer {
         Ok(read)
     }
 
-    /// Room to read into, sized for the frame being received: the rest of it if its header is
-    /// known and valid, else up to [`FRAME_READ_CHUNK_BYTES`]. Empty only if the buffer already
-    /// holds `FRAME_HEADER_BYTES + limit` bytes. Follow with [`commit`](Self::commit).
+    /// Room to read into; empty only if the buffer already holds `FRAME_HEADER_BYTES + limit`
+    /// bytes. The buffer grows only as far as the frame being received needs, and at most
+    /// doubles per call, so its memory follows the bytes actually received. Follow with
+    /// [`commit`](Self::commit).
     pub fn spare_mut(&mut self) -> &mut [u8] {
         self.make_room();
         &mut self.buf[self.end..]
@@ -203,15 +205,21 @@ impl FrameBuffer {
             self.release_excess();
         }
         let buffered = self.buffered_len();
-        // A frame with a valid header is read whole (one resize for a large frame instead of
-        // doubling); otherwise, including after a bad header, read a chunk at a time.
         let frame_bytes = match self.pending_body_len() {
             Ok(Some(body_len)) => FRAME_HEADER_BYTES + body_len,
+            // No header yet, or a bad one (the caller will see the error): read a chunk.
             Ok(None) | Err(_) => 0,
         };
-        let wanted = frame_bytes
-            .max(buffered + FRAME_READ_CHUNK_BYTES)
-            .min(self.held_bytes_max());
+        let wanted = if frame_bytes > buffered {
+            // Grow towards the announced size by doubling what has actually arrived, not to the
+            // announced size at once: a peer that sends a large header and stalls must not pin
+            // `limit` bytes of memory. Doubling keeps the copying linear in the frame size.
+            let doubled = (buffered + FRAME_READ_CHUNK_BYTES).max(buffered.saturating_mul(2));
+            doubled.min(frame_bytes)
+        } else {
+            buffered + FRAME_READ_CHUNK_BYTES
+        }
+        .min(self.held_bytes_max());
         if self.buf.len() - self.start >= wanted {
             return;
         }
@@ -360,6 +368,18 @@ mod tests {
             }
         }
         assert_eq!(got, vec![body, vec![1, 2, 3]]);
+    }
+
+    #[test]
+    fn announcing_a_large_frame_does_not_pin_memory() {
+        let limit = FRAME_BYTES_MAX;
+        let mut stream = u32::try_from(limit).unwrap().to_le_bytes().to_vec();
+        stream.extend_from_slice(&[1u8; 100]);
+        let mut reader = &stream[..];
+        let mut buffer = FrameBuffer::new(limit);
+        while buffer.read_from(&mut reader).unwrap() > 0 {}
+        assert_eq!(buffer.next_frame(), Ok(None));
+        assert!(buffer.allocated_bytes() <= 2 * FRAME_READ_CHUNK_BYTES);
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //!   receiver, never a truncated answer.
 #![forbid(unsafe_code)]
 
+use tessera_core::constants as core_limits;
+
 /// Bytes of the little-endian `u32` length that precedes every frame body.
 pub const FRAME_HEADER_BYTES: usize = 4;
 
@@ -25,31 +27,37 @@ pub const FRAME_BYTES_MAX: usize = 16 << 20;
 /// Most keys in a `BatchGet`, writes in a `BatchPut`, and items in their results.
 pub const BATCH_ITEMS_MAX: usize = 4096;
 
-/// Most sibling values in one `GetResult` (one key). Dynamo-style stores cap siblings so that a
-/// stream of blind writes cannot grow a key without bound; the server must merge or refuse before
-/// a key reaches this many, because a client refuses a larger answer.
-pub const SIBLINGS_MAX: usize = 128;
+/// Most values (siblings) in one `GetResult`, i.e. for one key.
+///
+/// Core refuses a *write* that would leave more than its `SIBLINGS_MAX` (64) siblings, but
+/// merging replicas never refuses, so a key can briefly hold more. This is the hard wire ceiling,
+/// set well above that; a server must answer a key over it with a `TooLarge` error rather than
+/// send a frame the client will refuse.
+pub const GET_VALUES_MAX: usize = 1024;
 
-/// Most partitions a `Topology` may describe (the ring's `Q`, a power of two such as 1024).
-pub const TOPOLOGY_PARTITIONS_MAX: usize = 1 << 16;
+/// Most partitions a `Topology` may describe (the ring's `Q`): core's `PARTITION_COUNT_MAX`.
+pub const TOPOLOGY_PARTITIONS_MAX: usize = core_limits::PARTITION_COUNT_MAX as usize;
 
-/// Most shards (cores) of one node a `Topology` may list.
-pub const TOPOLOGY_SHARDS_MAX: usize = 4096;
+/// Most shards (cores) of one node a `Topology` may list: core's `SHARD_COUNT_MAX`.
+pub const TOPOLOGY_SHARDS_MAX: usize = core_limits::SHARD_COUNT_MAX as usize;
 
 /// Deepest table nesting the verifier accepts. The schema nests at most five tables
 /// (`ResponseFrame` → `BatchGetResult` → `BatchGetItem` → `GetResult` → `Blob`); the slack
 /// allows future messages without letting a crafted buffer recurse deeply.
 pub const VERIFIER_DEPTH_MAX: usize = 16;
 
-/// Most tables the verifier visits in one buffer: enough for the largest legal message, a
-/// `BatchGetResult` of [`BATCH_ITEMS_MAX`] items, each an item, a result, an error and
-/// [`SIBLINGS_MAX`] blobs, plus the frame and body tables.
-pub const VERIFIER_TABLES_MAX: usize = 8 + BATCH_ITEMS_MAX * (3 + SIBLINGS_MAX);
+/// Most tables the verifier visits in one buffer: as many as a maximal frame can honestly hold.
+/// Every table costs at least 8 bytes (its 4-byte vtable offset and the 4-byte offset that
+/// refers to it), so this admits any legal message, including a [`BATCH_ITEMS_MAX`] batch of
+/// items with many siblings each; only a buffer that reuses tables through shared offsets can
+/// reach it.
+pub const VERIFIER_TABLES_MAX: usize = FRAME_BYTES_MAX / 8;
 
-/// The verifier may read at most this many bytes per byte of body (its "apparent size"). Our
-/// encoder's output stays at or under 2.5 (worst measured: a batch of empty errors, whose tables
-/// each re-read one shared vtable); nothing but vtables is read twice in an honest buffer. A crafted buffer whose offsets all point at one big table hits this bound instead
-/// of making the decoder copy that table thousands of times.
+/// The verifier may read at most this many bytes per byte of body (its "apparent size").
+/// Nothing but vtables is read twice in an honest buffer, and our encoder's output stays at or
+/// under 2.5 (worst measured: a batch of empty errors, whose tables each re-read one shared
+/// vtable). A crafted buffer whose offsets all point at one big table hits this bound instead of
+/// making the decoder copy that table thousands of times.
 pub const VERIFIER_AMPLIFICATION_MAX: usize = 4;
 
 /// Floor of the verifier's apparent-size budget, so that tiny frames (a `Ping`, a
@@ -72,6 +80,8 @@ pub const ENCODER_RETAINED_BYTES_MAX: usize = 1 << 20;
 // The frame header is a u32, so the ceiling must fit in it.
 const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(FRAME_HEADER_BYTES == core::mem::size_of::<u32>());
+// Whatever core lets a write produce must fit on the wire.
+const _: () = assert!(GET_VALUES_MAX >= core_limits::SIBLINGS_MAX);
 // Retention thresholds must be real limits, not larger than what they limit.
 const _: () = assert!(FRAME_BUFFER_RETAINED_BYTES_MAX <= FRAME_BYTES_MAX);
 const _: () = assert!(FRAME_READ_CHUNK_BYTES <= FRAME_BUFFER_RETAINED_BYTES_MAX);

@@ -13,11 +13,8 @@ use std::fmt;
 
 use crate::generated as wire;
 
-/// Keyspace used when a request names none (an empty keyspace on the wire).
-///
-/// Must equal `tessera_core`'s `DEFAULT_KEYSPACE`; it is repeated here so that this crate does not
-/// depend on core's API while both are young.
-pub const DEFAULT_KEYSPACE: &str = "default";
+/// Keyspace used when a request names none (an empty keyspace on the wire): core's.
+pub use tessera_core::constants::DEFAULT_KEYSPACE;
 
 /// How durable a write must be before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -121,7 +118,7 @@ pub enum Request {
 /// Every sibling value of a key and the causal context covering them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct GetResponse {
-    /// Sibling values (at most [`SIBLINGS_MAX`](crate::SIBLINGS_MAX)); empty means not found.
+    /// Sibling values (at most [`GET_VALUES_MAX`](crate::GET_VALUES_MAX)); empty means not found.
     pub values: Vec<Vec<u8>>,
     /// Context to pass to the next write of this key.
     pub context: Vec<u8>,

@@ -10,7 +10,7 @@ use tessera_schema::{
     decode_request, decode_response, frame_body_len, peek_request_id, BatchGetRequest,
     BatchPutRequest, DecodeError, Encoder, ErrorCode, FrameBuffer, FrameError, GetRequest,
     GetResponse, PutItem, PutRequest, Request, Response, ShardEndpoint, TopologyInfo, WireError,
-    WriteResponse, BATCH_ITEMS_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, SIBLINGS_MAX,
+    WriteResponse, BATCH_ITEMS_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, GET_VALUES_MAX,
 };
 
 const CASES: u32 = 512;
@@ -227,14 +227,14 @@ fn batches_over_the_limit_are_refused() {
     assert_eq!(decode_response(&response_body(1, &answers)), Err(too_many));
 
     let siblings = Response::Get(GetResponse {
-        values: vec![vec![1]; SIBLINGS_MAX + 1],
+        values: vec![vec![1]; GET_VALUES_MAX + 1],
         context: vec![],
     });
     assert_eq!(
         decode_response(&response_body(1, &siblings)),
         Err(DecodeError::TooManyItems {
-            count: SIBLINGS_MAX + 1,
-            max: SIBLINGS_MAX
+            count: GET_VALUES_MAX + 1,
+            max: GET_VALUES_MAX
         })
     );
 }
@@ -253,10 +253,10 @@ fn largest_legal_messages_decode() {
     });
     assert!(decode_request(&request_body(1, &keys)).is_ok());
     let siblings = GetResponse {
-        values: vec![vec![]; SIBLINGS_MAX],
+        values: vec![vec![]; GET_VALUES_MAX],
         context: vec![],
     };
-    let many = Response::BatchGet(vec![Ok(siblings); 256]);
+    let many = Response::BatchGet(vec![Ok(siblings); 64]);
     assert!(decode_response(&response_body(1, &many)).is_ok());
 }
 

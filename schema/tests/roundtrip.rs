@@ -284,3 +284,15 @@ fn empty_sibling_values_are_kept() {
     Encoder::new().encode_response(1, &response, &mut wire);
     assert_eq!(decode_response(body_of(&wire)), Ok((1, response)));
 }
+
+/// Messages cross shards by channel and encoders live in per-core tasks.
+#[test]
+fn public_types_can_move_between_threads() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<Request>();
+    send_sync::<Response>();
+    send_sync::<Encoder>();
+    send_sync::<FrameBuffer>();
+    send_sync::<tessera_schema::DecodeError>();
+    send_sync::<tessera_schema::FrameError>();
+}

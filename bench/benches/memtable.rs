@@ -1,0 +1,125 @@
+//! Memtable benchmarks: the in-memory half of every write and the whole of every read (until
+//! SSTables exist, the memtable holds the data set).
+//!
+//! - `memtable/insert/N`: inserts N distinct random 16-byte keys, each with an object holding
+//!   one 100-byte value, into an empty table. The objects are built (and cloned) outside the
+//!   timed span and the filled table is dropped outside it, so the figure is the insert path
+//!   alone: token hash, memtable-key encoding, allocation of the boxed key, B-tree insert.
+//! - `memtable/get_hit/100000` and `memtable/get_miss/100000`: one lookup per iteration on a
+//!   table of 100k such keys, the probe keys taken in a fixed random order so successive
+//!   lookups walk different parts of the tree, as requests for random keys would. Misses are
+//!   random keys that are not in the table.
+//!
+//! All keys come from a seeded PRNG, so every run measures the same keys.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{RngCore, SeedableRng};
+use tessera_core::{NodeId, Object, VersionVector};
+use tessera_shard::memtable::Memtable;
+
+const KEYSPACE: &str = "default";
+const KEY_BYTES: usize = 16;
+const VALUE_BYTES: usize = 100;
+/// Keys in the table that `get_*` probe.
+const TABLE_KEYS: usize = 100_000;
+/// Probe keys per lookup benchmark (a power of two, so the index is a mask).
+const PROBE_KEYS: usize = 1 << 16;
+const SEED: u64 = 0x3e3_7ab1e;
+
+type Key = [u8; KEY_BYTES];
+
+fn random_keys(rng: &mut StdRng, count: usize) -> Vec<Key> {
+    (0..count)
+        .map(|_| {
+            let mut key = [0u8; KEY_BYTES];
+            rng.fill_bytes(&mut key);
+            key
+        })
+        .collect()
+}
+
+fn object(rng: &mut StdRng) -> Object {
+    let mut value = vec![0u8; VALUE_BYTES];
+    rng.fill_bytes(&mut value);
+    let mut object = Object::new();
+    object
+        .update(&VersionVector::new(), NodeId(1), 1_700_000_000_000, Some(value))
+        .expect("a 100-byte value fits an object");
+    object
+}
+
+fn bench_insert(c: &mut Criterion) {
+    let mut rng = StdRng::seed_from_u64(SEED);
+    let object = object(&mut rng);
+    let mut group = c.benchmark_group("memtable/insert");
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(3));
+    group.sample_size(20);
+    for count in [10_000usize, 100_000] {
+        let keys = random_keys(&mut rng, count);
+        group.throughput(Throughput::Elements(count as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(count), &keys, |b, keys| {
+            b.iter_batched(
+                || {
+                    keys.iter()
+                        .map(|key| (*key, object.clone()))
+                        .collect::<Vec<_>>()
+                },
+                |entries| {
+                    let mut table = Memtable::new();
+                    for (key, object) in entries {
+                        table.insert(KEYSPACE, &key, object);
+                    }
+                    table
+                },
+                BatchSize::PerIteration,
+            )
+        });
+    }
+    group.finish();
+}
+
+fn bench_get(c: &mut Criterion) {
+    let mut rng = StdRng::seed_from_u64(SEED ^ 1);
+    let object = object(&mut rng);
+    let stored = random_keys(&mut rng, TABLE_KEYS);
+    let mut table = Memtable::new();
+    for key in &stored {
+        table.insert(KEYSPACE, key, object.clone());
+    }
+    assert_eq!(table.len(), TABLE_KEYS, "random keys are distinct");
+
+    let mut hits = stored;
+    hits.shuffle(&mut rng);
+    hits.truncate(PROBE_KEYS);
+    let misses = random_keys(&mut rng, PROBE_KEYS);
+    assert!(
+        misses.iter().all(|key| table.get(KEYSPACE, key).is_none()),
+        "miss keys are absent"
+    );
+
+    let mut group = c.benchmark_group("memtable");
+    group.throughput(Throughput::Elements(1));
+    group.warm_up_time(Duration::from_millis(500));
+    group.measurement_time(Duration::from_secs(2));
+    group.sample_size(50);
+    for (name, probes) in [("get_hit", &hits), ("get_miss", &misses)] {
+        group.bench_function(BenchmarkId::new(name, TABLE_KEYS), |b| {
+            let mut next = 0usize;
+            b.iter(|| {
+                let key = &probes[next];
+                next = (next + 1) & (PROBE_KEYS - 1);
+                black_box(table.get(KEYSPACE, black_box(key)).is_some())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_insert, bench_get);
+criterion_main!(benches);

@@ -1,0 +1,464 @@
+//! The client: topology, routing, request helpers, pipelining and batches.
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use tessera_core::{PartitionCount, ShardId, ShardMap};
+use tessera_schema::{
+    BatchGetRequest, BatchPutRequest, DeleteRequest, Durability, GetRequest, GetResponse, PutItem,
+    PutRequest, Request, Response, TopologyInfo, WriteResponse, BATCH_ITEMS_MAX,
+};
+
+use crate::connection::Connection;
+use crate::error::ClientError;
+
+/// How a client behaves.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// Keyspace of every request.
+    pub keyspace: String,
+    /// Whether writes wait for fsync on the server (`Default` follows the server's setting).
+    pub durability: Durability,
+    /// How long one request may wait for its answer.
+    pub request_timeout: Duration,
+    /// How long a connection attempt may take.
+    pub connect_timeout: Duration,
+    /// Requests one connection may have in flight.
+    pub inflight_per_connection_max: usize,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            keyspace: tessera_core::constants::DEFAULT_KEYSPACE.into(),
+            durability: Durability::Default,
+            request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+            inflight_per_connection_max: 4096,
+        }
+    }
+}
+
+/// The opaque causal context of a read: pass it back with a write to supersede what was read.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Context(Vec<u8>);
+
+impl Context {
+    /// The context as bytes (to store or send elsewhere).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// A context from bytes a read returned earlier.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    /// Whether this is the empty context (a blind write).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The context as lowercase hex, for people and shells.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parses [`Context::to_hex`] output.
+    pub fn from_hex(hex: &str) -> Result<Self, ClientError> {
+        let bad = || ClientError::InvalidArgument(format!("'{hex}' is not a hex context"));
+        if !hex.len().is_multiple_of(2) {
+            return Err(bad());
+        }
+        (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(hex.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+            .collect::<Result<Vec<u8>, _>>()
+            .map(Self)
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Context({})", self.to_hex())
+    }
+}
+
+/// What a read found: every sibling's value (none if the key does not exist or was deleted)
+/// and the context to write with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Versions {
+    /// Live sibling values; more than one means concurrent writes to reconcile.
+    pub values: Vec<Vec<u8>>,
+    /// Causal context covering every version read.
+    pub context: Context,
+}
+
+impl Versions {
+    /// Whether the key has no live value.
+    pub fn is_not_found(&self) -> bool {
+        self.values.is_empty()
+    }
+}
+
+/// An answer still on its way (pipelining): send many, then wait for each.
+#[derive(Debug)]
+pub struct Pending {
+    conn: Arc<Connection>,
+    id: u64,
+    rx: Receiver<Result<Response, ClientError>>,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+impl Pending {
+    /// Waits for the answer until the request timeout.
+    pub fn wait(self) -> Result<Response, ClientError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        match self.rx.recv_timeout(left) {
+            Ok(result) => result,
+            Err(RecvTimeoutError::Timeout) => {
+                self.conn.abandon(self.id);
+                Err(ClientError::Timeout(self.timeout))
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(ClientError::Protocol("answer slot dropped".into()))
+            }
+        }
+    }
+}
+
+/// One shard's address and its current connection, replaced when it dies.
+#[derive(Debug)]
+struct ShardLink {
+    addr: SocketAddr,
+    conn: Mutex<Option<Arc<Connection>>>,
+}
+
+/// A connection to one Tessera node. `Send + Sync`: share it between threads, or give each
+/// thread its own for more connections.
+#[derive(Debug)]
+pub struct Client {
+    config: ClientConfig,
+    topology: TopologyInfo,
+    shard_map: ShardMap,
+    links: Vec<ShardLink>,
+}
+
+impl Client {
+    /// Connects to a node at `addr`, learns its topology and opens one connection per shard
+    /// lazily.
+    pub fn connect(addr: impl ToSocketAddrs, config: ClientConfig) -> Result<Self, ClientError> {
+        let addr = resolve(addr)?;
+        let bootstrap = Connection::open(
+            addr,
+            config.connect_timeout,
+            config.inflight_per_connection_max,
+        )?;
+        let topology = match call(&bootstrap, &Request::Topology, config.request_timeout)? {
+            Response::Topology(t) => t,
+            other => return Err(unexpected("topology", &other)),
+        };
+        let shard_map = shard_map_of(&topology)?;
+        let links = topology
+            .shards
+            .iter()
+            .map(|s| ShardLink {
+                addr: SocketAddr::new(addr.ip(), s.port),
+                conn: Mutex::new(None),
+            })
+            .collect();
+        Ok(Self {
+            config,
+            topology,
+            shard_map,
+            links,
+        })
+    }
+
+    /// What the node told us about itself.
+    pub fn topology(&self) -> &TopologyInfo {
+        &self.topology
+    }
+
+    /// The shard that owns `key`.
+    pub fn shard_of(&self, key: &[u8]) -> u16 {
+        self.shard_map.shard_of_key(&self.config.keyspace, key).0
+    }
+
+    /// Reads `key`: all sibling values and the context.
+    pub fn get(&self, key: &[u8]) -> Result<Versions, ClientError> {
+        let response = self.request_idempotent(self.shard_of(key), &self.get_request(key))?;
+        match response {
+            Response::Get(g) => Ok(versions(g)),
+            other => Err(answer_error("get", other)),
+        }
+    }
+
+    /// Writes `value`; with `context` it supersedes what that read saw, without it is a blind
+    /// write that becomes a sibling of existing values. Returns the key's new context.
+    pub fn put(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        context: Option<&Context>,
+    ) -> Result<Context, ClientError> {
+        let request = self.put_request(key, value, context);
+        match self.send_to(self.shard_of(key), &request)?.wait()? {
+            Response::Put(w) => Ok(Context(w.context)),
+            other => Err(answer_error("put", other)),
+        }
+    }
+
+    /// Deletes `key` (writes a tombstone superseding what `context` saw).
+    pub fn delete(&self, key: &[u8], context: Option<&Context>) -> Result<Context, ClientError> {
+        let request = Request::Delete(DeleteRequest {
+            keyspace: self.config.keyspace.clone(),
+            key: key.to_vec(),
+            context: context.map(|c| c.0.clone()).unwrap_or_default(),
+            durability: self.config.durability,
+        });
+        match self.send_to(self.shard_of(key), &request)?.wait()? {
+            Response::Delete(w) => Ok(Context(w.context)),
+            other => Err(answer_error("delete", other)),
+        }
+    }
+
+    /// Checks that every shard answers; returns the slowest round trip.
+    pub fn ping(&self) -> Result<Duration, ClientError> {
+        let mut slowest = Duration::ZERO;
+        for shard in 0..self.links.len() {
+            let start = Instant::now();
+            match self.request_idempotent(shard as u16, &Request::Ping(Vec::new()))? {
+                Response::Pong(_) => slowest = slowest.max(start.elapsed()),
+                other => return Err(unexpected("pong", &other)),
+            }
+        }
+        Ok(slowest)
+    }
+
+    /// Starts a get without waiting (pipelining).
+    pub fn get_async(&self, key: &[u8]) -> Result<Pending, ClientError> {
+        self.send_to(self.shard_of(key), &self.get_request(key))
+    }
+
+    /// Starts a put without waiting (pipelining).
+    pub fn put_async(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        context: Option<&Context>,
+    ) -> Result<Pending, ClientError> {
+        self.send_to(self.shard_of(key), &self.put_request(key, value, context))
+    }
+
+    /// Reads many keys at once: one batch per owning shard, all in flight together. Answers
+    /// come back in the order of `keys`, each on its own.
+    pub fn get_many(
+        &self,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Result<Versions, ClientError>>, ClientError> {
+        let groups = self.group(keys.iter().map(|k| self.shard_of(k)));
+        let mut pending = Vec::new();
+        for (shard, indexes) in &groups {
+            for chunk in indexes.chunks(BATCH_ITEMS_MAX) {
+                let request = Request::BatchGet(BatchGetRequest {
+                    keyspace: self.config.keyspace.clone(),
+                    keys: chunk.iter().map(|&i| keys[i].to_vec()).collect(),
+                });
+                pending.push((chunk, self.send_to(*shard, &request)?));
+            }
+        }
+        let mut out: Vec<Option<Result<Versions, ClientError>>> = vec![None; keys.len()];
+        for (chunk, p) in pending {
+            match p.wait()? {
+                Response::BatchGet(items) if items.len() == chunk.len() => {
+                    for (&i, item) in chunk.iter().zip(items) {
+                        out[i] = Some(item.map(versions).map_err(ClientError::Server));
+                    }
+                }
+                other => return Err(answer_error("batch get", other)),
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(missing())))
+            .collect())
+    }
+
+    /// Writes many pairs at once (each with its optional context), one batch per shard.
+    pub fn put_many(
+        &self,
+        items: &[(&[u8], &[u8], Option<&Context>)],
+    ) -> Result<Vec<Result<Context, ClientError>>, ClientError> {
+        let groups = self.group(items.iter().map(|(k, _, _)| self.shard_of(k)));
+        let mut pending = Vec::new();
+        for (shard, indexes) in &groups {
+            for chunk in indexes.chunks(BATCH_ITEMS_MAX) {
+                let request = Request::BatchPut(BatchPutRequest {
+                    keyspace: self.config.keyspace.clone(),
+                    items: chunk
+                        .iter()
+                        .map(|&i| PutItem {
+                            key: items[i].0.to_vec(),
+                            value: items[i].1.to_vec(),
+                            context: items[i].2.map(|c| c.0.clone()).unwrap_or_default(),
+                        })
+                        .collect(),
+                    durability: self.config.durability,
+                });
+                pending.push((chunk, self.send_to(*shard, &request)?));
+            }
+        }
+        let mut out: Vec<Option<Result<Context, ClientError>>> = vec![None; items.len()];
+        for (chunk, p) in pending {
+            match p.wait()? {
+                Response::BatchPut(results) if results.len() == chunk.len() => {
+                    for (&i, r) in chunk.iter().zip(results) {
+                        out[i] = Some(
+                            r.map(|w: WriteResponse| Context(w.context))
+                                .map_err(ClientError::Server),
+                        );
+                    }
+                }
+                other => return Err(answer_error("batch put", other)),
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(missing())))
+            .collect())
+    }
+
+    /// Sends any request to a shard without waiting for the answer.
+    pub fn send_to(&self, shard: u16, request: &Request) -> Result<Pending, ClientError> {
+        let link = self
+            .links
+            .get(usize::from(shard))
+            .ok_or_else(|| ClientError::InvalidArgument(format!("no shard {shard}")))?;
+        let conn = self.connection(link)?;
+        let (id, rx) = conn.send(request)?;
+        Ok(Pending {
+            conn,
+            id,
+            rx,
+            deadline: Instant::now() + self.config.request_timeout,
+            timeout: self.config.request_timeout,
+        })
+    }
+
+    /// Reads may be retried once on a fresh connection when the old one broke.
+    fn request_idempotent(&self, shard: u16, request: &Request) -> Result<Response, ClientError> {
+        match self.send_to(shard, request).and_then(Pending::wait) {
+            Err(ClientError::ConnectionLost { .. }) => self.send_to(shard, request)?.wait(),
+            other => other,
+        }
+    }
+
+    /// The shard's live connection, reconnecting if the last one died.
+    fn connection(&self, link: &ShardLink) -> Result<Arc<Connection>, ClientError> {
+        let mut slot = link
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(conn) = slot.as_ref().filter(|c| c.is_alive()) {
+            return Ok(conn.clone());
+        }
+        let conn = Connection::open(
+            link.addr,
+            self.config.connect_timeout,
+            self.config.inflight_per_connection_max,
+        )?;
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    fn get_request(&self, key: &[u8]) -> Request {
+        Request::Get(GetRequest {
+            keyspace: self.config.keyspace.clone(),
+            key: key.to_vec(),
+        })
+    }
+
+    fn put_request(&self, key: &[u8], value: &[u8], context: Option<&Context>) -> Request {
+        Request::Put(PutRequest {
+            keyspace: self.config.keyspace.clone(),
+            key: key.to_vec(),
+            value: value.to_vec(),
+            context: context.map(|c| c.0.clone()).unwrap_or_default(),
+            durability: self.config.durability,
+        })
+    }
+
+    fn group(&self, shards: impl Iterator<Item = u16>) -> Vec<(u16, Vec<usize>)> {
+        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
+        for (i, shard) in shards.enumerate() {
+            match groups.iter_mut().find(|(s, _)| *s == shard) {
+                Some((_, v)) => v.push(i),
+                None => groups.push((shard, vec![i])),
+            }
+        }
+        groups
+    }
+}
+
+fn resolve(addr: impl ToSocketAddrs) -> Result<SocketAddr, ClientError> {
+    let mut addrs = addr
+        .to_socket_addrs()
+        .map_err(|e| ClientError::InvalidArgument(format!("bad address: {e}")))?;
+    addrs
+        .next()
+        .ok_or_else(|| ClientError::InvalidArgument("the address resolves to nothing".into()))
+}
+
+fn call(
+    conn: &Arc<Connection>,
+    request: &Request,
+    timeout: Duration,
+) -> Result<Response, ClientError> {
+    let (id, rx) = conn.send(request)?;
+    let pending = Pending {
+        conn: conn.clone(),
+        id,
+        rx,
+        deadline: Instant::now() + timeout,
+        timeout,
+    };
+    pending.wait()
+}
+
+fn shard_map_of(t: &TopologyInfo) -> Result<ShardMap, ClientError> {
+    let bad = |e: tessera_core::CoreError| {
+        ClientError::Protocol(format!("server published an invalid topology: {e}"))
+    };
+    let partitions = PartitionCount::new(t.partitions).map_err(bad)?;
+    let shards = u16::try_from(t.shards.len())
+        .map_err(|_| ClientError::Protocol("too many shards".into()))?;
+    let table = t.partition_shard.iter().map(|&s| ShardId(s)).collect();
+    ShardMap::from_table(partitions, shards, table).map_err(bad)
+}
+
+fn versions(g: GetResponse) -> Versions {
+    Versions {
+        values: g.values,
+        context: Context(g.context),
+    }
+}
+
+fn answer_error(what: &str, response: Response) -> ClientError {
+    match response {
+        Response::Error(e) => ClientError::Server(e),
+        other => unexpected(what, &other),
+    }
+}
+
+fn unexpected(what: &str, response: &Response) -> ClientError {
+    ClientError::Protocol(format!("expected a {what} answer, got {response:?}"))
+}
+
+fn missing() -> ClientError {
+    ClientError::Protocol("the server left a batch item unanswered".into())
+}
