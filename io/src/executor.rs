@@ -61,20 +61,26 @@ where
         .name(&format!("{}-{shard}", config.name))
         .preempt_timer(config.preempt_timer)
         .spawn(move || async move {
-            warm_polled_io_probe(&probe_dir).await?;
+            // One probe file per shard, so shards starting together never race on one file.
+            warm_probe_file(&probe_dir.join(format!("{PROBE_FILE_NAME}-{shard}"))).await?;
             Ok(make_future().await)
         })
         .map_err(|e| io::Error::other(format!("cannot start executor for shard {shard}: {e}")))
 }
 
-/// Opens and reads a non-empty file on the data directory's device so that glommio's per-device
-/// polled-I/O probe sees real data. Creates the file on first use.
+/// Opens and reads a non-empty file in `dir` so that glommio's per-device polled-I/O probe
+/// sees real data. Call it in every executor before any other DMA file is opened on that device.
 pub async fn warm_polled_io_probe(dir: &Path) -> io::Result<()> {
-    let path = dir.join(PROBE_FILE_NAME);
+    warm_probe_file(&dir.join(PROBE_FILE_NAME)).await
+}
+
+/// Warms the probe with the file at `path`, creating it on first use.
+async fn warm_probe_file(path: &Path) -> io::Result<()> {
+    let path = path.to_path_buf();
     let is_ready = std::fs::metadata(&path).is_ok_and(|m| m.len() == PROBE_FILE_BYTES as u64);
     if !is_ready {
         // Written with std I/O on purpose: DMA on this device must not happen before the probe.
-        let tmp = dir.join(format!("{PROBE_FILE_NAME}.tmp"));
+        let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, vec![0xA5u8; PROBE_FILE_BYTES])?;
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, &path)?;

@@ -44,7 +44,10 @@ pub async fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Cuts a file to `len` bytes and makes the new length durable.
 pub async fn truncate_file(path: &Path, len: u64) -> io::Result<()> {
-    let file = DmaFile::open(path).await?;
+    let file = glommio::io::OpenOptions::new()
+        .write(true)
+        .dma_open(path)
+        .await?;
     file.truncate(len).await?;
     file.fdatasync().await?;
     file.close().await?;

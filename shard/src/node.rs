@@ -26,6 +26,8 @@ use crate::runtime::{run_shard, ShardReady, ShardSetup};
 pub const META_FILE: &str = "tessera.meta";
 /// Version of the data directory layout.
 pub const META_FORMAT_VERSION: u32 = 1;
+/// How long the start-up check waits for a connection to a port that should be free.
+const PORT_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// Why a node could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +61,8 @@ pub enum NodeError {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 struct Meta {
     format_version: u32,
-    node_id: u64,
+    /// Hex: TOML integers are signed 64-bit, and half of all random ids do not fit.
+    node_id: String,
     shards: u16,
     partitions: u32,
 }
@@ -117,13 +120,14 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
     std::fs::create_dir_all(&data_dir).map_err(|e| data_dir_error(&data_dir, e.to_string()))?;
     let lock = lock_dir(&data_dir).map_err(|e| data_dir_error(&data_dir, e.to_string()))?;
     let meta = load_or_create_meta(&config)?;
+    let node_id = parse_node_id(&meta.node_id).map_err(|why| data_dir_error(&data_dir, why))?;
     check_ports_free(&config)?;
     let partitions = PartitionCount::new(meta.partitions)
         .map_err(|e| data_dir_error(&data_dir, e.to_string()))?;
     let shard_map = ShardMap::round_robin(partitions, meta.shards)
         .map_err(|e| data_dir_error(&data_dir, e.to_string()))?;
     let topology = TopologyInfo {
-        node_id: meta.node_id,
+        node_id,
         partitions: meta.partitions,
         shards: (0..config.shards)
             .map(|shard| ShardEndpoint {
@@ -150,7 +154,7 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
         let setup = ShardSetup {
             shard,
             config: config.clone(),
-            node: NodeId(meta.node_id),
+            node: NodeId(node_id),
             shard_map: shard_map.clone(),
             topology: topology.clone(),
             forwards,
@@ -192,8 +196,10 @@ pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
 
 fn fail_start(node: RunningNode, why: String) -> NodeError {
     node.stop();
-    let _ = node.wait();
-    NodeError::Shard(why)
+    match node.wait() {
+        Err(NodeError::Shard(detail)) => NodeError::Shard(format!("{why}: {detail}")),
+        _ => NodeError::Shard(why),
+    }
 }
 
 fn data_dir_error(dir: &Path, why: String) -> NodeError {
@@ -226,11 +232,12 @@ fn load_or_create_meta(config: &NodeConfig) -> Result<Meta, NodeError> {
                 ),
             ));
         }
+        parse_node_id(&meta.node_id).map_err(|why| data_dir_error(dir, why))?;
         return Ok(meta);
     }
     let meta = Meta {
         format_version: META_FORMAT_VERSION,
-        node_id: random_node_id(),
+        node_id: format!("{:016x}", random_node_id()),
         shards: config.shards,
         partitions: config.partitions,
     };
@@ -238,6 +245,13 @@ fn load_or_create_meta(config: &NodeConfig) -> Result<Meta, NodeError> {
     write_atomic_blocking(&path, text.as_bytes())
         .map_err(|e| data_dir_error(dir, e.to_string()))?;
     Ok(meta)
+}
+
+fn parse_node_id(hex: &str) -> Result<u64, String> {
+    u64::from_str_radix(hex, 16)
+        .ok()
+        .filter(|&id| id != 0)
+        .ok_or_else(|| format!("{META_FILE} holds an invalid node_id '{hex}'"))
 }
 
 /// A random, non-zero node id. `RandomState` is seeded by the OS, which is all we need here.
@@ -253,14 +267,22 @@ fn random_node_id() -> u64 {
 }
 
 /// glommio binds with SO_REUSEPORT (every shard shares the main port), which would also let a
-/// second node silently share it. A plain bind first proves each port is really free.
+/// second node silently share a port. A connection attempt finds a live listener; a plain bind
+/// would not do: after a kill -9 the server side's TIME_WAIT sockets, made by a SO_REUSEPORT
+/// listener, refuse a SO_REUSEADDR bind while a SO_REUSEPORT bind succeeds.
 fn check_ports_free(config: &NodeConfig) -> Result<(), NodeError> {
     let mut addrs = vec![config.listen];
     addrs.extend(
         (0..config.shards).map(|s| SocketAddr::new(config.listen.ip(), config.shard_port(s))),
     );
     for addr in addrs {
-        std::net::TcpListener::bind(addr).map_err(|source| NodeError::Port { addr, source })?;
+        if std::net::TcpStream::connect_timeout(&addr, PORT_PROBE_TIMEOUT).is_ok() {
+            let source = std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                "another process is listening there",
+            );
+            return Err(NodeError::Port { addr, source });
+        }
     }
     Ok(())
 }

@@ -1,0 +1,226 @@
+//! Test harness: real `tessera server` processes on loopback, stopped by PID.
+//!
+//! Each test picks its own loopback address (127.0.0.x) so tests in parallel never contend
+//! for a port; every server started is killed when its handle drops.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tessera_client::{Client, ClientConfig};
+use tessera_schema::{decode_response, Encoder, FrameBuffer, Request, Response};
+
+/// Longest a server may take to start serving in a test.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A `tessera server` child process.
+pub struct Server {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub shards: u16,
+}
+
+impl Server {
+    /// Starts a server and waits until every shard answers.
+    pub fn start(data_dir: &Path, addr: SocketAddr, shards: u16) -> Server {
+        let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args([
+                "server",
+                "--placement",
+                "unbound",
+                "--shards",
+                &shards.to_string(),
+            ])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg(addr.to_string())
+            .env("TESSERA_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn tessera server");
+        let mut server = Server {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            shards,
+        };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("server exited during start-up: {status}");
+            }
+            if let Ok(client) = Client::connect(self.addr, quick_config()) {
+                if client.ping().is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server on {} not ready in {START_TIMEOUT:?}",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Kills the server with SIGKILL and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Stops the server with SIGTERM and waits for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // std can only SIGKILL; `unsafe` (libc::kill) is kept out of this crate, so the
+            // `kill` utility sends SIGTERM by PID.
+            let status = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Some(status) = child.try_wait().unwrap() {
+                    assert!(
+                        status.success(),
+                        "server exited with {status} after SIGTERM"
+                    );
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "server did not stop after SIGTERM"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// Resident memory of the server, in KiB (from /proc).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// A client with test timeouts.
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr, quick_config()).unwrap()
+    }
+
+    /// Address of shard `shard`'s own port.
+    pub fn shard_addr(&self, shard: u16) -> SocketAddr {
+        SocketAddr::new(self.addr.ip(), self.addr.port() + 1 + shard)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Client settings for tests: short timeouts so a hang fails fast.
+pub fn quick_config() -> ClientConfig {
+    ClientConfig {
+        request_timeout: Duration::from_secs(10),
+        connect_timeout: Duration::from_secs(2),
+        ..ClientConfig::default()
+    }
+}
+
+/// A raw protocol connection to one exact port (no routing), for tests that must control
+/// which port a request enters by, or send malformed bytes.
+pub struct RawConn {
+    pub stream: TcpStream,
+    encoder: Encoder,
+    frames: FrameBuffer,
+    next_id: u64,
+}
+
+impl RawConn {
+    pub fn connect(addr: SocketAddr) -> RawConn {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        RawConn {
+            stream,
+            encoder: Encoder::new(),
+            frames: FrameBuffer::default(),
+            next_id: 1,
+        }
+    }
+
+    /// Sends one request and waits for its answer.
+    pub fn call(&mut self, request: &Request) -> Response {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut buf = Vec::new();
+        self.encoder.encode_request(id, request, &mut buf);
+        self.stream.write_all(&buf).unwrap();
+        let (got, response) = self
+            .read_response()
+            .expect("connection closed before the answer");
+        assert_eq!(got, id, "answer for another request");
+        response
+    }
+
+    /// Reads the next answer; `None` once the server closed the connection.
+    pub fn read_response(&mut self) -> Option<(u64, Response)> {
+        loop {
+            if let Some(body) = self.frames.next_frame().unwrap() {
+                return Some(decode_response(&body).unwrap());
+            }
+            match self.frames.read_from(&mut self.stream) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+    }
+
+    /// Whether the server has closed the connection (reads EOF within the read timeout).
+    pub fn is_closed_by_server(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(self.stream.read(&mut byte), Ok(0) | Err(_))
+    }
+}
+
+/// A fresh temporary data directory (on disk, not tmpfs: DMA needs O_DIRECT).
+pub fn data_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("tessera-test-")
+        .tempdir_in(std::env::temp_dir())
+        .unwrap()
+}
