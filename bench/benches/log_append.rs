@@ -110,7 +110,12 @@ impl LogBench {
         rng.fill_bytes(&mut value);
         let mut object = Object::new();
         object
-            .update(&VersionVector::new(), NodeId(1), 1_700_000_000_000, Some(value))
+            .update(
+                &VersionVector::new(),
+                NodeId(1),
+                1_700_000_000_000,
+                Some(value),
+            )
             .expect("a 100-byte value fits an object");
         Self {
             executor,
@@ -237,8 +242,8 @@ fn bench_append(c: &mut Criterion) {
                 let appenders: Vec<_> = (0..GROUP_APPENDERS)
                     .map(|appender| {
                         // Split `iters` records as evenly as possible over the appenders.
-                        let records = iters / GROUP_APPENDERS
-                            + u64::from(appender < iters % GROUP_APPENDERS);
+                        let records =
+                            iters / GROUP_APPENDERS + u64::from(appender < iters % GROUP_APPENDERS);
                         let log = bench.log.clone();
                         let keys = bench.keys.clone();
                         let object = bench.object.clone();
@@ -260,7 +265,8 @@ fn bench_append(c: &mut Criterion) {
                     appender.await;
                 }
                 let elapsed = start.elapsed();
-                group_batches.set(group_batches.get() + bench.log.batches_written() - batches_before);
+                group_batches
+                    .set(group_batches.get() + bench.log.batches_written() - batches_before);
                 group_records.set(group_records.get() + iters);
                 elapsed
             })

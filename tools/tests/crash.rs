@@ -7,6 +7,8 @@
 //! the kill may or may not survive; an acknowledged one must. Bounded: `CYCLES` cycles, each
 //! with at most `RUN_MAX` of writing.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashMap;
