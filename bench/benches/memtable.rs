@@ -17,7 +17,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{RngCore, SeedableRng};
@@ -65,8 +67,11 @@ fn bench_insert(c: &mut Criterion) {
     let object = object(&mut rng);
     let mut group = c.benchmark_group("memtable/insert");
     group.warm_up_time(Duration::from_millis(500));
-    group.measurement_time(Duration::from_secs(3));
-    group.sample_size(20);
+    group.measurement_time(Duration::from_secs(2));
+    // One iteration fills a whole table (milliseconds), so every sample runs the same few
+    // iterations instead of criterion's default 1, 2, 3, ... ramp.
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
     for count in [10_000usize, 100_000] {
         let keys = random_keys(&mut rng, count);
         group.throughput(Throughput::Elements(count as u64));
@@ -97,7 +102,7 @@ fn bench_get(c: &mut Criterion) {
     let mut group = c.benchmark_group("memtable");
     group.throughput(Throughput::Elements(1));
     group.warm_up_time(Duration::from_millis(500));
-    group.measurement_time(Duration::from_secs(2));
+    group.measurement_time(Duration::from_millis(1500));
     group.sample_size(30);
     for table_keys in TABLE_KEYS {
         let mut stored = random_keys(&mut rng, table_keys);

@@ -10,9 +10,6 @@ pub const PROBE_FILE_BYTES: usize = 4096;
 /// Name of the probe file inside the data directory.
 pub const PROBE_FILE_NAME: &str = ".io-probe";
 
-/// Largest chunk read in one operation when a whole file is loaded (recovery).
-pub const READ_CHUNK_BYTES_MAX: usize = 1 << 20;
-
 /// Default preempt timer: glommio yields to other task queues at least this often. The
 /// default of 100 ms is far too long for a latency-sensitive server.
 pub const PREEMPT_TIMER_MS_DEFAULT: u64 = 2;

@@ -1,37 +1,23 @@
-//! Small file-system helpers used at start-up and by the log writer: whole-file reads through
-//! DMA, directory fsync, truncation and listing.
+//! Small file-system helpers used at start-up and by the log writer.
 //!
-//! Directory operations (list, create) have no io_uring form in glommio, so they use std; they
-//! run at start-up or at segment roll, never per request.
+//! The `*_blocking` helpers use std I/O and are for start-up only (recovery, before a shard
+//! serves): blocking the shard's thread then delays nobody, and it keeps start-up off glommio
+//! DMA reads, one of which was seen never to complete. Directory listing has no io_uring form.
+//! The one async helper, [`sync_dir`], is used by the log writer at segment roll.
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-use glommio::io::{Directory, DmaFile};
+use glommio::io::Directory;
 
-use crate::constants::{DMA_ALIGNMENT_BYTES, READ_CHUNK_BYTES_MAX};
+use crate::constants::DMA_ALIGNMENT_BYTES;
 
-/// Reads a whole file through DMA in aligned chunks. The length comes from `stat`, so a file
-/// that grows meanwhile is read up to the size seen at the start.
-pub async fn read_file(path: &Path) -> io::Result<Vec<u8>> {
-    let file = DmaFile::open(path).await?;
-    let size = usize::try_from(file.file_size().await?)
-        .map_err(|_| io::Error::other(format!("{} is too large to read", path.display())))?;
-    let mut out = Vec::with_capacity(size);
-    let mut pos = 0usize;
-    while pos < size {
-        let want = (size - pos).min(READ_CHUNK_BYTES_MAX);
-        let want_aligned = align_up(want as u64) as usize;
-        let chunk = file.read_at_aligned(pos as u64, want_aligned).await?;
-        if chunk.is_empty() {
-            break;
-        }
-        let take = chunk.len().min(size - pos);
-        out.extend_from_slice(&chunk[..take]);
-        pos += take;
-    }
-    file.close().await?;
-    Ok(out)
+/// Reads a whole file with blocking std I/O. For start-up recovery only, before the shard
+/// serves anything: blocking its thread then delays nobody. glommio DMA reads issued during
+/// start-up were seen to never complete (about one start in four on a loaded 2-core machine,
+/// the executor asleep in `io_cqring_wait` with the file open), so recovery does not use them.
+pub fn read_file_blocking(path: &Path) -> io::Result<Vec<u8>> {
+    std::fs::read(path)
 }
 
 /// fsyncs a directory so that entries created or renamed in it survive a crash.
@@ -42,25 +28,22 @@ pub async fn sync_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Cuts a file to `len` bytes and makes the new length durable.
-pub async fn truncate_file(path: &Path, len: u64) -> io::Result<()> {
-    let file = glommio::io::OpenOptions::new()
-        .write(true)
-        .dma_open(path)
-        .await?;
-    file.truncate(len).await?;
-    file.fdatasync().await?;
-    file.close().await?;
-    Ok(())
+/// Cuts a file to `len` bytes and makes the new length durable (blocking; start-up only).
+pub fn truncate_file_blocking(path: &Path, len: u64) -> io::Result<()> {
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.set_len(len)?;
+    file.sync_all()
 }
 
-/// Removes a file and makes the removal durable.
-pub async fn remove_file(path: &Path) -> io::Result<()> {
-    glommio::io::remove(path).await?;
-    if let Some(parent) = path.parent() {
-        sync_dir(parent).await?;
-    }
-    Ok(())
+/// Removes a file and makes the removal durable (blocking; start-up only).
+pub fn remove_file_blocking(path: &Path) -> io::Result<()> {
+    std::fs::remove_file(path)?;
+    sync_dir_blocking(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// fsyncs a directory with blocking std I/O (start-up only).
+pub fn sync_dir_blocking(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }
 
 /// Names of the regular files in `dir`, sorted.
@@ -76,16 +59,14 @@ pub fn list_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(names)
 }
 
-/// Creates `dir` and its parents, then fsyncs the parent so the new entry is durable.
-pub async fn create_dir_durable(dir: &Path) -> io::Result<()> {
+/// Creates `dir` and its parents, then fsyncs the parent so the new entry is durable
+/// (blocking; start-up only).
+pub fn create_dir_durable_blocking(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
     }
     std::fs::create_dir_all(dir)?;
-    if let Some(parent) = dir.parent() {
-        sync_dir(parent).await?;
-    }
-    Ok(())
+    sync_dir_blocking(dir.parent().unwrap_or(Path::new(".")))
 }
 
 /// Rounds `v` up to the DMA alignment.

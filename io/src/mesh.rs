@@ -7,11 +7,15 @@
 //! back on its senders instead of queueing without limit.
 
 use std::cell::RefCell;
+use std::time::Duration;
 
 use futures::future::join_all;
 use glommio::channels::shared_channel::{
     self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
 };
+
+/// How often a connecting executor wakes to re-poll its pending connects.
+const CONNECT_TICK: Duration = Duration::from_millis(1);
 
 /// Builds meshes.
 #[derive(Debug)]
@@ -59,6 +63,11 @@ pub struct MeshEndpoint<T: Send + 'static> {
 impl<T: Send + 'static> MeshEndpoint<T> {
     /// Connects every end inside the calling executor. Every shard must connect its endpoint
     /// concurrently: a connect completes only when its peer connects too.
+    ///
+    /// glommio 0.9 re-polls a pending connect only when its executor loop runs; the peer's
+    /// connect does not wake an executor that went to sleep. Two idle executors connecting to
+    /// each other can therefore both sleep forever (seen at start-up on a loaded machine). A
+    /// 1 ms ticker keeps this executor's loop running until every end is connected.
     pub async fn connect(self) -> ConnectedMesh<T> {
         let senders = join_all(
             self.senders
@@ -70,7 +79,17 @@ impl<T: Send + 'static> MeshEndpoint<T> {
                 .into_iter()
                 .map(|r| async move { Some(r?.connect().await) }),
         );
-        let (senders, receivers) = futures::join!(senders, receivers);
+        let connect = async { futures::join!(senders, receivers) };
+        let keep_awake = async {
+            loop {
+                glommio::timer::sleep(CONNECT_TICK).await;
+            }
+        };
+        futures::pin_mut!(connect, keep_awake);
+        let (senders, receivers) = match futures::future::select(connect, keep_awake).await {
+            futures::future::Either::Left((connected, _)) => connected,
+            futures::future::Either::Right((never, _)) => never,
+        };
         ConnectedMesh {
             shard: self.shard,
             senders,

@@ -49,12 +49,12 @@ impl Engine {
         limits: EngineLimits,
     ) -> Result<(Self, RecoveryReport), RecoveryError> {
         let log_dir: PathBuf = dir.join("log");
-        tessera_io::file::create_dir_durable(&log_dir)
-            .await
-            .map_err(|source| RecoveryError::Io {
+        tessera_io::file::create_dir_durable_blocking(&log_dir).map_err(|source| {
+            RecoveryError::Io {
                 path: log_dir.clone(),
                 source,
-            })?;
+            }
+        })?;
         let mut memtable = Memtable::new();
         let report = recover(&log_dir, |_, record| {
             let object = Object::decode(record.object).map_err(|e| e.to_string())?;

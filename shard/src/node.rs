@@ -28,6 +28,10 @@ pub const META_FILE: &str = "tessera.meta";
 pub const META_FORMAT_VERSION: u32 = 1;
 /// How long the start-up check waits for a connection to a port that should be free.
 const PORT_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long start-up waits for a crashed predecessor's listening sockets to disappear.
+const PORT_RELEASE_WAIT: Duration = Duration::from_secs(10);
+/// How often start-up checks again whether a port is free.
+const PORT_PROBE_INTERVAL: Duration = Duration::from_millis(25);
 
 /// Why a node could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
@@ -266,22 +270,30 @@ fn random_node_id() -> u64 {
     h.finish().max(1)
 }
 
-/// glommio binds with SO_REUSEPORT (every shard shares the main port), which would also let a
-/// second node silently share a port. A connection attempt finds a live listener; a plain bind
-/// would not do: after a kill -9 the server side's TIME_WAIT sockets, made by a SO_REUSEPORT
-/// listener, refuse a SO_REUSEADDR bind while a SO_REUSEPORT bind succeeds.
+/// Waits until no process listens on any of the node's ports, or fails with a clear error.
+///
+/// Why a connection attempt and not a bind: glommio binds with SO_REUSEPORT (every shard
+/// shares the main port), so a bind would also succeed next to another live node. Why wait:
+/// after a `kill -9`, io_uring tears the dead process's rings down asynchronously, and a
+/// listening socket held by a pending accept stays in LISTEN for a moment after the process
+/// is gone. Binding beside it would let the kernel hand new connections to that dead socket's
+/// backlog, where nobody ever answers them.
 fn check_ports_free(config: &NodeConfig) -> Result<(), NodeError> {
     let mut addrs = vec![config.listen];
     addrs.extend(
         (0..config.shards).map(|s| SocketAddr::new(config.listen.ip(), config.shard_port(s))),
     );
+    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
     for addr in addrs {
-        if std::net::TcpStream::connect_timeout(&addr, PORT_PROBE_TIMEOUT).is_ok() {
-            let source = std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                "another process is listening there",
-            );
-            return Err(NodeError::Port { addr, source });
+        while std::net::TcpStream::connect_timeout(&addr, PORT_PROBE_TIMEOUT).is_ok() {
+            if std::time::Instant::now() >= deadline {
+                let source = std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another process is listening there",
+                );
+                return Err(NodeError::Port { addr, source });
+            }
+            std::thread::sleep(PORT_PROBE_INTERVAL);
         }
     }
     Ok(())

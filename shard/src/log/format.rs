@@ -138,21 +138,27 @@ impl BatchHeader {
     }
 }
 
-/// The batch at the start of `bytes`, if its header and payload checksums hold.
-pub fn decode_batch(bytes: &[u8]) -> Option<(BatchHeader, &[u8])> {
+/// The batch header at the start of `bytes`, if its own checksum holds (the payload is not
+/// checked).
+pub fn decode_batch_header(bytes: &[u8]) -> Option<BatchHeader> {
     let h = bytes.get(..BATCH_HEADER_BYTES)?;
     if u32_at(h, 0)? != BATCH_MAGIC || crc32c::crc32c(&h[..20]) != u32_at(h, 20)? {
         return None;
     }
-    let payload_len = u32_at(h, 4)? as usize;
-    let payload = bytes.get(BATCH_HEADER_BYTES..BATCH_HEADER_BYTES.checked_add(payload_len)?)?;
-    if crc32c::crc32c(payload) != u32_at(h, 16)? {
+    Some(BatchHeader {
+        payload_len: u32_at(h, 4)? as usize,
+        first_record: u64_at(h, 8)?,
+    })
+}
+
+/// The batch at the start of `bytes`, if its header and payload checksums hold.
+pub fn decode_batch(bytes: &[u8]) -> Option<(BatchHeader, &[u8])> {
+    let header = decode_batch_header(bytes)?;
+    let end = BATCH_HEADER_BYTES.checked_add(header.payload_len)?;
+    let payload = bytes.get(BATCH_HEADER_BYTES..end)?;
+    if crc32c::crc32c(payload) != u32_at(bytes, 16)? {
         return None;
     }
-    let header = BatchHeader {
-        payload_len,
-        first_record: u64_at(h, 8)?,
-    };
     Some((header, payload))
 }
 

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use tessera_io::{file, LogPosition};
 
 use super::format::{
-    decode_batch, decode_record, decode_segment_header, parse_segment_name, ObjectRecord,
-    BATCH_ALIGNMENT, SEGMENT_HEADER_BYTES,
+    decode_batch, decode_batch_header, decode_record, decode_segment_header, parse_segment_name,
+    ObjectRecord, BATCH_ALIGNMENT, SEGMENT_HEADER_BYTES,
 };
 
 /// Why recovery stopped.
@@ -121,11 +121,18 @@ pub fn scan_segment(bytes: &[u8]) -> SegmentScan {
         batches.push((h.first_record, payload..payload + h.payload_len));
         pos += h.total_len();
     }
+    // If the bad batch's header is intact (only its payload is torn), a later valid batch can
+    // only start after the length it declares: a value inside the torn payload that happens to
+    // look like a batch must not count as one.
+    let search_from = bytes
+        .get(pos..)
+        .and_then(decode_batch_header)
+        .map_or(pos + BATCH_ALIGNMENT, |h| pos + h.total_len());
     SegmentScan {
         first_record: Some(header.first_record),
         batches,
         valid_end: pos.min(bytes.len()),
-        end: classify_rest(bytes, pos, pos + BATCH_ALIGNMENT),
+        end: classify_rest(bytes, pos, search_from),
     }
 }
 
@@ -180,7 +187,7 @@ pub async fn recover(
                 format!("segment {} is missing", segments[i - 1].0 + 1),
             ));
         }
-        let bytes = file::read_file(path).await.map_err(io_err(path))?;
+        let bytes = file::read_file_blocking(path).map_err(io_err(path))?;
         let scan = scan_segment(&bytes);
         let is_last = i + 1 == segments.len();
         if !scan.batches.is_empty() {
@@ -236,7 +243,12 @@ pub async fn recover(
             next_record: seq,
         };
         if is_last && scan.end == SegmentEnd::Torn {
-            report.torn_tail = Some(drop_torn_tail(path, &scan, bytes.len()).await?);
+            report.torn_tail = Some(drop_torn_tail(path, &scan, bytes.len())?);
+            if scan.first_record.is_none() {
+                // The segment's header was torn and the file removed: its number is free
+                // again, and reusing it keeps the numbering contiguous for the next recovery.
+                report.next.segment = *number;
+            }
         }
     }
     if let Some((p, offset, _)) = prior_end {
@@ -250,21 +262,15 @@ pub async fn recover(
 }
 
 /// Cuts a torn tail off the last segment (or removes a segment whose header was torn).
-async fn drop_torn_tail(
-    path: &Path,
-    scan: &SegmentScan,
-    len: usize,
-) -> Result<TornTail, RecoveryError> {
+fn drop_torn_tail(path: &Path, scan: &SegmentScan, len: usize) -> Result<TornTail, RecoveryError> {
     let io_err = |source| RecoveryError::Io {
         path: path.to_path_buf(),
         source,
     };
     if scan.first_record.is_none() {
-        file::remove_file(path).await.map_err(io_err)?;
+        file::remove_file_blocking(path).map_err(io_err)?;
     } else {
-        file::truncate_file(path, scan.valid_end as u64)
-            .await
-            .map_err(io_err)?;
+        file::truncate_file_blocking(path, scan.valid_end as u64).map_err(io_err)?;
     }
     tracing::warn!(
         path = %path.display(),

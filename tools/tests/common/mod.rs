@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use tessera_client::{Client, ClientConfig};
@@ -28,20 +28,7 @@ pub struct Server {
 impl Server {
     /// Starts a server and waits until every shard answers.
     pub fn start(data_dir: &Path, addr: SocketAddr, shards: u16) -> Server {
-        let child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args([
-                "server",
-                "--placement",
-                "unbound",
-                "--shards",
-                &shards.to_string(),
-            ])
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--listen")
-            .arg(addr.to_string())
-            .env("TESSERA_LOG", "warn")
-            .stdout(Stdio::null())
+        let child = server_command(data_dir, addr, shards)
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn tessera server");
@@ -131,6 +118,13 @@ impl Server {
         line.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 
+    /// File descriptors the server holds open (sockets included), from /proc.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .unwrap()
+            .count()
+    }
+
     /// A client with test timeouts.
     pub fn client(&self) -> Client {
         Client::connect(self.addr, quick_config()).unwrap()
@@ -145,6 +139,73 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// The `tessera server` command line every test server runs with.
+fn server_command(data_dir: &Path, addr: SocketAddr, shards: u16) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    command
+        .args([
+            "server",
+            "--placement",
+            "unbound",
+            "--shards",
+            &shards.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("--listen")
+        .arg(addr.to_string())
+        .env("TESSERA_LOG", "warn")
+        .stdout(Stdio::null());
+    command
+}
+
+/// How a server that was expected to refuse to start ended.
+#[derive(Debug)]
+pub struct FailedStart {
+    pub status: ExitStatus,
+    pub stderr: String,
+}
+
+/// Runs `tessera server` expecting it to exit on its own within `timeout` (a start-up
+/// refusal); returns its exit status and everything it wrote to stderr. Panics, after killing
+/// it, if it is still running at the deadline.
+pub fn start_expecting_failure(
+    data_dir: &Path,
+    addr: SocketAddr,
+    shards: u16,
+    timeout: Duration,
+) -> FailedStart {
+    let mut child = server_command(data_dir, addr, shards)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tessera server");
+    // Drained on a thread so a chatty child can never block on a full pipe.
+    let mut pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        pipe.read_to_string(&mut text).unwrap();
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!(
+                "server on {addr} was expected to refuse to start but still runs after {timeout:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    FailedStart {
+        status,
+        stderr: reader.join().unwrap(),
     }
 }
 
@@ -179,6 +240,23 @@ impl RawConn {
             frames: FrameBuffer::default(),
             next_id: 1,
         }
+    }
+
+    /// Appends `request`'s frame, under a fresh id, to `out` (to send later, e.g. many in one
+    /// write); returns the id.
+    pub fn encode(&mut self, request: &Request, out: &mut Vec<u8>) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.encoder.encode_request(id, request, out);
+        id
+    }
+
+    /// Sends one request without waiting for its answer (pipelining); returns its id.
+    pub fn send(&mut self, request: &Request) -> u64 {
+        let mut buf = Vec::new();
+        let id = self.encode(request, &mut buf);
+        self.stream.write_all(&buf).unwrap();
+        id
     }
 
     /// Sends one request and waits for its answer.
