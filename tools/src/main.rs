@@ -4,7 +4,6 @@
 //! what to do).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -17,7 +16,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Tessera: a Dynamo-style distributed key-value store.
 #[derive(Debug, Parser)]
-#[command(name = "tessera", version, about, long_about = None)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Tessera: a Dynamo-style key-value store (thread-per-core, io_uring)",
+    after_help = "Examples:\n  tessera server --data-dir ./tessera-data --listen 127.0.0.1:7000\n  \
+                  tessera put greeting hello\n  tessera get greeting\n  tessera status\n\n\
+                  Client commands talk to 127.0.0.1:7000 unless --server or TESSERA_SERVER says otherwise."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -36,6 +42,8 @@ enum Command {
     Del(kv::DelArgs),
     /// Show a node's shards, ports, partitions and health.
     Status(kv::StatusArgs),
+    /// Load generator and TCP echo baseline (same as the `tessera-bench` binary).
+    Bench(tessera_bench::BenchArgs),
 }
 
 /// Where the server is; shared by the client commands.
@@ -59,6 +67,7 @@ fn main() -> ExitCode {
         Command::Get(args) => kv::get(args),
         Command::Del(args) => kv::del(args),
         Command::Status(args) => kv::status(args),
+        Command::Bench(args) => return tessera_bench::run(args),
     };
     match result {
         Ok(code) => code,
@@ -67,9 +76,4 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
-}
-
-/// Default data directory, relative to where the server starts.
-pub fn default_data_dir() -> PathBuf {
-    PathBuf::from("tessera-data")
 }

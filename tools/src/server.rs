@@ -11,12 +11,14 @@ use tessera_shard::NodeConfig;
 /// Options of `tessera server`; flags override the config file.
 #[derive(Debug, Args)]
 pub struct ServerArgs {
-    /// Directory for the node's data (created if missing).
-    #[arg(long, default_value_os_t = crate::default_data_dir())]
-    data_dir: PathBuf,
-    /// Main address; shard i also listens on port+1+i of the same host.
-    #[arg(long, default_value = "127.0.0.1:7000")]
-    listen: SocketAddr,
+    /// Directory for the node's data, created if missing [default: tessera-data, or the
+    /// config file's data_dir].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Main address; shard i also listens on port+1+i of the same host [default:
+    /// 127.0.0.1:7000, or the config file's listen].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// Number of shards (default: one per CPU; fixed once the data directory exists).
     #[arg(long)]
     shards: Option<u16>,
@@ -45,8 +47,12 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, String> {
         Some(path) => NodeConfig::from_file(path).map_err(|e| e.to_string())?,
         None => NodeConfig::default(),
     };
-    config.data_dir = args.data_dir;
-    config.listen = args.listen;
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
     if let Some(shards) = args.shards {
         config.shards = shards;
     }
