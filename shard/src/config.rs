@@ -206,3 +206,49 @@ impl NodeConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_durable() {
+        let c = NodeConfig::default();
+        c.validate().unwrap();
+        assert!(c.durable_writes, "durable writes must be the default");
+        assert_eq!(c.shard_port(0), c.listen.port() + 1);
+    }
+
+    #[test]
+    fn file_settings_override_defaults_and_unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tessera.toml");
+        std::fs::write(&path, "listen = \"127.0.0.9:9000\"\nshards = 3\ndurable_writes = false\nplacement = \"unbound\"\n").unwrap();
+        let c = NodeConfig::from_file(&path).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.9:9000");
+        assert_eq!(c.shards, 3);
+        assert!(!c.durable_writes);
+        assert_eq!(c.placement, PlacementSetting::Unbound);
+        assert_eq!(c.key_bytes_max, KEY_BYTES_MAX_DEFAULT, "unset keys keep defaults");
+        std::fs::write(&path, "shardz = 3\n").unwrap();
+        let err = NodeConfig::from_file(&path).unwrap_err().to_string();
+        assert!(err.contains("shardz"), "error should name the bad key: {err}");
+    }
+
+    #[test]
+    fn invalid_settings_name_the_field() {
+        let cases: [(&str, fn(&mut NodeConfig)); 5] = [
+            ("shards", |c| c.shards = 0),
+            ("partitions", |c| c.partitions = 1000),
+            ("frame_bytes_max", |c| c.frame_bytes_max = 1024),
+            ("log_segment_bytes", |c| c.log_segment_bytes = 1 << 20),
+            ("preempt_timer_ms", |c| c.preempt_timer_ms = 0),
+        ];
+        for (field, break_it) in cases {
+            let mut c = NodeConfig::default();
+            break_it(&mut c);
+            let err = c.validate().unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { field: f, .. } if f == field), "{field}: {err}");
+        }
+    }
+}
