@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-run comparison for BENCHMARKS.md: a glommio TCP echo server (the ceiling of any
 # request/response server here) and Tessera, driven by the same closed-loop driver, at 1 and
-# 50 connections; Tessera durable and relaxed. Everything runs on loopback; every process
+# 50 connections: gets, and puts durable and relaxed, each in its own run. Everything runs on loopback; every process
 # started is stopped by PID. Prints a markdown table with ratios to echo.
 #
 # Usage: bench/scripts/baseline.sh [SECONDS_PER_RUN] [OUT_DIR]
@@ -41,10 +41,12 @@ kill "${pids[0]}"; wait "${pids[0]}" 2>/dev/null || true; pids=()
 pids+=($!)
 wait_port $host $tessera_port
 "$bin/tessera-bench" load --server "$host:$tessera_port" --prefill --ops 1 --connections 1 >&2
-for mode in durable relaxed; do
-    for c in 1 50; do
-        run "tessera-$mode-c$c" load --server "$host:$tessera_port" --connections $c --$mode \
-            --read-ratio 0.5 --keys 100000 --value-size 100
+for c in 1 50; do
+    run "tessera-get-c$c" load --server "$host:$tessera_port" --connections $c --read-ratio 1 \
+        --keys 100000 --value-size 100
+    for mode in durable relaxed; do
+        run "tessera-put-$mode-c$c" load --server "$host:$tessera_port" --connections $c --$mode \
+            --read-ratio 0 --keys 100000 --value-size 100
     done
 done
 cleanup; pids=()

@@ -21,11 +21,14 @@ print("| run | ops/s | ops/s ÷ echo | p50 / p99 / p99.9 µs | p50 ÷ echo p50 |
 print("|---|---:|---:|---|---:|")
 for c in (1, 50):
     echo = next(r for r in load(f"echo-c{c}")["results"] if r["op"] == "echo")
-    print(row(f"TCP echo, {c} conn", echo, echo))
-    for mode in ("durable", "relaxed"):
-        report = load(f"tessera-{mode}-c{c}")
+    print(row(f"TCP echo (ceiling), {c} conn", echo, echo))
+    for name, op, label in (
+        (f"tessera-get-c{c}", "get", f"tessera get, {c} conn"),
+        (f"tessera-put-durable-c{c}", "put", f"tessera put durable, {c} conn"),
+        (f"tessera-put-relaxed-c{c}", "put", f"tessera put relaxed, {c} conn"),
+    ):
+        report = load(name)
+        result = next(r for r in report["results"] if r["op"] == op)
+        print(row(label, result, echo))
         if report["errors"]:
-            print(f"| tessera {mode}, {c} conn: {report['errors']} errors ({report['first_error']}) | | | | |")
-        for r in report["results"]:
-            if r["op"] in ("get", "put"):
-                print(row(f"tessera {r['op']}, {mode}, {c} conn", r, echo))
+            print(f"| ↳ {report['errors']} errors: {report['first_error']} | | | | |")

@@ -122,6 +122,7 @@ fn wait_for_fds(server: &Server, baseline: usize, what: &str) {
     let deadline = Instant::now() + POLL_DEADLINE;
     loop {
         let open = server.open_fds();
+        eprintln!("DIAG {what}: fds {open} baseline {baseline}");
         if open <= baseline + FD_SLACK {
             return;
         }
@@ -185,6 +186,7 @@ fn oversized_length_prefix_is_refused_without_allocating_it() {
         expect_refusal(conn, ErrorCode::TooLarge, &format!("hostile connection {i}"));
     }
     let after = server.rss_kib();
+    eprintln!("DIAG rss {before} -> {after}");
     assert!(
         after < before + RSS_GROWTH_KIB_MAX,
         "RSS grew from {before} KiB to {after} KiB while refusing {HOSTILE_CONNECTIONS} oversized frames"
