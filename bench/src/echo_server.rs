@@ -131,16 +131,7 @@ impl EchoServer {
 
     /// Waits until every shard has stopped.
     pub fn wait(self) -> Result<(), BenchError> {
-        let mut first_error = None;
-        for (shard, handle) in self.handles.into_iter().enumerate() {
-            let outcome = match handle.join() {
-                Ok(Ok(())) => continue,
-                Ok(Err(e)) => format!("shard {shard}: {e}"),
-                Err(e) => format!("shard {shard} executor: {e}"),
-            };
-            first_error.get_or_insert(outcome);
-        }
-        first_error.map_or(Ok(()), |e| Err(BenchError::EchoServer(e)))
+        tessera_io::executor::join_all(self.handles).map_err(BenchError::EchoServer)
     }
 }
 

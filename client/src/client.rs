@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use tessera_core::ring::group_by_owner;
 use tessera_core::{PartitionCount, ShardId, ShardMap};
 use tessera_schema::{
     BatchGetRequest, BatchPutRequest, DeleteRequest, Durability, GetRequest, GetResponse, PutItem,
@@ -261,7 +262,7 @@ impl Client {
         &self,
         keys: &[&[u8]],
     ) -> Result<Vec<Result<Versions, ClientError>>, ClientError> {
-        let groups = self.group(keys.iter().map(|k| self.shard_of(k)));
+        let groups = group_by_owner(keys.iter().map(|k| self.shard_of(k)));
         let mut pending = Vec::new();
         for (shard, indexes) in &groups {
             for chunk in indexes.chunks(BATCH_ITEMS_MAX) {
@@ -294,7 +295,7 @@ impl Client {
         &self,
         items: &[(&[u8], &[u8], Option<&Context>)],
     ) -> Result<Vec<Result<Context, ClientError>>, ClientError> {
-        let groups = self.group(items.iter().map(|(k, _, _)| self.shard_of(k)));
+        let groups = group_by_owner(items.iter().map(|(k, _, _)| self.shard_of(k)));
         let mut pending = Vec::new();
         for (shard, indexes) in &groups {
             for chunk in indexes.chunks(BATCH_ITEMS_MAX) {
@@ -391,17 +392,6 @@ impl Client {
             context: context.map(|c| c.0.clone()).unwrap_or_default(),
             durability: self.config.durability,
         })
-    }
-
-    fn group(&self, shards: impl Iterator<Item = u16>) -> Vec<(u16, Vec<usize>)> {
-        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
-        for (i, shard) in shards.enumerate() {
-            match groups.iter_mut().find(|(s, _)| *s == shard) {
-                Some((_, v)) => v.push(i),
-                None => groups.push((shard, vec![i])),
-            }
-        }
-        groups
     }
 }
 

@@ -219,6 +219,19 @@ fn validate_shard_count(partitions: PartitionCount, shard_count: u16) -> Result<
     Ok(())
 }
 
+/// Groups item indexes by owner, owners in first-seen order and indexes ascending: how a
+/// batch is split into one sub-batch per owning shard (or node) and put back together.
+pub fn group_by_owner<O: PartialEq>(owners: impl IntoIterator<Item = O>) -> Vec<(O, Vec<usize>)> {
+    let mut groups: Vec<(O, Vec<usize>)> = Vec::new();
+    for (i, owner) in owners.into_iter().enumerate() {
+        match groups.iter_mut().find(|(o, _)| *o == owner) {
+            Some((_, indexes)) => indexes.push(i),
+            None => groups.push((owner, vec![i])),
+        }
+    }
+    groups
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -357,5 +370,12 @@ mod tests {
             assert_eq!(map.shard_of_key("default", &key), map.shard_of_partition(p));
             assert_eq!(map.shard_of_token(token), map.table()[p.0 as usize]);
         }
+    }
+
+    #[test]
+    fn group_by_owner_keeps_first_seen_order() {
+        let groups = group_by_owner([2u16, 0, 2, 1, 0]);
+        assert_eq!(groups, vec![(2, vec![0, 2]), (0, vec![1, 4]), (1, vec![3])]);
+        assert!(group_by_owner(Vec::<u16>::new()).is_empty());
     }
 }

@@ -68,6 +68,20 @@ where
         .map_err(|e| io::Error::other(format!("cannot start executor for shard {shard}: {e}")))
 }
 
+/// Waits for every executor to finish; the first failure, named by its shard, is returned.
+pub fn join_all(handles: Vec<glommio::ExecutorJoinHandle<io::Result<()>>>) -> Result<(), String> {
+    let mut first_error = None;
+    for (shard, handle) in handles.into_iter().enumerate() {
+        let outcome = match handle.join() {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => format!("shard {shard}: {e}"),
+            Err(e) => format!("shard {shard} executor: {e}"),
+        };
+        first_error.get_or_insert(outcome);
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
 /// Opens and reads a non-empty file in `dir` so that glommio's per-device polled-I/O probe
 /// sees real data. Call it in every executor before any other DMA file is opened on that device.
 pub async fn warm_polled_io_probe(dir: &Path) -> io::Result<()> {

@@ -229,15 +229,22 @@ mod tests {
         assert_eq!(c.shards, 3);
         assert!(!c.durable_writes);
         assert_eq!(c.placement, PlacementSetting::Unbound);
-        assert_eq!(c.key_bytes_max, KEY_BYTES_MAX_DEFAULT, "unset keys keep defaults");
+        assert_eq!(
+            c.key_bytes_max, KEY_BYTES_MAX_DEFAULT,
+            "unset keys keep defaults"
+        );
         std::fs::write(&path, "shardz = 3\n").unwrap();
         let err = NodeConfig::from_file(&path).unwrap_err().to_string();
-        assert!(err.contains("shardz"), "error should name the bad key: {err}");
+        assert!(
+            err.contains("shardz"),
+            "error should name the bad key: {err}"
+        );
     }
 
     #[test]
     fn invalid_settings_name_the_field() {
-        let cases: [(&str, fn(&mut NodeConfig)); 5] = [
+        type Breaker = fn(&mut NodeConfig);
+        let cases: [(&str, Breaker); 5] = [
             ("shards", |c| c.shards = 0),
             ("partitions", |c| c.partitions = 1000),
             ("frame_bytes_max", |c| c.frame_bytes_max = 1024),
@@ -248,7 +255,10 @@ mod tests {
             let mut c = NodeConfig::default();
             break_it(&mut c);
             let err = c.validate().unwrap_err();
-            assert!(matches!(err, ConfigError::Invalid { field: f, .. } if f == field), "{field}: {err}");
+            assert!(
+                matches!(err, ConfigError::Invalid { field: f, .. } if f == field),
+                "{field}: {err}"
+            );
         }
     }
 }

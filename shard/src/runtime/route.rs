@@ -9,6 +9,7 @@ use std::rc::Rc;
 
 use futures::channel::oneshot;
 use futures::future::join_all;
+use tessera_core::ring::group_by_owner;
 use tessera_core::ShardMap;
 use tessera_io::mesh::ConnectedMesh;
 use tessera_schema::{
@@ -139,7 +140,7 @@ impl ShardCtx {
     }
 
     async fn batch_get(self: &Rc<Self>, r: BatchGetRequest) -> Response {
-        let groups = self.group(r.keys.iter().map(|k| self.owner(&r.keyspace, k)));
+        let groups = group_by_owner(r.keys.iter().map(|k| self.owner(&r.keyspace, k)));
         let parts = groups.iter().map(|(shard, indexes)| {
             let part = BatchGetRequest {
                 keyspace: r.keyspace.clone(),
@@ -163,7 +164,7 @@ impl ShardCtx {
     }
 
     async fn batch_put(self: &Rc<Self>, r: BatchPutRequest) -> Response {
-        let groups = self.group(r.items.iter().map(|it| self.owner(&r.keyspace, &it.key)));
+        let groups = group_by_owner(r.items.iter().map(|it| self.owner(&r.keyspace, &it.key)));
         let parts = groups.iter().map(|(shard, indexes)| {
             let part = BatchPutRequest {
                 keyspace: r.keyspace.clone(),
@@ -185,18 +186,6 @@ impl ShardCtx {
             }
         }
         Response::BatchPut(out.into_iter().map(unwrap_item).collect())
-    }
-
-    /// Item indexes grouped by owning shard, in first-seen order.
-    fn group(&self, owners: impl Iterator<Item = u16>) -> Vec<(u16, Vec<usize>)> {
-        let mut groups: Vec<(u16, Vec<usize>)> = Vec::new();
-        for (i, owner) in owners.enumerate() {
-            match groups.iter_mut().find(|(s, _)| *s == owner) {
-                Some((_, indexes)) => indexes.push(i),
-                None => groups.push((owner, vec![i])),
-            }
-        }
-        groups
     }
 }
 
