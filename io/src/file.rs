@@ -22,7 +22,8 @@ pub fn read_file_blocking(path: &Path) -> io::Result<Vec<u8>> {
 
 /// fsyncs a directory so that entries created or renamed in it survive a crash.
 pub async fn sync_dir(dir: &Path) -> io::Result<()> {
-    let d = Directory::open(dir).await?;
+    // glommio opens a directory with `openat` on no directory fd: a relative path fails.
+    let d = Directory::open(std::path::absolute(dir)?).await?;
     d.sync().await?;
     d.close().await?;
     Ok(())

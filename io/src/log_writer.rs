@@ -404,7 +404,7 @@ impl SegmentCursor {
             file.close().await?;
             self.segment += 1;
         }
-        let path = self.format.segment_path(self.segment);
+        let path = std::path::absolute(self.format.segment_path(self.segment))?;
         // create_new: a segment number is never reused, so an existing file means a bug or a
         // second writer; refusing is safer than truncating acknowledged records.
         let file = OpenOptions::new()

@@ -109,10 +109,16 @@ impl RunningNode {
 }
 
 /// Starts a node and returns once every shard serves.
-pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+pub fn start(mut config: NodeConfig) -> Result<RunningNode, NodeError> {
     config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| data_dir_error(&config.data_dir, e.to_string()))?;
+    // Absolute from here on: glommio opens directories with `openat` on no directory fd, which
+    // fails with EBADF for a relative path (and a relative path would also break if anything
+    // changed the working directory).
+    config.data_dir = std::fs::canonicalize(&config.data_dir)
+        .map_err(|e| data_dir_error(&config.data_dir, e.to_string()))?;
     let data_dir = config.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).map_err(|e| data_dir_error(&data_dir, e.to_string()))?;
     let lock = lock_dir(&data_dir).map_err(|e| data_dir_error(&data_dir, e.to_string()))?;
     let meta = load_or_create_meta(&config)?;
     let node_id = parse_node_id(&meta.node_id).map_err(|why| data_dir_error(&data_dir, why))?;
