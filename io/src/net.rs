@@ -127,8 +127,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.end -= self.start;
             self.start = 0;
         }
-        // `want` is bounded by limit + prefix (checked above), so this growth is bounded too.
-        let needed = (self.start + want).max(self.end + FRAME_READ_CHUNK_BYTES / 4);
+        // Memory follows the bytes that actually arrived, not the length a peer announced: a
+        // peer that announces a large frame and stalls pins at most one chunk more than it
+        // sent. Growth at least doubles what is buffered, so copying stays linear. `want` is
+        // bounded by limit + prefix (checked above), so this growth is bounded too.
+        let have = self.end - self.start;
+        let target = want.min((have + FRAME_READ_CHUNK_BYTES).max(2 * have));
+        let needed = (self.start + target).max(self.end + FRAME_READ_CHUNK_BYTES / 4);
         if self.buf.len() < needed {
             let grown = needed.max(FRAME_READ_CHUNK_BYTES.min(self.limit + LENGTH_PREFIX_BYTES));
             self.buf.resize(grown, 0);
@@ -175,6 +180,23 @@ mod tests {
         );
         assert!(
             r.buf.len() <= FRAME_READ_CHUNK_BYTES,
+            "buffer grew to {}",
+            r.buf.len()
+        );
+    }
+
+    #[test]
+    fn an_announced_frame_grows_the_buffer_only_as_bytes_arrive() {
+        let mut bytes = (4u32 << 20).to_le_bytes().to_vec();
+        bytes.extend_from_slice(&[1u8; 100]);
+        let mut r = FrameReader::new(Cursor::new(bytes), 8 << 20);
+        let err = block_on(r.next_frame()).unwrap_err();
+        assert!(
+            matches!(err, FrameReadError::Truncated { have: 104, .. }),
+            "{err:?}"
+        );
+        assert!(
+            r.buf.len() <= 2 * FRAME_READ_CHUNK_BYTES,
             "buffer grew to {}",
             r.buf.len()
         );

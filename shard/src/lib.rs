@@ -16,4 +16,4 @@ pub mod runtime;
 pub mod service;
 
 pub use config::NodeConfig;
-pub use node::{start, NodeError, RunningNode};
+pub use node::{start, start_with_shutdown, NodeError, RunningNode};

@@ -109,7 +109,17 @@ impl RunningNode {
 }
 
 /// Starts a node and returns once every shard serves.
-pub fn start(mut config: NodeConfig) -> Result<RunningNode, NodeError> {
+pub fn start(config: NodeConfig) -> Result<RunningNode, NodeError> {
+    start_with_shutdown(config, Arc::new(AtomicBool::new(false)))
+}
+
+/// Like [`start`], with the stop flag supplied by the caller, so that a signal handler can be
+/// installed before start-up (recovery can take a while): a flag set during start-up makes
+/// every shard stop cleanly as soon as it has recovered.
+pub fn start_with_shutdown(
+    mut config: NodeConfig,
+    shutdown: Arc<AtomicBool>,
+) -> Result<RunningNode, NodeError> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| data_dir_error(&config.data_dir, e.to_string()))?;
@@ -138,7 +148,6 @@ pub fn start(mut config: NodeConfig) -> Result<RunningNode, NodeError> {
             .collect(),
         partition_shard: shard_map.table().iter().map(|s| s.0).collect(),
     };
-    let shutdown = Arc::new(AtomicBool::new(false));
     let config = Arc::new(config);
     let n = usize::from(config.shards);
     let forwards = Mesh::build(n, MESH_CHANNEL_CAPACITY);

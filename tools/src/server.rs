@@ -3,6 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use tessera_shard::config::PlacementSetting;
@@ -65,11 +67,14 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, String> {
     if args.no_durable_writes {
         config.durable_writes = false;
     }
-    let node = tessera_shard::start(config.clone()).map_err(|e| e.to_string())?;
+    // Handlers first: a signal during recovery then stops the node cleanly once it is up.
+    let shutdown = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, node.shutdown_flag())
+        signal_hook::flag::register(signal, shutdown.clone())
             .map_err(|e| format!("cannot install signal handler: {e}"))?;
     }
+    let node =
+        tessera_shard::start_with_shutdown(config.clone(), shutdown).map_err(|e| e.to_string())?;
     let records: u64 = node.shards().iter().map(|s| s.recovered_records).sum();
     let torn: usize = node.shards().iter().filter_map(|s| s.torn_tail_bytes).sum();
     tracing::info!(records, torn_tail_bytes = torn, "recovered");

@@ -103,8 +103,11 @@ async fn read_loop<R: AsyncRead + Unpin>(
         match decode_request(body) {
             Ok((id, request)) => dispatch(conn, ctx, id, request),
             Err(e) => {
-                let msg = format!("undecodable request ({e}); closing the connection");
-                conn.reply(0, &Response::Error(WireError::bad_request(msg)));
+                // Typed by what is wrong (a batch over its limit is TooLarge, the rest
+                // BadRequest); the stream cannot be trusted after it, so the connection closes.
+                let mut error = e.to_wire_error();
+                error.message.push_str("; closing the connection");
+                conn.reply(0, &Response::Error(error));
                 return;
             }
         }
