@@ -9,7 +9,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use glommio::io::DmaFile;
+use glommio::io::{DmaFile, OpenOptions};
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::constants::{PROBE_FILE_BYTES, PROBE_FILE_NAME};
@@ -63,6 +63,7 @@ where
         .spawn(move || async move {
             // One probe file per shard, so shards starting together never race on one file.
             warm_probe_file(&probe_dir.join(format!("{PROBE_FILE_NAME}-{shard}"))).await?;
+            tracing::debug!(shard, "polled-I/O probe warmed");
             Ok(make_future().await)
         })
         .map_err(|e| io::Error::other(format!("cannot start executor for shard {shard}: {e}")))
@@ -89,6 +90,15 @@ pub async fn warm_polled_io_probe(dir: &Path) -> io::Result<()> {
 }
 
 /// Warms the probe with the file at `path`, creating it on first use.
+///
+/// glommio decides per device and per executor whether to use io_uring polled I/O (the
+/// IOPOLL ring) by reading the first DMA file opened on the device; it disables the poll ring
+/// if that read fails. On this kernel the read succeeds even on devices whose block queue
+/// cannot poll (`queue/io_poll` = 0), and DMA reads and writes sent to the poll ring of such a
+/// device were then seen never to complete (a start-up hang in about one start in fifteen
+/// under load). So we ask the kernel ourselves: if the device can poll, glommio probes a
+/// non-empty file for real; if it cannot, we open the file write-only, glommio's probe read
+/// fails (EBADF), and glommio sends this device's I/O through its ordinary ring.
 async fn warm_probe_file(path: &Path) -> io::Result<()> {
     let path = path.to_path_buf();
     let is_ready = std::fs::metadata(&path).is_ok_and(|m| m.len() == PROBE_FILE_BYTES as u64);
@@ -99,16 +109,32 @@ async fn warm_probe_file(path: &Path) -> io::Result<()> {
         std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, &path)?;
     }
-    let file = DmaFile::open(&path).await?;
-    let read = file.read_at_aligned(0, PROBE_FILE_BYTES).await?;
-    let ok = read.len() == PROBE_FILE_BYTES;
-    file.close().await?;
-    if ok {
-        Ok(())
+    let polling = device_can_poll(&path);
+    tracing::debug!(path = %path.display(), polling, "warming glommio's polled-I/O probe");
+    let file = if polling {
+        DmaFile::open(&path).await?
     } else {
-        Err(io::Error::other(format!(
-            "probe file {} is shorter than {PROBE_FILE_BYTES} bytes",
-            path.display()
-        )))
-    }
+        OpenOptions::new().write(true).dma_open(&path).await?
+    };
+    file.close().await?;
+    Ok(())
+}
+
+/// Whether the block device holding `path` can complete polled I/O, as the kernel says in
+/// `/sys/dev/block/MAJOR:MINOR/queue/io_poll` (a partition's queue is its disk's). Anything
+/// unreadable counts as "no": the ordinary ring is always correct, only slower.
+pub fn device_can_poll(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    let dev = meta.dev();
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let Ok(dir) = std::fs::canonicalize(format!("/sys/dev/block/{major}:{minor}")) else {
+        return false;
+    };
+    [dir.join("queue/io_poll"), dir.join("../queue/io_poll")]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .is_some_and(|v| v.trim() == "1")
 }

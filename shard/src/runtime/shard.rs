@@ -106,7 +106,9 @@ async fn run(
             durable_by_default: config.durable_writes,
         },
     );
+    tracing::debug!(shard = setup.shard, "connecting the shard mesh");
     let (forwards, replies) = futures::join!(setup.forwards.connect(), setup.replies.connect());
+    tracing::debug!(shard = setup.shard, "shard mesh connected");
     let ctx = Rc::new(ShardCtx {
         shard: setup.shard,
         shard_map: setup.shard_map,
@@ -140,6 +142,7 @@ async fn run(
         tasks.push(glommio::spawn_local(accept).detach());
     }
     spawn_mesh_tasks(&ctx);
+    tracing::debug!(shard = setup.shard, "listening");
     if let Some(ready) = ready.take() {
         let _ = ready.send(Ok(ShardReady {
             shard: setup.shard,

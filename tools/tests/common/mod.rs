@@ -157,7 +157,10 @@ fn server_command(data_dir: &Path, addr: SocketAddr, shards: u16) -> Command {
         .arg(data_dir)
         .arg("--listen")
         .arg(addr.to_string())
-        .env("TESSERA_LOG", "warn")
+        .env(
+            "TESSERA_LOG",
+            std::env::var("TESSERA_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::null());
     command
 }
