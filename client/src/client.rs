@@ -5,7 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crossbeam_channel::Receiver;
 use tessera_core::ring::group_by_owner;
 use tessera_core::{PartitionCount, ShardId, ShardMap};
 use tessera_schema::{
@@ -13,7 +13,7 @@ use tessera_schema::{
     PutRequest, Request, Response, TopologyInfo, WriteResponse, BATCH_ITEMS_MAX,
 };
 
-use crate::connection::Connection;
+use crate::connection::{Connection, Wake};
 use crate::error::ClientError;
 
 /// How a client behaves.
@@ -110,7 +110,7 @@ impl Versions {
 pub struct Pending {
     conn: Arc<Connection>,
     id: u64,
-    rx: Receiver<Result<Response, ClientError>>,
+    rx: Receiver<Wake>,
     deadline: Instant,
     timeout: Duration,
 }
@@ -118,17 +118,15 @@ pub struct Pending {
 impl Pending {
     /// Waits for the answer until the request timeout.
     pub fn wait(self) -> Result<Response, ClientError> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        match self.rx.recv_timeout(left) {
-            Ok(result) => result,
-            Err(RecvTimeoutError::Timeout) => {
-                self.conn.abandon(self.id);
-                Err(ClientError::Timeout(self.timeout))
-            }
-            Err(RecvTimeoutError::Disconnected) => {
-                Err(ClientError::Protocol("answer slot dropped".into()))
-            }
-        }
+        self.conn
+            .wait(self.id, &self.rx, self.deadline, self.timeout)
+    }
+}
+
+impl Drop for Pending {
+    /// A request nobody will wait for stops counting as waiting (answered ones already do).
+    fn drop(&mut self) {
+        self.conn.abandon(self.id);
     }
 }
 

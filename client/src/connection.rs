@@ -1,24 +1,44 @@
 //! One TCP connection to one shard, shared by any number of threads.
 //!
-//! Writers encode and write under a mutex; one reader thread per connection decodes answers
-//! and hands each to the caller waiting for its request id. When the connection breaks, every
-//! waiting caller is told at once (nobody waits for a timeout on a dead socket), and the
-//! connection is marked dead so that the next request opens a new one.
+//! Reading is leader/follower, with no reader thread: a caller waiting for an answer takes the
+//! read half if nobody holds it (it becomes the *leader*) and reads frames, handing each
+//! answer to the caller that waits for its request id, until its own answer arrives. Callers
+//! that find the read half taken (*followers*) wait on their own slot. A leader that leaves
+//! passes the turn to one caller still waiting, so someone always reads while anyone waits.
+//! A single caller thus reads its own answer straight from the socket: no thread hand-off.
+//!
+//! Invariants:
+//! - `waiting` holds exactly the requests sent and not yet answered or abandoned.
+//! - A leader releases the read half *before* it looks for a successor, and a caller
+//!   registers in `waiting` *before* it tries to take the read half, so a caller that failed
+//!   to take it is always seen by the leader that blocked it.
+//! - When the connection breaks, every waiting caller is told at once, and the connection is
+//!   marked dead so that the next request opens a new one.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use tessera_schema::{decode_response, Encoder, FrameBuffer, Request, Response, FRAME_BYTES_MAX};
 
 use crate::error::ClientError;
 
-/// Where the answer to one request goes.
-type Slot = Sender<Result<Response, ClientError>>;
+/// What a waiting caller is told.
+#[derive(Debug)]
+pub(crate) enum Wake {
+    /// Its answer (or why there will be none).
+    Answer(Result<Response, ClientError>),
+    /// The reader left: try to become the reader.
+    YourTurn,
+}
+
+/// Where a caller waits. Unbounded so that turns passed to a caller can never crowd out its
+/// answer; a slot holds at most one answer and one turn per leader that left meanwhile.
+type Slot = Sender<Wake>;
 
 #[derive(Debug)]
 struct WriteHalf {
@@ -27,14 +47,21 @@ struct WriteHalf {
     buf: Vec<u8>,
 }
 
+#[derive(Debug)]
+struct ReadHalf {
+    stream: TcpStream,
+    frames: FrameBuffer,
+}
+
 /// A live connection to one shard.
 #[derive(Debug)]
 pub(crate) struct Connection {
     addr: SocketAddr,
     writer: Mutex<WriteHalf>,
-    waiting: Arc<Mutex<HashMap<u64, Slot>>>,
+    reader: Mutex<ReadHalf>,
+    waiting: Mutex<HashMap<u64, Slot>>,
     next_id: AtomicU64,
-    alive: Arc<AtomicBool>,
+    alive: AtomicBool,
     inflight_max: usize,
 }
 
@@ -44,7 +71,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Connection {
-    /// Connects and starts the reader thread.
+    /// Connects.
     pub(crate) fn open(
         addr: SocketAddr,
         connect_timeout: Duration,
@@ -57,24 +84,22 @@ impl Connection {
         let stream = TcpStream::connect_timeout(&addr, connect_timeout).map_err(connect_err)?;
         stream.set_nodelay(true).map_err(connect_err)?;
         let read_stream = stream.try_clone().map_err(connect_err)?;
-        let conn = Arc::new(Self {
+        Ok(Arc::new(Self {
             addr,
             writer: Mutex::new(WriteHalf {
                 stream,
                 encoder: Encoder::new(),
                 buf: Vec::new(),
             }),
-            waiting: Arc::new(Mutex::new(HashMap::new())),
+            reader: Mutex::new(ReadHalf {
+                stream: read_stream,
+                frames: FrameBuffer::new(FRAME_BYTES_MAX),
+            }),
+            waiting: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
-            alive: Arc::new(AtomicBool::new(true)),
+            alive: AtomicBool::new(true),
             inflight_max,
-        });
-        let (waiting, alive) = (conn.waiting.clone(), conn.alive.clone());
-        std::thread::Builder::new()
-            .name(format!("tessera-client-{addr}"))
-            .spawn(move || read_loop(read_stream, addr, &waiting, &alive))
-            .map_err(connect_err)?;
-        Ok(conn)
+        }))
     }
 
     /// Whether the connection can still carry requests.
@@ -82,13 +107,13 @@ impl Connection {
         self.alive.load(Ordering::Acquire)
     }
 
-    /// Sends a request; the answer arrives on the returned receiver.
-    pub(crate) fn send(
-        &self,
-        request: &Request,
-    ) -> Result<(u64, Receiver<Result<Response, ClientError>>), ClientError> {
+    /// Sends a request; wait for the answer with [`Connection::wait`].
+    pub(crate) fn send(&self, request: &Request) -> Result<(u64, Receiver<Wake>), ClientError> {
+        if !self.is_alive() {
+            return Err(self.lost("the connection is closed".into()));
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = bounded(1);
+        let (tx, rx) = unbounded();
         {
             let mut waiting = lock(&self.waiting);
             if waiting.len() >= self.inflight_max {
@@ -107,84 +132,148 @@ impl Connection {
         if let Err(e) = stream.write_all(buf) {
             drop(w);
             lock(&self.waiting).remove(&id);
-            self.kill();
-            return Err(ClientError::ConnectionLost {
-                addr: self.addr.to_string(),
-                why: e.to_string(),
-            });
+            self.fail_all(&e.to_string());
+            return Err(self.lost(e.to_string()));
         }
         Ok((id, rx))
     }
 
-    /// Forgets a request whose caller gave up waiting.
+    /// Waits for the answer to request `id` until `deadline`.
+    pub(crate) fn wait(
+        &self,
+        id: u64,
+        rx: &Receiver<Wake>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
+        loop {
+            match rx.try_recv() {
+                Ok(Wake::Answer(answer)) => return answer,
+                Ok(Wake::YourTurn) | Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => {
+                    return Err(self.lost("answer slot dropped".into()))
+                }
+            }
+            if let Ok(mut reader) = self.reader.try_lock() {
+                let outcome = self.lead(&mut reader, rx, deadline);
+                drop(reader);
+                if outcome.is_none() {
+                    // Before passing the turn, so that it cannot be passed to this caller.
+                    self.abandon(id);
+                }
+                self.pass_turn();
+                return outcome.unwrap_or(Err(ClientError::Timeout(timeout)));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(Wake::Answer(answer)) => return answer,
+                Ok(Wake::YourTurn) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    self.abandon(id);
+                    // A turn may have been passed to this caller just now; pass it on.
+                    self.pass_turn();
+                    return Err(ClientError::Timeout(timeout));
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(self.lost("answer slot dropped".into()))
+                }
+            }
+        }
+    }
+
+    /// Reads as the leader until this caller's answer is in `rx`; `None` at the deadline.
+    fn lead(
+        &self,
+        reader: &mut ReadHalf,
+        rx: &Receiver<Wake>,
+        deadline: Instant,
+    ) -> Option<Result<Response, ClientError>> {
+        loop {
+            if let Ok(Wake::Answer(answer)) = rx.try_recv() {
+                return Some(answer);
+            }
+            if let Err(why) = self.dispatch_frames(&mut reader.frames) {
+                self.fail_all(&why);
+                continue;
+            }
+            if let Ok(Wake::Answer(answer)) = rx.try_recv() {
+                return Some(answer);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let _ = reader.stream.set_read_timeout(Some(left));
+            match reader.frames.read_from(&mut reader.stream) {
+                Ok(0) => self.fail_all("the server closed the connection"),
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => self.fail_all(&e.to_string()),
+            }
+        }
+    }
+
+    /// Hands every complete frame to its waiter. An error answer with id 0 is about the
+    /// connection itself (the server closes it next).
+    fn dispatch_frames(&self, frames: &mut FrameBuffer) -> Result<(), String> {
+        loop {
+            let body = match frames.next_frame_ref() {
+                Ok(Some(body)) => body,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(format!("bad frame from server: {e}")),
+            };
+            let (id, response) =
+                decode_response(body).map_err(|e| format!("bad answer from server: {e}"))?;
+            if id == 0 {
+                return Err(match response {
+                    Response::Error(e) => format!("the server refused the connection's input: {e}"),
+                    _ => "the server sent an answer with id 0".into(),
+                });
+            }
+            if let Some(slot) = lock(&self.waiting).remove(&id) {
+                let _ = slot.send(Wake::Answer(Ok(response)));
+            }
+        }
+    }
+
+    /// Wakes one caller still waiting so that it takes over reading. A slot whose caller is
+    /// gone refuses the turn, and the next one gets it.
+    fn pass_turn(&self) {
+        for slot in lock(&self.waiting).values() {
+            if slot.send(Wake::YourTurn).is_ok() {
+                return;
+            }
+        }
+    }
+
+    /// Forgets a request whose caller gave up waiting (or never waited).
     pub(crate) fn abandon(&self, id: u64) {
         lock(&self.waiting).remove(&id);
     }
 
-    fn kill(&self) {
+    /// Marks the connection dead and tells every waiting caller.
+    fn fail_all(&self, why: &str) {
         self.alive.store(false, Ordering::Release);
         let _ = lock(&self.writer).stream.shutdown(std::net::Shutdown::Both);
+        for (_, slot) in lock(&self.waiting).drain() {
+            let _ = slot.send(Wake::Answer(Err(self.lost(why.to_string()))));
+        }
+    }
+
+    fn lost(&self, why: String) -> ClientError {
+        ClientError::ConnectionLost {
+            addr: self.addr.to_string(),
+            why,
+        }
     }
 }
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        // Ends the reader thread, which is blocked in read.
         let _ = lock(&self.writer).stream.shutdown(std::net::Shutdown::Both);
-    }
-}
-
-fn read_loop(
-    mut stream: TcpStream,
-    addr: SocketAddr,
-    waiting: &Mutex<HashMap<u64, Slot>>,
-    alive: &AtomicBool,
-) {
-    let mut frames = FrameBuffer::new(FRAME_BYTES_MAX);
-    let why = loop {
-        match frames.read_from(&mut stream) {
-            Ok(0) => break "the server closed the connection".to_string(),
-            Ok(_) => {}
-            Err(e) => break e.to_string(),
-        }
-        if let Err(why) = dispatch_frames(&mut frames, waiting) {
-            break why;
-        }
-    };
-    alive.store(false, Ordering::Release);
-    let _ = stream.shutdown(std::net::Shutdown::Both);
-    let lost = ClientError::ConnectionLost {
-        addr: addr.to_string(),
-        why,
-    };
-    for (_, slot) in lock(waiting).drain() {
-        let _ = slot.send(Err(lost.clone()));
-    }
-}
-
-/// Hands every complete frame to its waiter. An error answer with id 0 is about the connection
-/// itself (the server closes it next), so it ends the loop.
-fn dispatch_frames(
-    frames: &mut FrameBuffer,
-    waiting: &Mutex<HashMap<u64, Slot>>,
-) -> Result<(), String> {
-    loop {
-        let body = match frames.next_frame_ref() {
-            Ok(Some(body)) => body,
-            Ok(None) => return Ok(()),
-            Err(e) => return Err(format!("bad frame from server: {e}")),
-        };
-        let (id, response) =
-            decode_response(body).map_err(|e| format!("bad answer from server: {e}"))?;
-        if id == 0 {
-            let why = match response {
-                Response::Error(e) => format!("the server refused the connection's input: {e}"),
-                _ => "the server sent an answer with id 0".into(),
-            };
-            return Err(why);
-        }
-        if let Some(slot) = lock(waiting).remove(&id) {
-            let _ = slot.send(Ok(response));
-        }
     }
 }

@@ -159,7 +159,7 @@ fn server_command(data_dir: &Path, addr: SocketAddr, shards: u16) -> Command {
         .arg(addr.to_string())
         .env(
             "TESSERA_LOG",
-            std::env::var("TESSERA_LOG").unwrap_or_else(|_| "warn".into()),
+            std::env::var("TESSERA_LOG").unwrap_or_else(|_| "warn,glommio::reactor=off".into()),
         )
         .stdout(Stdio::null());
     command
