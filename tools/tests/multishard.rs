@@ -14,11 +14,11 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{data_dir, RawConn, Server};
+use common::{data_dir, get, put, RawConn, Server};
 use tessera_client::Client;
 use tessera_schema::{
-    BatchGetRequest, BatchPutRequest, Durability, ErrorCode, GetRequest, PutItem, PutRequest,
-    Request, Response, TopologyInfo, DEFAULT_KEYSPACE,
+    BatchGetRequest, BatchPutRequest, Durability, ErrorCode, PutItem, Request, Response,
+    TopologyInfo, DEFAULT_KEYSPACE,
 };
 
 const SHARDS: u16 = 3;
@@ -29,23 +29,6 @@ const REFUSAL_TIMEOUT: Duration = Duration::from_secs(20);
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 4], port))
-}
-
-fn get(key: &[u8]) -> Request {
-    Request::Get(GetRequest {
-        keyspace: DEFAULT_KEYSPACE.into(),
-        key: key.to_vec(),
-    })
-}
-
-fn put(key: &[u8], value: &[u8]) -> Request {
-    Request::Put(PutRequest {
-        keyspace: DEFAULT_KEYSPACE.into(),
-        key: key.to_vec(),
-        value: value.to_vec(),
-        context: Vec::new(),
-        durability: Durability::Default,
-    })
 }
 
 fn pairs(prefix: &str, n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {

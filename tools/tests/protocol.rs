@@ -19,14 +19,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{data_dir, RawConn, Server};
+use common::{data_dir, get, put, RawConn, Server};
 use rand::{Rng, SeedableRng};
 use tessera_client::Client;
 use tessera_core::constants::{KEY_BYTES_MAX_DEFAULT, VALUE_BYTES_MAX_DEFAULT};
 use tessera_schema::{
     decode_request, BatchGetRequest, BatchPutRequest, DeleteRequest, Durability, ErrorCode,
-    GetRequest, PutItem, PutRequest, Request, Response, WireError, BATCH_ITEMS_MAX,
-    DEFAULT_KEYSPACE,
+    PutItem, PutRequest, Request, Response, WireError, BATCH_ITEMS_MAX, DEFAULT_KEYSPACE,
 };
 use tessera_shard::constants::{FRAME_BYTES_MAX_DEFAULT, INFLIGHT_PER_CONNECTION_MAX_DEFAULT};
 
@@ -44,23 +43,6 @@ const FD_SLACK: usize = 2;
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 3], port))
-}
-
-fn get(key: &[u8]) -> Request {
-    Request::Get(GetRequest {
-        keyspace: DEFAULT_KEYSPACE.into(),
-        key: key.to_vec(),
-    })
-}
-
-fn put(key: &[u8], value: &[u8]) -> Request {
-    Request::Put(PutRequest {
-        keyspace: DEFAULT_KEYSPACE.into(),
-        key: key.to_vec(),
-        value: value.to_vec(),
-        context: Vec::new(),
-        durability: Durability::Default,
-    })
 }
 
 /// A response, abbreviated so that a 1 MiB value does not flood a failure message.

@@ -59,8 +59,6 @@ pub struct ShardCtx {
     pub waiting: RefCell<HashMap<u64, oneshot::Sender<Response>>>,
     /// Next forward slot.
     pub next_slot: Cell<u64>,
-    /// Requests from the mesh being executed here.
-    pub forwarded_in: Cell<u64>,
 }
 
 impl ShardCtx {

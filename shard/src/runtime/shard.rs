@@ -118,7 +118,6 @@ async fn run(
         replies,
         waiting: RefCell::new(HashMap::new()),
         next_slot: Cell::new(0),
-        forwarded_in: Cell::new(0),
     });
     let main = TcpListener::bind(config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -209,7 +208,6 @@ fn spawn_mesh_tasks(ctx: &Rc<ShardCtx>) {
             while let Some(fwd) = receiver.next().await {
                 let ctx = ctx.clone();
                 glommio::spawn_local(async move {
-                    ctx.forwarded_in.set(ctx.forwarded_in.get() + 1);
                     let response = ctx.service.execute(fwd.request).await;
                     let reply = Reply {
                         slot: fwd.slot,

@@ -305,3 +305,22 @@ pub fn data_dir() -> tempfile::TempDir {
         .tempdir_in(std::env::temp_dir())
         .unwrap()
 }
+
+/// A get of `key` in the default keyspace.
+pub fn get(key: &[u8]) -> Request {
+    Request::Get(tessera_schema::GetRequest {
+        keyspace: tessera_schema::DEFAULT_KEYSPACE.into(),
+        key: key.to_vec(),
+    })
+}
+
+/// A blind put of `value` at `key` in the default keyspace.
+pub fn put(key: &[u8], value: &[u8]) -> Request {
+    Request::Put(tessera_schema::PutRequest {
+        keyspace: tessera_schema::DEFAULT_KEYSPACE.into(),
+        key: key.to_vec(),
+        value: value.to_vec(),
+        context: Vec::new(),
+        durability: tessera_schema::Durability::Default,
+    })
+}
