@@ -20,3 +20,13 @@ pub const MEMTABLE_BYTES_MAX_DEFAULT: usize = 4 << 30;
 pub const SHUTDOWN_POLL_MS: u64 = 20;
 /// Largest batch of responses one connection writes in one system call.
 pub const CONNECTION_WRITE_BYTES_MAX: usize = 1 << 20;
+/// Most bytes of values one answer may carry. Well under the wire's `FRAME_BYTES_MAX`
+/// (16 MiB), which a client refuses beyond, leaving room for keys, contexts and framing; a
+/// batch get whose answer would exceed it is refused as too large.
+pub const ANSWER_VALUE_BYTES_MAX: usize = 12 << 20;
+/// Answer bytes a connection may have queued for the client before the server stops reading
+/// its further requests (so a client that does not read cannot make the server buffer
+/// without bound).
+pub const CONNECTION_OUTPUT_BYTES_MAX: usize = 4 << 20;
+/// How long writing answers to a client may block before the connection is dropped.
+pub const CONNECTION_WRITE_TIMEOUT_SECS: u64 = 30;

@@ -8,6 +8,7 @@ use tessera_schema::{
     PutRequest, Request, Response, WireError, WriteResponse,
 };
 
+use crate::constants::ANSWER_VALUE_BYTES_MAX;
 use crate::engine::Engine;
 use crate::error::ShardError;
 
@@ -112,7 +113,8 @@ impl Service {
         r: &BatchGetRequest,
     ) -> Result<Vec<Result<GetResponse, WireError>>, ShardError> {
         self.check_keyspace(&r.keyspace)?;
-        Ok(r.keys
+        let items: Vec<Result<GetResponse, WireError>> = r
+            .keys
             .iter()
             .map(|key| {
                 let one = GetRequest {
@@ -121,7 +123,9 @@ impl Service {
                 };
                 self.get(&one).map_err(|e| e.to_wire())
             })
-            .collect())
+            .collect();
+        check_answer_size(answer_value_bytes(&items))?;
+        Ok(items)
     }
 
     /// Writes many keys; all items share one wait for durability.
@@ -202,6 +206,27 @@ impl Service {
         }
         Ok(())
     }
+}
+
+/// Bytes of values in a batch get's answer.
+pub fn answer_value_bytes(items: &[Result<GetResponse, WireError>]) -> usize {
+    items
+        .iter()
+        .filter_map(|item| item.as_ref().ok())
+        .flat_map(|g| g.values.iter().map(Vec::len))
+        .sum()
+}
+
+/// Refuses an answer a client could not take in one frame.
+pub fn check_answer_size(len: usize) -> Result<(), ShardError> {
+    if len > ANSWER_VALUE_BYTES_MAX {
+        return Err(ShardError::TooLarge {
+            what: "the batch's answer (ask for fewer keys per batch)",
+            len,
+            max: ANSWER_VALUE_BYTES_MAX,
+        });
+    }
+    Ok(())
 }
 
 fn decode_context(bytes: &[u8]) -> Result<VersionVector, ShardError> {

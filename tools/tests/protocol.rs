@@ -822,3 +822,76 @@ fn connection_churn_leaves_the_server_serving() {
     assert_serves(&server, "after-churn");
     server.stop();
 }
+
+#[test]
+fn a_batch_whose_answer_would_not_fit_a_frame_is_refused() {
+    let dir = data_dir();
+    let server = Server::start(dir.path(), addr(18090), 2);
+    let big = vec![7u8; VALUE_BYTES_MAX_DEFAULT];
+    server.client().put(b"big", &big, None).unwrap();
+    let mut conn = RawConn::connect(server.addr);
+    // 20 x 1 MiB: more than a client accepts in one frame (16 MiB).
+    let request = Request::BatchGet(BatchGetRequest {
+        keyspace: DEFAULT_KEYSPACE.into(),
+        keys: vec![b"big".to_vec(); 20],
+    });
+    // Refused whole, or item by item (the router reports a part's refusal per item); either
+    // way no value goes out.
+    match conn.call(&request) {
+        Response::Error(e) => assert_eq!(e.code, ErrorCode::TooLarge, "{e}"),
+        Response::BatchGet(items) => {
+            assert_eq!(items.len(), 20);
+            for item in items {
+                assert!(
+                    matches!(item, Err(ref e) if e.code == ErrorCode::TooLarge),
+                    "{item:?}"
+                );
+            }
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    // The same connection goes on, and a batch that fits is answered.
+    expect_pong(&mut conn, "after a refused batch");
+    let fits = Request::BatchGet(BatchGetRequest {
+        keyspace: DEFAULT_KEYSPACE.into(),
+        keys: vec![b"big".to_vec(); 4],
+    });
+    assert!(matches!(conn.call(&fits), Response::BatchGet(items) if items.len() == 4));
+    assert_serves(&server, "after-big-batch");
+}
+
+#[test]
+fn a_client_that_does_not_read_cannot_make_the_server_buffer_without_bound() {
+    let dir = data_dir();
+    let server = Server::start(dir.path(), addr(18100), 1);
+    let big = vec![9u8; VALUE_BYTES_MAX_DEFAULT];
+    server.client().put(b"big", &big, None).unwrap();
+    let before = server.rss_kib();
+    let mut conn = RawConn::connect(server.addr);
+    conn.stream
+        .set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    // Each small get asks for a 1 MiB answer; this client never reads one.
+    let mut frame = Vec::new();
+    conn.encode(&get(b"big"), &mut frame);
+    let mut sent = 0;
+    while sent < 2000 && conn.stream.write_all(&frame).is_ok() {
+        sent += 1;
+    }
+    // Bounded look at the server's memory while it serves (or stops reading) those requests.
+    let mut peak = before;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        peak = peak.max(server.rss_kib());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let growth = peak.saturating_sub(before);
+    eprintln!("unread answers: {sent} requests sent, server grew {growth} KiB");
+    assert!(sent >= 50, "only {sent} requests could be sent");
+    assert!(
+        growth < 40 << 10,
+        "{sent} unread 1 MiB answers grew the server by {growth} KiB"
+    );
+    drop(conn);
+    assert_serves(&server, "after-unread");
+}

@@ -2,11 +2,14 @@
 //! finish), write answers in batches.
 //!
 //! Invariants:
-//! - At most `inflight_max` requests of one connection run at once; beyond that the reader
-//!   stops reading, so TCP flow control pushes back on the client instead of a queue growing.
+//! - At most `inflight_max` requests of one connection run at once, and the reader stops
+//!   reading while `CONNECTION_OUTPUT_BYTES_MAX` of answers wait for the client: TCP flow
+//!   control then pushes back on the client instead of a queue growing. A client that stops
+//!   reading altogether is dropped when a write to it times out.
 //! - Answers are encoded into one output buffer that a single writer task drains, so many
-//!   answers share one system call and a slow reader cannot make the shard buffer without
-//!   bound (the output buffer is bounded by in-flight requests).
+//!   answers share one system call. Memory per connection is bounded by about two output
+//!   caps (one queued, one being written) plus the answers of in-flight requests.
+//! - No answer larger than a frame may go out: it is replaced by a `TooLarge` error.
 //! - Bad input (oversized prefix, undecodable frame) gets one typed error answer with request
 //!   id 0, then the connection is closed; other connections never notice.
 
@@ -16,7 +19,12 @@ use std::rc::Rc;
 use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tessera_io::net::FrameReadError;
 use tessera_io::{FrameReader, Notify};
-use tessera_schema::{decode_request, Encoder, ErrorCode, Request, Response, WireError};
+use tessera_schema::{
+    decode_request, Encoder, ErrorCode, Request, Response, WireError, FRAME_BYTES_MAX,
+    FRAME_HEADER_BYTES,
+};
+
+use crate::constants::CONNECTION_OUTPUT_BYTES_MAX;
 
 use super::route::ShardCtx;
 
@@ -27,7 +35,8 @@ struct Conn {
     encoder: RefCell<Encoder>,
     out_ready: Notify,
     inflight: Cell<usize>,
-    inflight_done: Notify,
+    /// Signalled when a request finishes or queued output is handed to the socket.
+    room: Notify,
     reading_done: Cell<bool>,
     broken: Cell<bool>,
 }
@@ -37,16 +46,35 @@ impl Conn {
         if self.broken.get() {
             return;
         }
+        let mut out = self.out.borrow_mut();
+        let start = out.len();
         self.encoder
             .borrow_mut()
-            .encode_response(id, response, &mut self.out.borrow_mut());
+            .encode_response(id, response, &mut out);
+        if out.len() - start > FRAME_HEADER_BYTES + FRAME_BYTES_MAX {
+            // The client would refuse this frame and drop the connection; answer instead.
+            out.truncate(start);
+            let error = WireError::too_large(format!(
+                "the answer exceeds {FRAME_BYTES_MAX} bytes; ask for less per request"
+            ));
+            self.encoder
+                .borrow_mut()
+                .encode_response(id, &Response::Error(error), &mut out);
+        }
+        drop(out);
         self.out_ready.notify();
     }
 
     fn finish_request(&self) {
         self.inflight.set(self.inflight.get() - 1);
-        self.inflight_done.notify();
+        self.room.notify();
         self.out_ready.notify();
+    }
+
+    /// Whether the reader may take another request: few enough in flight, and not too many
+    /// answers queued for a client that may not be reading them.
+    fn has_room(&self, inflight_max: usize) -> bool {
+        self.inflight.get() < inflight_max && self.out.borrow().len() < CONNECTION_OUTPUT_BYTES_MAX
     }
 }
 
@@ -70,7 +98,7 @@ where
         encoder: RefCell::new(Encoder::new()),
         out_ready: Notify::new(),
         inflight: Cell::new(0),
-        inflight_done: Notify::new(),
+        room: Notify::new(),
         reading_done: Cell::new(false),
         broken: Cell::new(false),
     });
@@ -89,8 +117,8 @@ async fn read_loop<R: AsyncRead + Unpin>(
 ) {
     let mut frames = FrameReader::new(reader, limits.frame_bytes_max);
     loop {
-        while conn.inflight.get() >= limits.inflight_max {
-            conn.inflight_done.notified().await;
+        while !conn.has_room(limits.inflight_max) && !conn.broken.get() {
+            conn.room.notified().await;
         }
         if conn.broken.get() {
             return;
@@ -152,9 +180,12 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, conn: Rc<Conn>) {
             continue;
         }
         let batch = std::mem::replace(&mut *conn.out.borrow_mut(), spare);
+        conn.room.notify();
+        // The socket's write timeout (set at accept) ends a write to a client that stopped
+        // reading; the connection is then dropped.
         if writer.write_all(&batch).await.is_err() || writer.flush().await.is_err() {
             conn.broken.set(true);
-            conn.inflight_done.notify();
+            conn.room.notify();
             break;
         }
         spare = batch;

@@ -18,7 +18,7 @@ use tessera_schema::{
 };
 
 use crate::error::ShardError;
-use crate::service::Service;
+use crate::service::{answer_value_bytes, check_answer_size, Service};
 
 /// A request crossing to its owning shard.
 #[derive(Debug)]
@@ -158,7 +158,12 @@ impl ShardCtx {
                 other => fill_error(&mut out, indexes, &other),
             }
         }
-        Response::BatchGet(out.into_iter().map(unwrap_item).collect())
+        let items: Vec<_> = out.into_iter().map(unwrap_item).collect();
+        // Each shard checked its part; the parts together must fit one answer too.
+        match check_answer_size(answer_value_bytes(&items)) {
+            Ok(()) => Response::BatchGet(items),
+            Err(e) => Response::Error(e.to_wire()),
+        }
     }
 
     async fn batch_put(self: &Rc<Self>, r: BatchPutRequest) -> Response {

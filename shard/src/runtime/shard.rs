@@ -23,7 +23,7 @@ use tessera_schema::TopologyInfo;
 use super::conn::{serve, ConnLimits};
 use super::route::{Forward, Reply, ShardCtx};
 use crate::config::NodeConfig;
-use crate::constants::SHUTDOWN_POLL_MS;
+use crate::constants::{CONNECTION_WRITE_TIMEOUT_SECS, SHUTDOWN_POLL_MS};
 use crate::engine::{Engine, EngineLimits};
 use crate::service::{RequestLimits, Service};
 
@@ -189,6 +189,7 @@ async fn accept_loop(
             continue;
         }
         let _ = stream.set_nodelay(true);
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(CONNECTION_WRITE_TIMEOUT_SECS)));
         connections.set(connections.get() + 1);
         let (ctx, connections) = (ctx.clone(), connections.clone());
         glommio::spawn_local(async move {
