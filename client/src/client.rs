@@ -155,6 +155,7 @@ impl Client {
         let bootstrap = Connection::open(
             addr,
             config.connect_timeout,
+            config.request_timeout,
             config.inflight_per_connection_max,
         )?;
         let topology = match call(&bootstrap, &Request::Topology, config.request_timeout)? {
@@ -369,6 +370,7 @@ impl Client {
         let conn = Connection::open(
             link.addr,
             self.config.connect_timeout,
+            self.config.request_timeout,
             self.config.inflight_per_connection_max,
         )?;
         *slot = Some(conn.clone());

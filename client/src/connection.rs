@@ -8,7 +8,8 @@
 //! A single caller thus reads its own answer straight from the socket: no thread hand-off.
 //!
 //! Invariants:
-//! - `waiting` holds exactly the requests sent and not yet answered or abandoned.
+//! - `waiting` holds exactly the requests sent and not yet answered or abandoned; the turn
+//!   is passed only to callers inside `wait`.
 //! - A leader releases the read half *before* it looks for a successor, and a caller
 //!   registers in `waiting` *before* it tries to take the read half, so a caller that failed
 //!   to take it is always seen by the leader that blocked it.
@@ -19,7 +20,7 @@ use std::collections::HashMap;
 use std::io::{ErrorKind, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -36,9 +37,15 @@ pub(crate) enum Wake {
     YourTurn,
 }
 
-/// Where a caller waits. Unbounded so that turns passed to a caller can never crowd out its
-/// answer; a slot holds at most one answer and one turn per leader that left meanwhile.
-type Slot = Sender<Wake>;
+/// Where a caller waits. The channel is unbounded so that turns passed to a caller can never
+/// crowd out its answer (a slot holds one answer and one turn per leader that left meanwhile).
+#[derive(Debug)]
+struct Slot {
+    tx: Sender<Wake>,
+    /// The caller is inside [`Connection::wait`]: only such callers are handed the turn (a
+    /// request whose caller has not started waiting would sit on it).
+    in_wait: bool,
+}
 
 #[derive(Debug)]
 struct WriteHalf {
@@ -59,6 +66,8 @@ pub(crate) struct Connection {
     addr: SocketAddr,
     writer: Mutex<WriteHalf>,
     reader: Mutex<ReadHalf>,
+    /// A third handle on the socket, to shut it down without waiting for either half's lock.
+    closer: TcpStream,
     waiting: Mutex<HashMap<u64, Slot>>,
     next_id: AtomicU64,
     alive: AtomicBool,
@@ -75,6 +84,7 @@ impl Connection {
     pub(crate) fn open(
         addr: SocketAddr,
         connect_timeout: Duration,
+        write_timeout: Duration,
         inflight_max: usize,
     ) -> Result<Arc<Self>, ClientError> {
         let connect_err = |e: std::io::Error| ClientError::Connect {
@@ -83,7 +93,12 @@ impl Connection {
         };
         let stream = TcpStream::connect_timeout(&addr, connect_timeout).map_err(connect_err)?;
         stream.set_nodelay(true).map_err(connect_err)?;
+        // A server that stops reading must not block a sender (and the writer lock) forever.
+        stream
+            .set_write_timeout(Some(write_timeout))
+            .map_err(connect_err)?;
         let read_stream = stream.try_clone().map_err(connect_err)?;
+        let closer = stream.try_clone().map_err(connect_err)?;
         Ok(Arc::new(Self {
             addr,
             writer: Mutex::new(WriteHalf {
@@ -95,6 +110,7 @@ impl Connection {
                 stream: read_stream,
                 frames: FrameBuffer::new(FRAME_BYTES_MAX),
             }),
+            closer,
             waiting: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             alive: AtomicBool::new(true),
@@ -119,7 +135,7 @@ impl Connection {
             if waiting.len() >= self.inflight_max {
                 return Err(ClientError::TooManyInFlight(waiting.len()));
             }
-            waiting.insert(id, tx);
+            waiting.insert(id, Slot { tx, in_wait: false });
         }
         let mut w = lock(&self.writer);
         let WriteHalf {
@@ -146,6 +162,10 @@ impl Connection {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Response, ClientError> {
+        if let Some(slot) = lock(&self.waiting).get_mut(&id) {
+            // Before trying for the read half (see the module's invariants).
+            slot.in_wait = true;
+        }
         loop {
             match rx.try_recv() {
                 Ok(Wake::Answer(answer)) => return answer,
@@ -154,7 +174,17 @@ impl Connection {
                     return Err(self.lost("answer slot dropped".into()))
                 }
             }
-            if let Ok(mut reader) = self.reader.try_lock() {
+            let reader = match self.reader.try_lock() {
+                Ok(reader) => Some(reader),
+                // A leader panicked: the buffer may hold a partial frame, so the stream is
+                // out of step; the leader that takes over fails the connection cleanly.
+                Err(TryLockError::Poisoned(poisoned)) => {
+                    self.fail_all("a reader panicked");
+                    Some(poisoned.into_inner())
+                }
+                Err(TryLockError::WouldBlock) => None,
+            };
+            if let Some(mut reader) = reader {
                 let outcome = self.lead(&mut reader, rx, deadline);
                 drop(reader);
                 if outcome.is_none() {
@@ -162,7 +192,7 @@ impl Connection {
                     self.abandon(id);
                 }
                 self.pass_turn();
-                return outcome.unwrap_or(Err(ClientError::Timeout(timeout)));
+                return outcome.unwrap_or_else(|| self.answer_or_timeout(rx, timeout));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
@@ -172,11 +202,26 @@ impl Connection {
                     self.abandon(id);
                     // A turn may have been passed to this caller just now; pass it on.
                     self.pass_turn();
-                    return Err(ClientError::Timeout(timeout));
+                    return self.answer_or_timeout(rx, timeout);
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     return Err(self.lost("answer slot dropped".into()))
                 }
+            }
+        }
+    }
+
+    /// After giving up: the answer if it arrived at the last moment, else a timeout.
+    fn answer_or_timeout(
+        &self,
+        rx: &Receiver<Wake>,
+        timeout: Duration,
+    ) -> Result<Response, ClientError> {
+        loop {
+            match rx.try_recv() {
+                Ok(Wake::Answer(answer)) => return answer,
+                Ok(Wake::YourTurn) => continue,
+                Err(_) => return Err(ClientError::Timeout(timeout)),
             }
         }
     }
@@ -235,7 +280,7 @@ impl Connection {
                 });
             }
             if let Some(slot) = lock(&self.waiting).remove(&id) {
-                let _ = slot.send(Wake::Answer(Ok(response)));
+                let _ = slot.tx.send(Wake::Answer(Ok(response)));
             }
         }
     }
@@ -243,8 +288,8 @@ impl Connection {
     /// Wakes one caller still waiting so that it takes over reading. A slot whose caller is
     /// gone refuses the turn, and the next one gets it.
     fn pass_turn(&self) {
-        for slot in lock(&self.waiting).values() {
-            if slot.send(Wake::YourTurn).is_ok() {
+        for slot in lock(&self.waiting).values().filter(|s| s.in_wait) {
+            if slot.tx.send(Wake::YourTurn).is_ok() {
                 return;
             }
         }
@@ -258,9 +303,9 @@ impl Connection {
     /// Marks the connection dead and tells every waiting caller.
     fn fail_all(&self, why: &str) {
         self.alive.store(false, Ordering::Release);
-        let _ = lock(&self.writer).stream.shutdown(std::net::Shutdown::Both);
+        let _ = self.closer.shutdown(std::net::Shutdown::Both);
         for (_, slot) in lock(&self.waiting).drain() {
-            let _ = slot.send(Wake::Answer(Err(self.lost(why.to_string()))));
+            let _ = slot.tx.send(Wake::Answer(Err(self.lost(why.to_string()))));
         }
     }
 
@@ -274,6 +319,6 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        let _ = lock(&self.writer).stream.shutdown(std::net::Shutdown::Both);
+        let _ = self.closer.shutdown(std::net::Shutdown::Both);
     }
 }

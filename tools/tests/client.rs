@@ -123,3 +123,36 @@ fn wait_until_stopped(pid: u32) {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[test]
+fn an_unawaited_request_never_stalls_the_others() {
+    let dir = common::data_dir();
+    let server = common::Server::start(dir.path(), "127.0.0.7:17730".parse().unwrap(), 1);
+    // A get takes well under a millisecond here; a caller left without a reader would wait
+    // out the whole timeout and fail.
+    let config = ClientConfig {
+        request_timeout: Duration::from_secs(1),
+        ..common::quick_config()
+    };
+    let client = Arc::new(Client::connect(server.addr, config).unwrap());
+    client.put(b"k", b"v", None).unwrap();
+    // Sent, never awaited while the others run: it must not be handed the reading turn.
+    let held = client.put_async(b"held", b"x", None).unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                for _ in 0..400 {
+                    assert_eq!(client.get(b"k").unwrap().values, vec![b"v".to_vec()]);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(matches!(
+        held.wait().unwrap(),
+        tessera_schema::Response::Put(_)
+    ));
+}
