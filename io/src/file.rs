@@ -63,11 +63,13 @@ pub fn list_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
 /// Creates `dir` and its parents, then fsyncs the parent so the new entry is durable
 /// (blocking; start-up only).
 pub fn create_dir_durable_blocking(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
+    // Every directory created needs its entry fsynced in its parent, not only the last one.
+    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.is_dir()).collect();
     std::fs::create_dir_all(dir)?;
-    sync_dir_blocking(dir.parent().unwrap_or(Path::new(".")))
+    for created in missing {
+        sync_dir_blocking(created.parent().unwrap_or(Path::new(".")))?;
+    }
+    Ok(())
 }
 
 /// Rounds `v` up to the DMA alignment.

@@ -73,8 +73,21 @@ impl Engine {
     }
 
     /// Runs `f` on the object of (keyspace, key), if there is one.
-    pub fn read<T>(&self, keyspace: &str, key: &[u8], f: impl FnOnce(Option<&Object>) -> T) -> T {
-        f(self.memtable.borrow().get(keyspace, key))
+    ///
+    /// Reads see writes as soon as they are applied, before their log record is durable (as
+    /// in most LSM stores): a write that a crash then loses was never acknowledged, but a
+    /// reader may have seen it. Once the log has failed, reads are refused too, because the
+    /// memtable may hold writes that will never be durable.
+    pub fn read<T>(
+        &self,
+        keyspace: &str,
+        key: &[u8],
+        f: impl FnOnce(Option<&Object>) -> T,
+    ) -> Result<T, ShardError> {
+        if let Some(failure) = self.log.failure() {
+            return Err(failure.into());
+        }
+        Ok(f(self.memtable.borrow().get(keyspace, key)))
     }
 
     /// Writes `value` (or a tombstone for `None`) superseding what `context` saw.

@@ -245,6 +245,18 @@ fn load_or_create_meta(config: &NodeConfig) -> Result<Meta, NodeError> {
         parse_node_id(&meta.node_id).map_err(|why| data_dir_error(dir, why))?;
         return Ok(meta);
     }
+    // No meta but shard data: the data was laid out under settings we no longer know, and
+    // guessing them could route keys to the wrong shard.
+    let has_shard_data = std::fs::read_dir(dir).is_ok_and(|mut entries| {
+        entries.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("shard-")))
+    });
+    if has_shard_data {
+        let why = format!(
+            "it holds shard data but no {META_FILE}; restore {META_FILE} (it records the \
+             shard and partition counts) or start from an empty directory"
+        );
+        return Err(data_dir_error(dir, why));
+    }
     let meta = Meta {
         format_version: META_FORMAT_VERSION,
         node_id: format!("{:016x}", random_node_id()),

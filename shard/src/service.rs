@@ -62,8 +62,7 @@ impl Service {
     pub fn get(&self, r: &GetRequest) -> Result<GetResponse, ShardError> {
         self.check_keyspace(&r.keyspace)?;
         self.check_key(&r.key)?;
-        Ok(self
-            .engine
+        self.engine
             .read(&r.keyspace, &r.key, |object| match object {
                 Some(o) => GetResponse {
                     values: o.live_values().map(<[u8]>::to_vec).collect(),
@@ -73,7 +72,7 @@ impl Service {
                     values: Vec::new(),
                     context: Vec::new(),
                 },
-            }))
+            })
     }
 
     /// Writes one value superseding what its context saw.

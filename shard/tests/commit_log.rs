@@ -1084,7 +1084,7 @@ fn engine_reopen_restores_objects_with_siblings_and_clocks() {
                 .enumerate()
                 .map(|(i, key)| {
                     let ks = if i % 2 == 0 { "users" } else { "events" };
-                    engine.read(ks, key, |o| o.cloned())
+                    engine.read(ks, key, |o| o.cloned()).unwrap()
                 })
                 .collect()
         };
@@ -1100,7 +1100,10 @@ fn engine_reopen_restores_objects_with_siblings_and_clocks() {
         );
         assert!(before[4].as_ref().unwrap().is_deleted());
         assert!(before.iter().all(Option::is_some));
-        assert_eq!(engine.read("users", b"absent", |o| o.cloned()), None);
+        assert_eq!(
+            engine.read("users", b"absent", |o| o.cloned()).unwrap(),
+            None
+        );
         let key_count = engine.key_count();
         engine.close().await.unwrap();
         drop(engine);

@@ -272,3 +272,19 @@ fn restarting_with_another_shard_count_is_refused() {
     );
     server.stop();
 }
+
+#[test]
+fn shard_data_without_its_meta_file_is_refused() {
+    let dir = data_dir();
+    let mut server = Server::start(dir.path(), addr(19300), 2);
+    server.client().put(b"k", b"v", None).unwrap();
+    server.stop();
+    std::fs::remove_file(dir.path().join("tessera.meta")).unwrap();
+    let failed = common::start_expecting_failure(dir.path(), addr(19300), 2, REFUSAL_TIMEOUT);
+    assert_eq!(failed.status.code(), Some(2), "{}", failed.stderr);
+    assert!(
+        failed.stderr.contains("no tessera.meta"),
+        "{}",
+        failed.stderr
+    );
+}
