@@ -952,6 +952,42 @@ fn torn_batch_embedding_a_batch_image_is_still_torn() {
     assert_eq!(scan_segment(&bytes).end, SegmentEnd::Torn);
 }
 
+/// Like the test above, but the torn batch's own header is torn too, so its length is unknown
+/// and the search starts inside its payload: an embedded image numbered before the batches
+/// already read cannot be a later write, so the tail is still torn.
+#[test]
+fn torn_header_with_an_old_numbered_batch_image_inside_is_still_torn() {
+    let mut fake = Vec::new();
+    push_batch(&mut fake, &[raw(9, 4)], 0);
+    let (seg, _) = build_segment(0, 0, &[vec![raw(1, 4)]]);
+    let mut bytes = seg.clone();
+    let start = bytes.len();
+    bytes.resize(start + BATCH_HEADER_BYTES, 0xAB); // a header that never got written
+    let fixed = 8 + 1 + 1 + 2 + 4 + 1;
+    let pad = (BATCH_ALIGNMENT - (start + BATCH_HEADER_BYTES + fixed) % BATCH_ALIGNMENT) % 8;
+    let mut value = vec![0xEE; pad];
+    value.extend_from_slice(&fake);
+    value.extend_from_slice(&[0xEE; 64]);
+    tessera_shard::log::format::encode_object_record(&mut bytes, "ks", b"k", |o| {
+        o.extend_from_slice(&value)
+    });
+    assert_eq!(scan_segment(&bytes).end, SegmentEnd::Torn);
+    // The same image numbered as a later batch would be one: that is corruption.
+    let mut later = Vec::new();
+    push_batch(&mut later, &[raw(9, 4)], 7);
+    let mut bytes2 = bytes[..start + BATCH_HEADER_BYTES].to_vec();
+    let mut value2 = vec![0xEE; pad];
+    value2.extend_from_slice(&later);
+    value2.extend_from_slice(&[0xEE; 64]);
+    tessera_shard::log::format::encode_object_record(&mut bytes2, "ks", b"k", |o| {
+        o.extend_from_slice(&value2)
+    });
+    assert!(matches!(
+        scan_segment(&bytes2).end,
+        SegmentEnd::ValidAfter { .. }
+    ));
+}
+
 fn raw_record() -> impl Strategy<Value = RawRecord> {
     (
         "[a-z]{1,8}",

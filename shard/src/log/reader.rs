@@ -111,7 +111,7 @@ pub fn scan_segment(bytes: &[u8]) -> SegmentScan {
             first_record: None,
             batches: Vec::new(),
             valid_end: 0,
-            end: classify_rest(bytes, 0, SEGMENT_HEADER_BYTES),
+            end: classify_rest(bytes, 0, SEGMENT_HEADER_BYTES, 0),
         };
     };
     let mut pos = SEGMENT_HEADER_BYTES;
@@ -128,16 +128,22 @@ pub fn scan_segment(bytes: &[u8]) -> SegmentScan {
         .get(pos..)
         .and_then(decode_batch_header)
         .map_or(pos + BATCH_ALIGNMENT, |h| pos + h.total_len());
+    // A batch written after the bad one continues the numbering; one that does not cannot be
+    // a later write (it could be a batch image inside a torn value).
+    let min_first = batches
+        .last()
+        .map_or(header.first_record, |(first, _)| first + 1);
     SegmentScan {
         first_record: Some(header.first_record),
         batches,
         valid_end: pos.min(bytes.len()),
-        end: classify_rest(bytes, pos, search_from),
+        end: classify_rest(bytes, pos, search_from, min_first),
     }
 }
 
-/// Decides what the bytes from `bad_at` on are; valid batches are searched from `search_from`.
-fn classify_rest(bytes: &[u8], bad_at: usize, search_from: usize) -> SegmentEnd {
+/// Decides what the bytes from `bad_at` on are: valid batches numbered from `min_first` on
+/// are searched from `search_from`.
+fn classify_rest(bytes: &[u8], bad_at: usize, search_from: usize, min_first: u64) -> SegmentEnd {
     let rest = bytes.get(bad_at..).unwrap_or(&[]);
     if rest.iter().all(|&b| b == 0) {
         return SegmentEnd::Clean;
@@ -145,7 +151,7 @@ fn classify_rest(bytes: &[u8], bad_at: usize, search_from: usize) -> SegmentEnd 
     let first = search_from.div_ceil(BATCH_ALIGNMENT) * BATCH_ALIGNMENT;
     let valid = (first..bytes.len())
         .step_by(BATCH_ALIGNMENT)
-        .find(|&at| decode_batch(&bytes[at..]).is_some());
+        .find(|&at| decode_batch(&bytes[at..]).is_some_and(|(h, _)| h.first_record >= min_first));
     match valid {
         Some(valid_at) => SegmentEnd::ValidAfter { bad_at, valid_at },
         None => SegmentEnd::Torn,
