@@ -364,7 +364,10 @@ impl Client {
             .conn
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(conn) = slot.as_ref().filter(|c| c.is_alive()) {
+        // An idle connection may have been closed by a server that restarted meanwhile (with
+        // requests in flight, their reader finds out by itself).
+        let usable = |c: &&Arc<Connection>| c.is_alive() && !(c.is_idle() && c.peer_closed());
+        if let Some(conn) = slot.as_ref().filter(usable) {
             return Ok(conn.clone());
         }
         let conn = Connection::open(

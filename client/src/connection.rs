@@ -123,6 +123,25 @@ impl Connection {
         self.alive.load(Ordering::Acquire)
     }
 
+    /// Whether the server closed this connection while nobody was reading it (a restarted
+    /// server): a non-blocking peek sees the end of the stream. Checked before an idle
+    /// connection is reused, so that the next request goes out on a fresh one instead of
+    /// failing with `ConnectionLost`. Answers still pending count as alive.
+    pub(crate) fn peer_closed(&self) -> bool {
+        let mut byte = [std::mem::MaybeUninit::<u8>::uninit()];
+        let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+        match socket2::SockRef::from(&self.closer).recv_with_flags(&mut byte, flags) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted),
+        }
+    }
+
+    /// Whether no request is in flight on this connection.
+    pub(crate) fn is_idle(&self) -> bool {
+        lock(&self.waiting).is_empty()
+    }
+
     /// Sends a request; wait for the answer with [`Connection::wait`].
     pub(crate) fn send(&self, request: &Request) -> Result<(u64, Receiver<Wake>), ClientError> {
         if !self.is_alive() {

@@ -150,9 +150,10 @@ fn acknowledged_writes_survive_sigkill() {
 }
 
 #[test]
-fn client_errors_are_typed_when_the_server_dies() {
+fn client_errors_are_typed_when_the_server_dies_and_it_reconnects() {
     let dir = common::data_dir();
-    let mut server = common::Server::start(dir.path(), "127.0.0.2:17200".parse().unwrap(), 1);
+    let addr = "127.0.0.2:17200".parse().unwrap();
+    let mut server = common::Server::start(dir.path(), addr, 1);
     let client = server.client();
     client.put(b"k", b"v", None).unwrap();
     server.kill9();
@@ -165,4 +166,15 @@ fn client_errors_are_typed_when_the_server_dies() {
         "unexpected error {err:?}"
     );
     assert!(err.is_retryable());
+    // The same client reconnects by itself once the node is back.
+    let mut server = common::Server::start(dir.path(), addr, 1);
+    assert_eq!(client.get(b"k").unwrap().values, vec![b"v".to_vec()]);
+    client.put(b"k2", b"v2", None).unwrap();
+    assert_eq!(client.get(b"k2").unwrap().values, vec![b"v2".to_vec()]);
+    // A restart between two requests: the idle connection the server closed is noticed
+    // before use, so even a write (which the client never retries) goes through.
+    server.stop();
+    let _server = common::Server::start(dir.path(), addr, 1);
+    client.put(b"k3", b"v3", None).unwrap();
+    assert_eq!(client.get(b"k3").unwrap().values, vec![b"v3".to_vec()]);
 }
