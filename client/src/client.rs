@@ -16,6 +16,9 @@ use tessera_schema::{
 use crate::connection::{Connection, Wake};
 use crate::error::ClientError;
 
+/// A connection unused for this long is checked for a server that closed it before reuse.
+const IDLE_BEFORE_PEEK: Duration = Duration::from_millis(50);
+
 /// How a client behaves.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
@@ -366,7 +369,9 @@ impl Client {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // An idle connection may have been closed by a server that restarted meanwhile (with
         // requests in flight, their reader finds out by itself).
-        let usable = |c: &&Arc<Connection>| c.is_alive() && !(c.is_idle() && c.peer_closed());
+        let usable = |c: &&Arc<Connection>| {
+            c.is_alive() && !(c.is_idle_for(IDLE_BEFORE_PEEK) && c.peer_closed())
+        };
         if let Some(conn) = slot.as_ref().filter(usable) {
             return Ok(conn.clone());
         }

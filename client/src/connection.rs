@@ -70,6 +70,10 @@ pub(crate) struct Connection {
     closer: TcpStream,
     waiting: Mutex<HashMap<u64, Slot>>,
     next_id: AtomicU64,
+    /// When the connection was opened; `last_send_us` counts from it.
+    opened: Instant,
+    /// Microseconds after `opened` of the last request sent.
+    last_send_us: AtomicU64,
     alive: AtomicBool,
     inflight_max: usize,
 }
@@ -113,6 +117,8 @@ impl Connection {
             closer,
             waiting: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
+            opened: Instant::now(),
+            last_send_us: AtomicU64::new(0),
             alive: AtomicBool::new(true),
             inflight_max,
         }))
@@ -137,9 +143,11 @@ impl Connection {
         }
     }
 
-    /// Whether no request is in flight on this connection.
-    pub(crate) fn is_idle(&self) -> bool {
-        lock(&self.waiting).is_empty()
+    /// Whether no request is in flight and none was sent for at least `quiet`: only then is a
+    /// peek for a closed peer worth its system call.
+    pub(crate) fn is_idle_for(&self, quiet: Duration) -> bool {
+        let last = Duration::from_micros(self.last_send_us.load(Ordering::Relaxed));
+        self.opened.elapsed().saturating_sub(last) >= quiet && lock(&self.waiting).is_empty()
     }
 
     /// Sends a request; wait for the answer with [`Connection::wait`].
@@ -148,6 +156,8 @@ impl Connection {
             return Err(self.lost("the connection is closed".into()));
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let now_us = u64::try_from(self.opened.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.last_send_us.store(now_us, Ordering::Relaxed);
         let (tx, rx) = unbounded();
         {
             let mut waiting = lock(&self.waiting);
