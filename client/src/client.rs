@@ -1,5 +1,6 @@
 //! The client: topology, routing, request helpers, pipelining and batches.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex};
@@ -15,6 +16,46 @@ use tessera_schema::{
 
 use crate::connection::{Connection, Wake};
 use crate::error::ClientError;
+
+/// Batch requests of one `get_many`/`put_many` call outstanding at once.
+const BATCHES_IN_FLIGHT_MAX: usize = 4;
+/// Bytes of keys, values and contexts in one batch request: well under the server's default
+/// frame limit (4 MiB), so no batch is refused for size.
+const BATCH_REQUEST_BYTES_MAX: usize = 1 << 20;
+/// Bytes counted per batch item on top of its keys and values (framing, lengths).
+const BATCH_ITEM_OVERHEAD_BYTES: usize = 32;
+
+/// Keys in one batch get: its answer (every key's values) must fit the server's answer budget
+/// (12 MiB), which 512 keys of the mission's values (under 10 KiB) do.
+const GET_BATCH_KEYS_MAX: usize = 512;
+
+/// Splits `indexes` into runs of at most `max_items` items and about `BATCH_REQUEST_BYTES_MAX`
+/// bytes (an item larger than that travels alone).
+fn chunk_by_size(
+    indexes: &[usize],
+    max_items: usize,
+    size: impl Fn(usize) -> usize,
+) -> impl Iterator<Item = &[usize]> {
+    let mut rest = indexes;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut n = 0;
+        while n < rest.len() && n < max_items {
+            let item = size(rest[n]) + BATCH_ITEM_OVERHEAD_BYTES;
+            if n > 0 && bytes + item > BATCH_REQUEST_BYTES_MAX {
+                break;
+            }
+            bytes += item;
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
 
 /// A connection unused for this long is checked for a server that closed it before reuse.
 const IDLE_BEFORE_PEEK: Duration = Duration::from_millis(50);
@@ -258,49 +299,51 @@ impl Client {
         self.send_to(self.shard_of(key), &self.put_request(key, value, context))
     }
 
-    /// Reads many keys at once: one batch per owning shard, all in flight together. Answers
+    /// Reads many keys at once: batches per owning shard, a few in flight at a time. Answers
     /// come back in the order of `keys`, each on its own.
     pub fn get_many(
         &self,
         keys: &[&[u8]],
     ) -> Result<Vec<Result<Versions, ClientError>>, ClientError> {
         let groups = group_by_owner(keys.iter().map(|k| self.shard_of(k)));
-        let mut pending = Vec::new();
-        for (shard, indexes) in &groups {
-            for chunk in indexes.chunks(BATCH_ITEMS_MAX) {
+        let batches = groups.iter().flat_map(|(shard, indexes)| {
+            chunk_by_size(indexes, GET_BATCH_KEYS_MAX, |i| keys[i].len()).map(|chunk| {
                 let request = Request::BatchGet(BatchGetRequest {
                     keyspace: self.config.keyspace.clone(),
                     keys: chunk.iter().map(|&i| keys[i].to_vec()).collect(),
                 });
-                pending.push((chunk, self.send_to(*shard, &request)?));
-            }
-        }
+                (*shard, chunk, request)
+            })
+        });
         let mut out: Vec<Option<Result<Versions, ClientError>>> = vec![None; keys.len()];
-        for (chunk, p) in pending {
-            match p.wait()? {
-                Response::BatchGet(items) if items.len() == chunk.len() => {
-                    for (&i, item) in chunk.iter().zip(items) {
-                        out[i] = Some(item.map(versions).map_err(ClientError::Server));
-                    }
+        self.run_batches(batches, |chunk, response| match response {
+            Response::BatchGet(items) if items.len() == chunk.len() => {
+                for (&i, item) in chunk.iter().zip(items) {
+                    out[i] = Some(item.map(versions).map_err(ClientError::Server));
                 }
-                other => return Err(answer_error("batch get", other)),
+                Ok(())
             }
-        }
+            other => Err(answer_error("batch get", other)),
+        })?;
         Ok(out
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Err(missing())))
             .collect())
     }
 
-    /// Writes many pairs at once (each with its optional context), one batch per shard.
+    /// Writes many pairs at once (each with its optional context): batches per owning
+    /// shard, a few in flight at a time. Answers come back in the order of `items`.
     pub fn put_many(
         &self,
         items: &[(&[u8], &[u8], Option<&Context>)],
     ) -> Result<Vec<Result<Context, ClientError>>, ClientError> {
         let groups = group_by_owner(items.iter().map(|(k, _, _)| self.shard_of(k)));
-        let mut pending = Vec::new();
-        for (shard, indexes) in &groups {
-            for chunk in indexes.chunks(BATCH_ITEMS_MAX) {
+        let item_bytes = |i: usize| {
+            let (key, value, context) = items[i];
+            key.len() + value.len() + context.map_or(0, |c| c.0.len())
+        };
+        let batches = groups.iter().flat_map(|(shard, indexes)| {
+            chunk_by_size(indexes, BATCH_ITEMS_MAX, item_bytes).map(|chunk| {
                 let request = Request::BatchPut(BatchPutRequest {
                     keyspace: self.config.keyspace.clone(),
                     items: chunk
@@ -313,27 +356,49 @@ impl Client {
                         .collect(),
                     durability: self.config.durability,
                 });
-                pending.push((chunk, self.send_to(*shard, &request)?));
-            }
-        }
+                (*shard, chunk, request)
+            })
+        });
         let mut out: Vec<Option<Result<Context, ClientError>>> = vec![None; items.len()];
-        for (chunk, p) in pending {
-            match p.wait()? {
-                Response::BatchPut(results) if results.len() == chunk.len() => {
-                    for (&i, r) in chunk.iter().zip(results) {
-                        out[i] = Some(
-                            r.map(|w: WriteResponse| Context(w.context))
-                                .map_err(ClientError::Server),
-                        );
-                    }
+        self.run_batches(batches, |chunk, response| match response {
+            Response::BatchPut(results) if results.len() == chunk.len() => {
+                for (&i, r) in chunk.iter().zip(results) {
+                    out[i] = Some(
+                        r.map(|w: WriteResponse| Context(w.context))
+                            .map_err(ClientError::Server),
+                    );
                 }
-                other => return Err(answer_error("batch put", other)),
+                Ok(())
             }
-        }
+            other => Err(answer_error("batch put", other)),
+        })?;
         Ok(out
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Err(missing())))
             .collect())
+    }
+
+    /// Sends batch requests keeping at most `BATCHES_IN_FLIGHT_MAX` outstanding, handing each
+    /// answer to `take` in order. Bounding them matters with no reader thread: a caller that
+    /// only sends reads nothing, and a server whose answers go unread stops reading requests.
+    fn run_batches<'a>(
+        &self,
+        batches: impl Iterator<Item = (u16, &'a [usize], Request)>,
+        mut take: impl FnMut(&'a [usize], Response) -> Result<(), ClientError>,
+    ) -> Result<(), ClientError> {
+        let mut in_flight: VecDeque<(&'a [usize], Pending)> = VecDeque::new();
+        for (shard, chunk, request) in batches {
+            if in_flight.len() >= BATCHES_IN_FLIGHT_MAX {
+                if let Some((done, pending)) = in_flight.pop_front() {
+                    take(done, pending.wait()?)?;
+                }
+            }
+            in_flight.push_back((chunk, self.send_to(shard, &request)?));
+        }
+        while let Some((done, pending)) = in_flight.pop_front() {
+            take(done, pending.wait()?)?;
+        }
+        Ok(())
     }
 
     /// Sends any request to a shard without waiting for the answer.

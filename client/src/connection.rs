@@ -78,6 +78,18 @@ pub(crate) struct Connection {
     inflight_max: usize,
 }
 
+/// The answer waiting in `rx`, if any, skipping turns queued before it (a turn is only a hint
+/// to try for the read half, which a caller holding it has no use for).
+fn take_answer(rx: &Receiver<Wake>) -> Option<Result<Response, ClientError>> {
+    loop {
+        match rx.try_recv() {
+            Ok(Wake::Answer(answer)) => return Some(answer),
+            Ok(Wake::YourTurn) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding one of these locks leaves plain data behind; keep going.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -246,13 +258,7 @@ impl Connection {
         rx: &Receiver<Wake>,
         timeout: Duration,
     ) -> Result<Response, ClientError> {
-        loop {
-            match rx.try_recv() {
-                Ok(Wake::Answer(answer)) => return answer,
-                Ok(Wake::YourTurn) => continue,
-                Err(_) => return Err(ClientError::Timeout(timeout)),
-            }
-        }
+        take_answer(rx).unwrap_or(Err(ClientError::Timeout(timeout)))
     }
 
     /// Reads as the leader until this caller's answer is in `rx`; `None` at the deadline.
@@ -263,14 +269,14 @@ impl Connection {
         deadline: Instant,
     ) -> Option<Result<Response, ClientError>> {
         loop {
-            if let Ok(Wake::Answer(answer)) = rx.try_recv() {
+            if let Some(answer) = take_answer(rx) {
                 return Some(answer);
             }
             if let Err(why) = self.dispatch_frames(&mut reader.frames) {
                 self.fail_all(&why);
                 continue;
             }
-            if let Ok(Wake::Answer(answer)) = rx.try_recv() {
+            if let Some(answer) = take_answer(rx) {
                 return Some(answer);
             }
             let left = deadline.saturating_duration_since(Instant::now());

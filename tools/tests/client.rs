@@ -156,3 +156,32 @@ fn an_unawaited_request_never_stalls_the_others() {
         tessera_schema::Response::Put(_)
     ));
 }
+
+#[test]
+fn large_batches_from_one_thread_stream_without_stalling() {
+    let dir = common::data_dir();
+    let server = common::Server::start(dir.path(), "127.0.0.7:17740".parse().unwrap(), 2);
+    let client = server.client();
+    // 3,000 pairs of 4 KiB: 12 MiB of writes, then 15,000 reads (60 MiB of answers) from a
+    // single thread that only reads answers when its window of batches is full.
+    let keys: Vec<Vec<u8>> = (0..3000).map(|i| format!("big-{i}").into_bytes()).collect();
+    let value = vec![0x5Au8; 4096];
+    let items: Vec<(&[u8], &[u8], Option<&tessera_client::Context>)> = keys
+        .iter()
+        .map(|k| (k.as_slice(), value.as_slice(), None))
+        .collect();
+    for result in client.put_many(&items).unwrap() {
+        result.unwrap();
+    }
+    let reads: Vec<&[u8]> = keys
+        .iter()
+        .cycle()
+        .take(15_000)
+        .map(Vec::as_slice)
+        .collect();
+    let answers = client.get_many(&reads).unwrap();
+    assert_eq!(answers.len(), reads.len());
+    for answer in answers {
+        assert_eq!(answer.unwrap().values, vec![value.clone()]);
+    }
+}
