@@ -14,6 +14,11 @@ use std::time::{Duration, Instant};
 use tessera_client::{Client, ClientConfig};
 use tessera_schema::{decode_response, Encoder, FrameBuffer, Request, Response};
 
+/// File in a test server's data directory that receives its log.
+pub const SERVER_LOG: &str = "server.log";
+/// Log filter of test servers: start-up steps visible, glommio's deliberate probe error hidden.
+pub const TEST_LOG_FILTER: &str = "info,tessera_shard=debug,tessera_io=debug,glommio::reactor=off";
+
 /// Longest a server may take to start serving in a test.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -28,8 +33,20 @@ pub struct Server {
 impl Server {
     /// Starts a server and waits until every shard answers.
     pub fn start(data_dir: &Path, addr: SocketAddr, shards: u16) -> Server {
+        // The server's log goes to a file in its data directory (start-up steps at debug), so
+        // that a server that fails to start can be diagnosed from the test's failure message.
+        std::fs::create_dir_all(data_dir).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.join(SERVER_LOG))
+            .unwrap();
         let child = server_command(data_dir, addr, shards)
-            .stderr(Stdio::inherit())
+            .env(
+                "TESSERA_LOG",
+                std::env::var("TESSERA_LOG").unwrap_or_else(|_| TEST_LOG_FILTER.into()),
+            )
+            .stderr(log)
             .spawn()
             .expect("spawn tessera server");
         let mut server = Server {
@@ -46,7 +63,10 @@ impl Server {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("server exited during start-up: {status}");
+                panic!(
+                    "server exited during start-up: {status}\n{}",
+                    self.log_tail()
+                );
             }
             if let Ok(client) = Client::connect(self.addr, quick_config()) {
                 if client.ping().is_ok() {
@@ -55,11 +75,23 @@ impl Server {
             }
             assert!(
                 Instant::now() < deadline,
-                "server on {} not ready in {START_TIMEOUT:?}",
-                self.addr
+                "server on {} not ready in {START_TIMEOUT:?}\n{}",
+                self.addr,
+                self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The last lines of the server's log, for failure messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.data_dir.join(SERVER_LOG)).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+        format!(
+            "--- last lines of {} ---\n{tail}",
+            self.data_dir.join(SERVER_LOG).display()
+        )
     }
 
     /// The server's process id.
