@@ -4,7 +4,7 @@
 //! - `append/no_fsync`: `ready` + `append_object` with nobody waiting on the ticket — the CPU
 //!   cost of encoding, framing (CRC32C) and copying a record into the pending batch.
 //! - `append/fsync_each`: one appender that awaits `wait_durable` after every record, so every
-//!   record costs one DMA write and one `fdatasync`: the latency floor of a durable write on
+//!   record costs one write and one `fdatasync`: the latency floor of a durable write on
 //!   this disk.
 //! - `append/group_commit_64`: 64 appenders that each await durability in a closed loop; the
 //!   flusher covers every record that arrived during one sync with the next sync, so this is
@@ -42,7 +42,6 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use tempfile::TempDir;
 use tessera_core::{NodeId, Object, VersionVector};
-use tessera_io::executor::warm_polled_io_probe;
 use tessera_io::{LogConfig, LogPosition};
 use tessera_shard::constants::{LOG_PENDING_BYTES_MAX_DEFAULT, LOG_SEGMENT_BYTES_DEFAULT};
 use tessera_shard::log::format::{encode_object_record, SEGMENT_SUFFIX};
@@ -83,9 +82,6 @@ impl LogBench {
             .expect("build a glommio executor");
         let start_dir = log_dir.clone();
         let log = executor.run(async move {
-            warm_polled_io_probe(&start_dir)
-                .await
-                .expect("warm the polled-I/O probe");
             CommitLog::start(
                 start_dir,
                 LogPosition {

@@ -196,10 +196,6 @@ pub struct EchoServerArgs {
     /// Let shard threads run on any CPU instead of pinning shard i to CPU i.
     #[arg(long)]
     pub unbound: bool,
-    /// Directory on a real disk (not tmpfs) for glommio's polled-I/O probe file.
-    /// Default: <temp dir>/tessera-bench-echo.
-    #[arg(long, value_name = "DIR")]
-    pub probe_dir: Option<PathBuf>,
 }
 
 impl EchoServerArgs {
@@ -216,10 +212,6 @@ impl EchoServerArgs {
             } else {
                 ShardPlacement::Pinned
             },
-            probe_dir: self
-                .probe_dir
-                .clone()
-                .unwrap_or_else(|| std::env::temp_dir().join("tessera-bench-echo")),
         };
         config.validate()?;
         Ok(config)

@@ -7,7 +7,6 @@
 //! Output is batched like the server's: frames that arrived together go back in one write.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
@@ -35,8 +34,6 @@ pub struct EchoServerConfig {
     pub shards: u16,
     /// Pinned to CPUs, or unbound.
     pub placement: ShardPlacement,
-    /// A directory on a real disk for glommio's polled-I/O probe file (see `tessera_io`).
-    pub probe_dir: PathBuf,
 }
 
 impl EchoServerConfig {
@@ -66,22 +63,17 @@ impl EchoServer {
     /// Starts every shard and returns once all listen.
     pub fn start(config: &EchoServerConfig) -> Result<Self, BenchError> {
         config.validate()?;
-        std::fs::create_dir_all(&config.probe_dir).map_err(BenchError::io(format!(
-            "cannot create the probe directory {}",
-            config.probe_dir.display()
-        )))?;
         let exec = ExecutorConfig {
             name: "bench-echo".into(),
             placement: config.placement,
             preempt_timer: Duration::from_millis(PREEMPT_TIMER_MS_DEFAULT),
-            probe_dir: config.probe_dir.clone(),
         };
         let mut server = Self {
             handles: Vec::with_capacity(usize::from(config.shards)),
             stop: Arc::new(AtomicBool::new(false)),
             local_addr: config.listen,
         };
-        // One at a time: shard 0 decides the port, and only it writes the probe file.
+        // One at a time: shard 0 decides the port (when --listen says 0).
         for shard in 0..config.shards {
             match server.start_shard(shard, &exec) {
                 Ok(addr) => server.local_addr = addr,

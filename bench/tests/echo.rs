@@ -10,12 +10,10 @@ use tessera_io::ShardPlacement;
 
 #[test]
 fn echo_driver_runs_against_the_echo_server() {
-    let probe_dir = tempfile::tempdir().expect("temp dir");
     let server = EchoServer::start(&EchoServerConfig {
         listen: "127.0.0.1:0".parse().expect("address"),
         shards: 2,
         placement: ShardPlacement::Unbound,
-        probe_dir: probe_dir.path().to_path_buf(),
     })
     .expect("echo server starts");
     assert_ne!(server.local_addr().port(), 0, "the real port is reported");

@@ -58,7 +58,7 @@ fn chunk_by_size(
 }
 
 /// A connection unused for this long is checked for a server that closed it before reuse.
-const IDLE_BEFORE_PEEK: Duration = Duration::from_millis(50);
+const IDLE_BEFORE_PEEK: Duration = Duration::from_millis(5);
 
 /// How a client behaves.
 #[derive(Clone, Debug)]

@@ -4,12 +4,6 @@
 /// (512 and 4096), so one constant serves all devices.
 pub const DMA_ALIGNMENT_BYTES: u64 = 4096;
 
-/// Size of the file written and read to warm glommio's polled-I/O probe (DESIGN §10).
-pub const PROBE_FILE_BYTES: usize = 4096;
-
-/// Name of the probe file inside the data directory.
-pub const PROBE_FILE_NAME: &str = ".io-probe";
-
 /// Default preempt timer: glommio yields to other task queues at least this often. The
 /// default of 100 ms is far too long for a latency-sensitive server.
 pub const PREEMPT_TIMER_MS_DEFAULT: u64 = 2;

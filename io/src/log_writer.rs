@@ -1,4 +1,4 @@
-//! Group-commit writer for a segmented, append-only log on DMA files.
+//! Group-commit writer for a segmented, append-only log.
 //!
 //! Appenders copy framed records into a pending buffer and get a [`Ticket`]; one flusher task
 //! per log takes everything pending as one batch, writes it with one DMA write and makes it
@@ -24,10 +24,10 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-use glommio::io::{DmaFile, OpenOptions};
+use glommio::io::{BufferedFile, OpenOptions};
 use glommio::task::JoinHandle;
 
-use crate::file::{align_down, align_up, sync_dir};
+use crate::file::sync_dir;
 use crate::notify::Notify;
 
 /// How the caller's log format frames batches and segments.
@@ -313,21 +313,26 @@ async fn run_flusher(shared: Rc<Shared>, mut cursor: SegmentCursor) {
     }
 }
 
-/// The segment being written and its unwritten tail.
+/// The segment being written.
+///
+/// Segments are glommio *buffered* files: each batch is one io_uring write at its exact offset
+/// followed by one `fdatasync`, through glommio's ordinary ring. (DMA files made glommio probe
+/// and use its polled-I/O ring, whose completions were seen to be lost on devices that cannot
+/// poll; see linux-only.md.) Writes need no alignment, so no page holding acknowledged records
+/// is ever rewritten by Tessera.
 struct SegmentCursor {
     format: Rc<dyn LogFormat>,
-    file: Option<DmaFile>,
+    file: Option<BufferedFile>,
     segment: u64,
     segment_bytes: u64,
-    /// Aligned file offset at which `tail` starts.
-    tail_start: u64,
-    /// Bytes from `tail_start` to the logical end: the partial last page, rewritten with each
-    /// batch because DMA writes whole aligned blocks.
-    tail: Vec<u8>,
+    /// Offset of the next write in the current segment.
+    end: u64,
     /// Length of the segment header, so a fresh segment is never rolled again.
-    header_len: usize,
+    header_len: u64,
     /// The directory entry of the current segment has not been fsynced yet.
     dir_unsynced: bool,
+    /// Bytes of the segment header still to be written with the next batch.
+    pending_header: Vec<u8>,
 }
 
 impl SegmentCursor {
@@ -337,54 +342,48 @@ impl SegmentCursor {
             file: None,
             segment,
             segment_bytes,
-            tail_start: 0,
-            tail: Vec::new(),
+            end: 0,
             header_len: 0,
             dir_unsynced: false,
+            pending_header: Vec::new(),
         }
-    }
-
-    fn logical_end(&self) -> u64 {
-        self.tail_start + self.tail.len() as u64
     }
 
     async fn write_batch(&mut self, records: &[u8], first_record: u64) -> io::Result<()> {
         let header_bytes = self.format.batch_header_bytes();
         let align = self.format.batch_alignment();
         let batch_len = (header_bytes + records.len()).div_ceil(align) * align;
-        let fresh = self.logical_end() <= self.header_len as u64;
-        if self.file.is_none()
-            || (!fresh && self.logical_end() + batch_len as u64 > self.segment_bytes)
-        {
+        let fresh = self.end <= self.header_len;
+        if self.file.is_none() || (!fresh && self.end + batch_len as u64 > self.segment_bytes) {
             self.roll(first_record).await?;
         }
-        let start = self.tail.len();
-        self.tail.resize(start + header_bytes, 0);
-        self.tail.extend_from_slice(records);
-        self.tail.resize(start + batch_len, 0);
-        let (header, body) = self.tail[start..].split_at_mut(header_bytes);
+        let mut bytes = std::mem::take(&mut self.pending_header);
+        let start = bytes.len();
+        bytes.resize(start + header_bytes, 0);
+        bytes.extend_from_slice(records);
+        bytes.resize(start + batch_len, 0);
+        let (header, body) = bytes[start..].split_at_mut(header_bytes);
         self.format
             .seal_batch(header, &body[..records.len()], first_record);
-        self.write_tail_and_sync().await
+        let pos = self.end - start as u64;
+        self.write_and_sync(bytes, pos).await
     }
 
-    async fn write_tail_and_sync(&mut self) -> io::Result<()> {
+    async fn write_and_sync(&mut self, bytes: Vec<u8>, pos: u64) -> io::Result<()> {
         let file = self
             .file
             .as_ref()
             .ok_or_else(|| io::Error::other("log segment is not open"))?;
-        let len = align_up(self.tail.len() as u64) as usize;
-        let mut buf = file.alloc_dma_buffer(len);
-        let bytes = buf.as_bytes_mut();
-        bytes[..self.tail.len()].copy_from_slice(&self.tail);
-        bytes[self.tail.len()..].fill(0);
-        let written = file.write_at(buf, self.tail_start).await?;
+        let len = bytes.len();
+        let written = file.write_at(bytes, pos).await?;
         if written != len {
+            // Regular files write short only on a full disk or a signal: a failed write.
             return Err(io::Error::other(format!(
-                "short write to log segment {}: {written} of {len} bytes",
+                "short write to log segment {} at offset {pos}: {written} of {len} bytes",
                 self.segment
             )));
         }
+        self.end = pos + len as u64;
         file.fdatasync().await?;
         if self.dir_unsynced {
             let path = self.format.segment_path(self.segment);
@@ -393,9 +392,6 @@ impl SegmentCursor {
             }
             self.dir_unsynced = false;
         }
-        let keep_from = align_down(self.tail.len() as u64) as usize;
-        self.tail.drain(..keep_from);
-        self.tail_start += keep_from as u64;
         Ok(())
     }
 
@@ -404,17 +400,18 @@ impl SegmentCursor {
             file.close().await?;
             self.segment += 1;
         }
+        // Absolute: glommio opens relative to no directory fd, so a relative path fails.
         let path = std::path::absolute(self.format.segment_path(self.segment))?;
         // create_new: a segment number is never reused, so an existing file means a bug or a
         // second writer; refusing is safer than truncating acknowledged records.
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
-            .dma_open(&path)
+            .buffered_open(&path)
             .await?;
-        self.tail = self.format.segment_header(self.segment, first_record);
-        self.header_len = self.tail.len();
-        self.tail_start = 0;
+        self.pending_header = self.format.segment_header(self.segment, first_record);
+        self.header_len = self.pending_header.len() as u64;
+        self.end = self.header_len;
         self.file = Some(file);
         self.dir_unsynced = true;
         tracing::debug!(segment = self.segment, path = %path.display(), "started log segment");

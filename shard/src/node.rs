@@ -157,7 +157,6 @@ pub fn start_with_shutdown(
         name: "tessera-shard".into(),
         placement: config.placement.into(),
         preempt_timer: Duration::from_millis(config.preempt_timer_ms),
-        probe_dir: data_dir.clone(),
     };
     let mut handles = Vec::with_capacity(n);
     for (shard, (forwards, replies)) in (0u16..).zip(forwards.into_iter().zip(replies)) {

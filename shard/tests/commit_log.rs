@@ -392,7 +392,10 @@ fn torn_tail_is_dropped_truncated_and_reported() {
         let last_payload_end = last.end;
         let last_end = last_payload_end.div_ceil(BATCH_ALIGNMENT) * BATCH_ALIGNMENT;
         assert_eq!(scan.valid_end, last_end);
-        assert!(last_end < pristine.len(), "the last page has zero padding");
+        assert!(
+            last_end <= pristine.len(),
+            "the segment ends at or after the last batch"
+        );
         let before = &all[..15];
         let mut rng = Rng::new(0x5EED_0001);
 
@@ -415,7 +418,7 @@ fn torn_tail_is_dropped_truncated_and_reported() {
         }
 
         // The last batch's bytes overwritten from some offset on with random non-zero bytes,
-        // the file's length kept (as a torn DMA write of the whole page leaves it).
+        // the file's length kept (as a torn write of whole sectors leaves it).
         for from in (last_start..last_payload_end).step_by(9) {
             let mut bytes = pristine.clone();
             for b in &mut bytes[from..last_payload_end] {
@@ -439,9 +442,10 @@ fn torn_tail_is_dropped_truncated_and_reported() {
             check_torn(&log_dir, &seg, before, last_start).await;
         }
 
-        // Garbage after the last complete batch (in the page's zero padding, or appended past
-        // the file's end) is a torn tail that costs no record.
+        // Garbage after the last complete batch (in zero padding past it, as a page-padded
+        // write leaves, or appended past the file's end) is a torn tail that costs no record.
         let mut bytes = pristine.clone();
+        bytes.resize(last_end + 4096, 0);
         *bytes.last_mut().unwrap() = 0x01;
         std::fs::write(&seg, &bytes).unwrap();
         check_torn(&log_dir, &seg, &all, last_end).await;

@@ -40,9 +40,6 @@ impl TestDir {
             .tempdir_in("/tmp")
             .expect("create temp dir");
         std::fs::create_dir(tmp.path().join("log")).expect("create log dir");
-        tessera_io::executor::warm_polled_io_probe(tmp.path())
-            .await
-            .expect("warm polled-io probe");
         Self { tmp }
     }
 
