@@ -104,12 +104,11 @@ fn print_banner(config: &NodeConfig, node_id: u64) {
     );
 }
 
-/// `TESSERA_LOG` (an env-filter) overrides the default. glommio's reactor is off by default
-/// because it reports, as an error, the probe read that `tessera-io` makes fail on purpose to
-/// keep glommio off the polled-I/O ring of devices that cannot poll (see linux-only.md).
+/// Logs go to stderr at `info`; `TESSERA_LOG` (an env-filter such as `debug` or
+/// `info,tessera_shard=debug`) overrides that.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,glommio::reactor=off"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -41,7 +41,7 @@ fn start(cwd: &Path, addr: SocketAddr, extra: &[&str]) -> KillOnDrop {
         .current_dir(cwd)
         .args(["server", "--placement", "unbound", "--shards", "2"])
         .args(extra)
-        .env("TESSERA_LOG", "warn,glommio::reactor=off")
+        .env("TESSERA_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
         .unwrap();

@@ -16,8 +16,8 @@ use tessera_schema::{decode_response, Encoder, FrameBuffer, Request, Response};
 
 /// File in a test server's data directory that receives its log.
 pub const SERVER_LOG: &str = "server.log";
-/// Log filter of test servers: start-up steps visible, glommio's deliberate probe error hidden.
-pub const TEST_LOG_FILTER: &str = "info,tessera_shard=debug,tessera_io=debug,glommio::reactor=off";
+/// Log filter of test servers: start-up steps visible.
+pub const TEST_LOG_FILTER: &str = "info,tessera_shard=debug,tessera_io=debug";
 
 /// Longest a server may take to start serving in a test.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -191,7 +191,7 @@ fn server_command(data_dir: &Path, addr: SocketAddr, shards: u16) -> Command {
         .arg(addr.to_string())
         .env(
             "TESSERA_LOG",
-            std::env::var("TESSERA_LOG").unwrap_or_else(|_| "warn,glommio::reactor=off".into()),
+            std::env::var("TESSERA_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .stdout(Stdio::null());
     command
