@@ -1,9 +1,5 @@
 //! Every bound of the I/O layer, named in one place.
 
-/// Alignment of every DMA write and read. 4 KiB covers every logical block size we meet
-/// (512 and 4096), so one constant serves all devices.
-pub const DMA_ALIGNMENT_BYTES: u64 = 4096;
-
 /// Default preempt timer: glommio yields to other task queues at least this often. The
 /// default of 100 ms is far too long for a latency-sensitive server.
 pub const PREEMPT_TIMER_MS_DEFAULT: u64 = 2;

@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 
 use glommio::io::Directory;
 
-use crate::constants::DMA_ALIGNMENT_BYTES;
-
 /// Reads a whole file with blocking std I/O. For start-up recovery only, before the shard
 /// serves anything: blocking its thread then delays nobody. glommio DMA reads issued during
 /// start-up were seen to never complete (about one start in four on a loaded 2-core machine,
@@ -72,16 +70,6 @@ pub fn create_dir_durable_blocking(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Rounds `v` up to the DMA alignment.
-pub fn align_up(v: u64) -> u64 {
-    v.div_ceil(DMA_ALIGNMENT_BYTES) * DMA_ALIGNMENT_BYTES
-}
-
-/// Rounds `v` down to the DMA alignment.
-pub fn align_down(v: u64) -> u64 {
-    v / DMA_ALIGNMENT_BYTES * DMA_ALIGNMENT_BYTES
-}
-
 /// Writes `bytes` to `path` atomically and durably with blocking std I/O (write a temporary
 /// file, fsync it, rename it over `path`, fsync the directory). For start-up metadata only,
 /// before any executor runs.
@@ -93,8 +81,7 @@ pub fn write_atomic_blocking(path: &Path, bytes: &[u8]) -> io::Result<()> {
     f.sync_all()?;
     drop(f);
     std::fs::rename(&tmp, path)?;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::File::open(dir)?.sync_all()
+    sync_dir_blocking(path.parent().unwrap_or(Path::new(".")))
 }
 
 /// An exclusive lock on a data directory, held for the life of the value. A second process

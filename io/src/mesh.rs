@@ -42,12 +42,7 @@ impl Mesh {
         senders
             .into_iter()
             .zip(receivers)
-            .enumerate()
-            .map(|(shard, (senders, receivers))| MeshEndpoint {
-                shard,
-                senders,
-                receivers,
-            })
+            .map(|(senders, receivers)| MeshEndpoint { senders, receivers })
             .collect()
     }
 }
@@ -55,7 +50,6 @@ impl Mesh {
 /// One shard's unconnected ends of the mesh; `Send`, so it can move into the executor.
 #[derive(Debug)]
 pub struct MeshEndpoint<T: Send + 'static> {
-    shard: usize,
     senders: Vec<Option<SharedSender<T>>>,
     receivers: Vec<Option<SharedReceiver<T>>>,
 }
@@ -91,7 +85,6 @@ impl<T: Send + 'static> MeshEndpoint<T> {
             futures::future::Either::Right((never, _)) => never,
         };
         ConnectedMesh {
-            shard: self.shard,
             senders,
             receivers: RefCell::new(
                 receivers
@@ -115,17 +108,11 @@ pub struct MeshClosed {
 /// A shard's connected ends of the mesh.
 #[derive(Debug)]
 pub struct ConnectedMesh<T: Send + 'static> {
-    shard: usize,
     senders: Vec<Option<ConnectedSender<T>>>,
     receivers: RefCell<Vec<(usize, ConnectedReceiver<T>)>>,
 }
 
 impl<T: Send + 'static> ConnectedMesh<T> {
-    /// This shard's index.
-    pub fn shard(&self) -> usize {
-        self.shard
-    }
-
     /// Sends `msg` to shard `to`, waiting while its channel is full. Fails if `to` is this
     /// shard, out of range, or has stopped.
     pub async fn send_to(&self, to: usize, msg: T) -> Result<(), MeshClosed> {

@@ -150,16 +150,6 @@ impl Engine {
         self.memtable.borrow().len()
     }
 
-    /// Memory the memtable holds.
-    pub fn memtable_bytes(&self) -> usize {
-        self.memtable.borrow().bytes()
-    }
-
-    /// Group-commit batches written so far.
-    pub fn log_batches_written(&self) -> u64 {
-        self.log.batches_written()
-    }
-
     /// Makes every write durable and closes the log.
     pub async fn close(&self) -> Result<(), ShardError> {
         Ok(self.log.close().await?)

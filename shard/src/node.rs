@@ -92,11 +92,6 @@ impl RunningNode {
         &self.shards
     }
 
-    /// A flag that stops the node when set (for signal handlers).
-    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
-        self.shutdown.clone()
-    }
-
     /// Asks every shard to stop.
     pub fn stop(&self) {
         self.shutdown.store(true, Ordering::Release);

@@ -176,14 +176,7 @@ fn group_commit_covers_many_concurrent_appends_with_one_sync() {
     run(|| async {
         let dir = TestDir::new().await;
         let log_dir = dir.log_dir();
-        let log = Rc::new(CommitLog::start(
-            log_dir.clone(),
-            LogPosition {
-                segment: 0,
-                next_record: 0,
-            },
-            BIG,
-        ));
+        let log = Rc::new(start_fresh(log_dir.clone(), BIG));
         let tasks = 500u64;
         let handles: Vec<_> = (0..tasks)
             .map(|i| {
@@ -228,14 +221,7 @@ fn segments_roll_at_their_size_and_recovery_reads_them_all_in_order() {
     run(|| async {
         let dir = TestDir::new().await;
         let log_dir = dir.log_dir();
-        let log = CommitLog::start(
-            log_dir.clone(),
-            LogPosition {
-                segment: 0,
-                next_record: 0,
-            },
-            SMALL,
-        );
+        let log = start_fresh(log_dir.clone(), SMALL);
         let n = 400u64;
         let value_len = 700;
         let mut want = Vec::new();
@@ -340,6 +326,29 @@ fn segments_roll_at_their_size_and_recovery_reads_them_all_in_order() {
     });
 }
 
+/// A log in `dir` starting at segment 0, record 0.
+fn start_fresh(dir: std::path::PathBuf, config: LogConfig) -> CommitLog {
+    CommitLog::start(
+        dir,
+        LogPosition {
+            segment: 0,
+            next_record: 0,
+        },
+        config,
+    )
+}
+
+/// Six durable batches of three records in segment 0 of a fresh log in `log_dir`: the
+/// records, the segment's path and its bytes.
+async fn six_batch_segment(log_dir: &std::path::Path) -> (Vec<Rec>, std::path::PathBuf, Vec<u8>) {
+    let log = start_fresh(log_dir.to_path_buf(), BIG);
+    let all = write_batches(&log, 0, 0, 6, 3, 60).await;
+    log.close().await.expect("close the log");
+    let seg = segment_path(log_dir, 0);
+    let pristine = std::fs::read(&seg).expect("read segment 0");
+    (all, seg, pristine)
+}
+
 // 4. Torn tail ----------------------------------------------------------------------------
 
 /// Recovers a log whose last segment `seg` has a torn tail that starts at `offset`: exactly
@@ -372,18 +381,7 @@ fn torn_tail_is_dropped_truncated_and_reported() {
     run(|| async {
         let dir = TestDir::new().await;
         let log_dir = dir.log_dir();
-        let log = CommitLog::start(
-            log_dir.clone(),
-            LogPosition {
-                segment: 0,
-                next_record: 0,
-            },
-            BIG,
-        );
-        let all = write_batches(&log, 0, 0, 6, 3, 60).await;
-        log.close().await.unwrap();
-        let seg = segment_path(&log_dir, 0);
-        let pristine = std::fs::read(&seg).unwrap();
+        let (all, seg, pristine) = six_batch_segment(&log_dir).await;
         let scan = scan_segment(&pristine);
         assert_eq!(scan.end, SegmentEnd::Clean);
         assert_eq!(scan.batches.len(), 6);
@@ -483,14 +481,7 @@ fn torn_header_of_the_last_segment_is_dropped() {
     run(|| async {
         let dir = TestDir::new().await;
         let log_dir = dir.log_dir();
-        let log = CommitLog::start(
-            log_dir.clone(),
-            LogPosition {
-                segment: 0,
-                next_record: 0,
-            },
-            BIG,
-        );
+        let log = start_fresh(log_dir.clone(), BIG);
         let all = write_batches(&log, 0, 0, 2, 3, 20).await;
         log.close().await.unwrap();
 
@@ -534,14 +525,7 @@ fn writer_continues_after_a_torn_segment_header_is_dropped() {
     run(|| async {
         let dir = TestDir::new().await;
         let log_dir = dir.log_dir();
-        let log = CommitLog::start(
-            log_dir.clone(),
-            LogPosition {
-                segment: 0,
-                next_record: 0,
-            },
-            BIG,
-        );
+        let log = start_fresh(log_dir.clone(), BIG);
         let mut all = write_batches(&log, 0, 0, 2, 3, 20).await;
         log.close().await.unwrap();
         let seg1 = segment_path(&log_dir, 1);
@@ -567,18 +551,7 @@ fn bit_flip_before_the_last_batch_is_corruption() {
     run(|| async {
         let dir = TestDir::new().await;
         let log_dir = dir.log_dir();
-        let log = CommitLog::start(
-            log_dir.clone(),
-            LogPosition {
-                segment: 0,
-                next_record: 0,
-            },
-            BIG,
-        );
-        let all = write_batches(&log, 0, 0, 6, 3, 60).await;
-        log.close().await.unwrap();
-        let seg = segment_path(&log_dir, 0);
-        let pristine = std::fs::read(&seg).unwrap();
+        let (all, seg, pristine) = six_batch_segment(&log_dir).await;
         let scan = scan_segment(&pristine);
         assert_eq!(scan.batches.len(), 6);
         let starts: Vec<usize> = scan
@@ -640,14 +613,7 @@ fn damage_in_an_earlier_segment_or_a_missing_segment_is_corruption() {
             segment_bytes: 8 << 10,
             pending_bytes_max: 4 << 10,
         };
-        let log = CommitLog::start(
-            log_dir.clone(),
-            LogPosition {
-                segment: 0,
-                next_record: 0,
-            },
-            config,
-        );
+        let log = start_fresh(log_dir.clone(), config);
         let all = write_batches(&log, 0, 0, 24, 3, 300).await;
         log.close().await.unwrap();
         let files = segments(&log_dir);

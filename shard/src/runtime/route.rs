@@ -13,8 +13,7 @@ use tessera_core::ring::group_by_owner;
 use tessera_core::ShardMap;
 use tessera_io::mesh::ConnectedMesh;
 use tessera_schema::{
-    BatchGetRequest, BatchPutRequest, GetResponse, Request, Response, TopologyInfo, WireError,
-    WriteResponse,
+    BatchGetRequest, BatchPutRequest, Request, Response, TopologyInfo, WireError,
 };
 
 use crate::error::ShardError;
@@ -138,27 +137,19 @@ impl ShardCtx {
     }
 
     async fn batch_get(self: &Rc<Self>, r: BatchGetRequest) -> Response {
-        let groups = group_by_owner(r.keys.iter().map(|k| self.owner(&r.keyspace, k)));
-        let parts = groups.iter().map(|(shard, indexes)| {
-            let part = BatchGetRequest {
+        let owners = r.keys.iter().map(|k| self.owner(&r.keyspace, k));
+        let part = |indexes: &[usize]| {
+            Request::BatchGet(BatchGetRequest {
                 keyspace: r.keyspace.clone(),
                 keys: indexes.iter().map(|&i| r.keys[i].clone()).collect(),
-            };
-            self.on_owner(*shard, Request::BatchGet(part))
-        });
-        let answers = join_all(parts).await;
-        let mut out: Vec<Option<Result<GetResponse, WireError>>> = vec![None; r.keys.len()];
-        for ((_, indexes), answer) in groups.iter().zip(answers) {
-            match answer {
-                Response::BatchGet(items) if items.len() == indexes.len() => {
-                    for (&i, item) in indexes.iter().zip(items) {
-                        out[i] = Some(item);
-                    }
-                }
-                other => fill_error(&mut out, indexes, &other),
-            }
-        }
-        let items: Vec<_> = out.into_iter().map(unwrap_item).collect();
+            })
+        };
+        let items = self
+            .scatter(owners, part, |answer| match answer {
+                Response::BatchGet(items) => Ok(items),
+                other => Err(other),
+            })
+            .await;
         // Each shard checked its part; the parts together must fit one answer too.
         match check_answer_size(answer_value_bytes(&items)) {
             Ok(()) => Response::BatchGet(items),
@@ -167,41 +158,65 @@ impl ShardCtx {
     }
 
     async fn batch_put(self: &Rc<Self>, r: BatchPutRequest) -> Response {
-        let groups = group_by_owner(r.items.iter().map(|it| self.owner(&r.keyspace, &it.key)));
-        let parts = groups.iter().map(|(shard, indexes)| {
-            let part = BatchPutRequest {
+        let owners = r.items.iter().map(|it| self.owner(&r.keyspace, &it.key));
+        let part = |indexes: &[usize]| {
+            Request::BatchPut(BatchPutRequest {
                 keyspace: r.keyspace.clone(),
                 items: indexes.iter().map(|&i| r.items[i].clone()).collect(),
                 durability: r.durability,
-            };
-            self.on_owner(*shard, Request::BatchPut(part))
-        });
-        let answers = join_all(parts).await;
-        let mut out: Vec<Option<Result<WriteResponse, WireError>>> = vec![None; r.items.len()];
+            })
+        };
+        let items = self
+            .scatter(owners, part, |answer| match answer {
+                Response::BatchPut(items) => Ok(items),
+                other => Err(other),
+            })
+            .await;
+        Response::BatchPut(items)
+    }
+
+    /// Splits a batch by owning shard, runs the parts concurrently (locally or by mesh), and
+    /// puts the items back in the caller's order. A part answered with an error (or with the
+    /// wrong message or count) gives that error to each of its items.
+    async fn scatter<T>(
+        self: &Rc<Self>,
+        owners: impl Iterator<Item = u16>,
+        part: impl Fn(&[usize]) -> Request,
+        items_of: impl Fn(Response) -> Result<Vec<Result<T, WireError>>, Response>,
+    ) -> Vec<Result<T, WireError>> {
+        let groups = group_by_owner(owners);
+        let count = groups.iter().map(|(_, indexes)| indexes.len()).sum();
+        let answers = join_all(
+            groups
+                .iter()
+                .map(|(shard, indexes)| self.on_owner(*shard, part(indexes))),
+        )
+        .await;
+        let mut out: Vec<Option<Result<T, WireError>>> = (0..count).map(|_| None).collect();
         for ((_, indexes), answer) in groups.iter().zip(answers) {
-            match answer {
-                Response::BatchPut(items) if items.len() == indexes.len() => {
+            match items_of(answer) {
+                Ok(items) if items.len() == indexes.len() => {
                     for (&i, item) in indexes.iter().zip(items) {
                         out[i] = Some(item);
                     }
                 }
-                other => fill_error(&mut out, indexes, &other),
+                other => {
+                    let err = match other {
+                        Err(Response::Error(e)) => e,
+                        _ => WireError::internal(
+                            "a shard answered a batch part with the wrong message",
+                        ),
+                    };
+                    for &i in indexes {
+                        out[i] = Some(Err(err.clone()));
+                    }
+                }
             }
         }
-        Response::BatchPut(out.into_iter().map(unwrap_item).collect())
+        out.into_iter()
+            .map(|item| {
+                item.unwrap_or_else(|| Err(WireError::internal("batch item left unanswered")))
+            })
+            .collect()
     }
-}
-
-fn fill_error<T>(out: &mut [Option<Result<T, WireError>>], indexes: &[usize], answer: &Response) {
-    let err = match answer {
-        Response::Error(e) => e.clone(),
-        _ => WireError::internal("a shard answered a batch part with the wrong message"),
-    };
-    for &i in indexes {
-        out[i] = Some(Err(err.clone()));
-    }
-}
-
-fn unwrap_item<T>(item: Option<Result<T, WireError>>) -> Result<T, WireError> {
-    item.unwrap_or_else(|| Err(WireError::internal("batch item left unanswered")))
 }
