@@ -10,9 +10,17 @@ if ! need cargo; then
     echo "test.sh: cargo is missing; install Rust (https://rustup.rs) first" >&2
     exit 2
 fi
-# The tests stop servers with the `kill` utility (procps) by PID.
-if ! need kill && [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && apt-get install -y -qq procps
+# What the tests need from Debian, installed once if missing (as root); without it the tests
+# that need it fail, they do not skip:
+# - procps: the `kill` utility, to stop servers by PID;
+# - redis-tools: redis-cli and redis-benchmark drive the RESP front door (tools/tests/resp.rs);
+# - fonts-dejavu-core: the benchmark runner's latency plots draw text with it.
+missing=()
+need kill || missing+=(procps)
+need redis-cli || missing+=(redis-tools)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}"
 fi
 
 echo "== tessera test suite: $(nproc) cores, kernel $(uname -r), memlock $(ulimit -l)"

@@ -1,39 +1,55 @@
-//! The command line: `load`, `echo-server` and `echo`, parsed with clap and checked against
-//! the bounds in [`crate::constants`] before anything connects.
+//! The command line: `run` (a YCSB workload, or echo round trips, against a server) and
+//! `echo-server`, parsed with clap and checked against the bounds in [`crate::constants`]
+//! before anything connects.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use tessera_client::Durability;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use tessera_io::ShardPlacement;
+use tessera_schema::Durability;
 
 use crate::constants::{
-    CONNECTIONS_DEFAULT, DURATION_SECS_DEFAULT, DURATION_SECS_MAX, SEED_DEFAULT,
+    CONNECTIONS_DEFAULT, DURATION_SECS_DEFAULT, DURATION_SECS_MAX, RECORDS_DEFAULT, SEED_DEFAULT,
 };
-use crate::driver::{drive, DriverConfig, Stop};
-use crate::echo::{EchoConfig, EchoOp};
 use crate::echo_server::{EchoServer, EchoServerConfig};
+use crate::engine::shared::Protocol;
+use crate::engine::{PhaseConfig, PhaseStop};
 use crate::error::BenchError;
-use crate::load::{make_value, prefill, ContextTable, LoadConfig, LoadOp};
-use crate::report::Report;
+use crate::proto::native::WriteMode;
+use crate::run::{run as run_workload, RunConfig};
+use crate::workload::{KeyDistribution, WorkloadName};
 
 const AFTER_HELP: &str = "\
-A connection is one driver thread. For `load` it is one tessera Client, which holds one TCP \
-connection to every server shard; for `echo` it is one TCP connection. Each connection is a \
-closed loop keeping --pipeline requests in flight (1 = strict request/response).
+Workloads (YCSB core): A 50% read/50% update, B 95/5, C read only, D 95% read latest/5% insert, \
+F 50% read/50% read-modify-write. E (range scans) is not offered: Tessera places keys by hash.
 
-Exit status: 0 when every operation succeeded, 1 when any failed or the run could not start, \
-2 for bad arguments.";
+A connection is one session: one socket, or one per server shard for --protocol native (keys \
+go straight to their shard). Sessions are driven by a few threads (--threads) with epoll. \
+Closed loop by default (each session keeps --pipeline requests in flight); --rate switches to \
+an open loop whose latencies count from each operation's scheduled time.
 
-/// Tessera's load generator.
+Every value names its record and write; after the run every record is read back and checked \
+against the writes that were acknowledged: lost or wrong values are reported (0 expected).
+
+Examples:
+  tessera-bench run --protocol native -s 127.0.0.1:7000 --workload A -c 50 -d 10
+  tessera-bench run --protocol resp -s 127.0.0.1:6379 --workload B -c 50 -P 16 --plot b.png
+  tessera-bench run --protocol memcache -s 127.0.0.1:11211 --workload C --rate 20000
+
+Exit status: 0 when every operation succeeded and every record checked out, 1 otherwise or \
+when the run could not start, 2 for bad arguments.";
+
+/// Tessera's benchmark runner.
 #[derive(Debug, Parser)]
 #[command(
     name = "tessera-bench",
     version,
-    about = "Tessera's load generator: drive a server, or measure the echo baseline.",
+    about = "Tessera's YCSB-style benchmark runner: Tessera, Redis, memcached, or a TCP echo.",
     after_help = AFTER_HELP
 )]
 pub struct Cli {
@@ -41,7 +57,7 @@ pub struct Cli {
     pub bench: BenchArgs,
 }
 
-/// The load generator's arguments, for embedding as a subcommand (`tessera bench ...`).
+/// The runner's arguments, for embedding as a subcommand (`tessera bench ...`).
 #[derive(Debug, Args)]
 pub struct BenchArgs {
     #[command(subcommand)]
@@ -51,137 +67,164 @@ pub struct BenchArgs {
 /// What to run.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Closed-loop gets and puts against a Tessera server; prints throughput and latencies.
+    /// Load records, run a workload against a server, check every record; print the report.
     #[command(after_help = AFTER_HELP)]
-    Load(LoadArgs),
-    /// A glommio TCP echo server of length-prefixed frames: the baseline for `echo`.
+    Run(RunArgs),
+    /// A glommio TCP echo server of length-prefixed frames: the ceiling for `run --protocol echo`.
     EchoServer(EchoServerArgs),
-    /// The `load` driver sending frames to an echo server: the ceiling on this machine.
-    #[command(after_help = AFTER_HELP)]
-    Echo(EchoArgs),
 }
 
-/// How any workload is driven.
+/// The protocol to speak.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProtocolArg {
+    /// Tessera's native port (any port of the node; the shard ports are learned from it).
+    Native,
+    /// RESP2: Redis, or Tessera's --resp-listen port.
+    Resp,
+    /// memcached's text protocol.
+    Memcache,
+    /// `tessera-bench echo-server` frames (no workload: round trips only).
+    Echo,
+}
+
+/// Durability asked of native writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DurabilityArg {
+    /// The server's setting.
+    Default,
+    /// Fsynced before the acknowledgement.
+    Durable,
+    /// Acknowledged once in memory.
+    Relaxed,
+}
+
+/// `run` arguments.
 #[derive(Debug, Args)]
-pub struct DriverArgs {
-    /// Connections, each driven by its own thread (see below for what a connection is).
-    #[arg(long, short = 'c', value_name = "M", default_value_t = CONNECTIONS_DEFAULT)]
-    pub connections: usize,
-    /// Measured seconds (fractions allowed). Default 10 unless --ops is given.
-    #[arg(long, short = 'd', value_name = "SECS", value_parser = parse_secs, conflicts_with = "ops")]
-    pub duration: Option<Duration>,
-    /// Measure this many operations (over all connections) instead of a duration.
-    #[arg(long, value_name = "N")]
-    pub ops: Option<u64>,
-    /// Requests each connection keeps in flight.
-    #[arg(long, short = 'p', value_name = "N", default_value_t = 1)]
-    pub pipeline: usize,
-    /// Seconds of unrecorded load before measuring starts.
-    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "0")]
-    pub warmup: Duration,
-    /// Also write the report as JSON to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub json: Option<PathBuf>,
-}
-
-impl DriverArgs {
-    /// The driver configuration, checked.
-    pub fn config(&self) -> Result<DriverConfig, BenchError> {
-        let stop = match (self.duration, self.ops) {
-            (Some(_), Some(_)) => {
-                return Err(BenchError::InvalidArgs(
-                    "give --duration or --ops, not both".into(),
-                ))
-            }
-            (_, Some(n)) => Stop::Ops(n),
-            (Some(d), None) => Stop::After(d),
-            (None, None) => Stop::After(Duration::from_secs_f64(DURATION_SECS_DEFAULT)),
-        };
-        let config = DriverConfig {
-            connections: self.connections,
-            pipeline: self.pipeline,
-            warmup: self.warmup,
-            stop,
-        };
-        config.validate()?;
-        Ok(config)
-    }
-}
-
-/// `load` arguments.
-#[derive(Debug, Args)]
-pub struct LoadArgs {
-    /// Any address of the Tessera server (the client learns every shard's port from it).
+pub struct RunArgs {
+    /// The server's address.
     #[arg(long, short = 's', value_name = "HOST:PORT")]
     pub server: String,
-    #[command(flatten)]
-    pub driver: DriverArgs,
-    /// Fraction of operations that are gets (the rest are puts), from 0 to 1.
-    #[arg(long, value_name = "FRACTION", default_value_t = 0.5)]
-    pub read_ratio: f64,
-    /// Distinct keys, named key-00000000, key-00000001, ...; each op picks one uniformly.
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
-    pub keys: u64,
-    /// Bytes of every value written.
+    /// The protocol to speak.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Native)]
+    pub protocol: ProtocolArg,
+    /// YCSB workload: A, B, C, D or F.
+    #[arg(long, short = 'w', value_name = "LETTER", default_value = "A")]
+    pub workload: WorkloadName,
+    /// Key distribution [default: the workload's: zipfian, or latest for D].
+    #[arg(long, value_enum)]
+    pub distribution: Option<KeyDistribution>,
+    /// Records loaded before the run (and keys drawn from).
+    #[arg(long, short = 'r', value_name = "N", default_value_t = RECORDS_DEFAULT)]
+    pub records: u64,
+    /// Bytes of every value (at least 12: the check's header).
     #[arg(long, value_name = "BYTES", default_value_t = 100)]
     pub value_size: usize,
-    /// Writes wait for fsync on the server.
-    #[arg(long, conflicts_with = "relaxed")]
-    pub durable: bool,
-    /// Writes are acknowledged once in memory (not synced). Default: the server's setting.
+    /// Keys are PREFIX followed by the record number in 12 digits.
+    #[arg(long, value_name = "PREFIX", default_value = "user")]
+    pub key_prefix: String,
+    /// Sessions (logical connections).
+    #[arg(long, short = 'c', value_name = "N", default_value_t = CONNECTIONS_DEFAULT)]
+    pub connections: usize,
+    /// Requests each session keeps in flight (1 = strict request/response).
+    #[arg(long, short = 'P', value_name = "N", default_value_t = 1)]
+    pub pipeline: usize,
+    /// Driver threads.
+    #[arg(long, short = 't', value_name = "N", default_value_t = 1)]
+    pub threads: usize,
+    /// Measured seconds (fractions allowed) [default: 10 unless --ops is given].
+    #[arg(long, short = 'd', value_name = "SECS", value_parser = parse_secs, conflicts_with = "ops")]
+    pub duration: Option<Duration>,
+    /// Measure this many operations instead of a duration.
+    #[arg(long, value_name = "N")]
+    pub ops: Option<u64>,
+    /// Seconds of unrecorded load before measuring starts.
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "1")]
+    pub warmup: Duration,
+    /// Open loop at this many operations per second over all sessions (default: closed loop).
+    #[arg(long, value_name = "OPS")]
+    pub rate: Option<f64>,
+    /// Seconds to wait for one answer before its session is given up [default: 10].
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "10")]
+    pub timeout: Duration,
+    /// Durability of native writes.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Default)]
+    pub durability: DurabilityArg,
+    /// How native writes treat stored versions.
+    #[arg(long, value_enum, default_value_t = WriteMode::Context)]
+    pub write_mode: WriteMode,
+    /// Do not load records first (they exist from an earlier run with the same prefix).
     #[arg(long)]
-    pub relaxed: bool,
-    /// Write every key once (in batches) before the run so that reads find values.
+    pub no_load: bool,
+    /// Do not read every record back at the end.
     #[arg(long)]
-    pub prefill: bool,
-    /// Send puts without a causal context: each adds a sibling, and the server refuses writes
-    /// to a key past its sibling limit. By default a put carries the last context seen.
-    #[arg(long)]
-    pub blind_writes: bool,
-    /// Seed of the key and get/put choices (connection i uses SEED + i).
+    pub no_check: bool,
+    /// Seed of the choices (session i uses SEED + i).
     #[arg(long, value_name = "N", default_value_t = SEED_DEFAULT)]
     pub seed: u64,
+    /// Write the result as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Draw latency by percentile to FILE (PNG).
+    #[arg(long, value_name = "FILE.png")]
+    pub plot: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
-impl LoadArgs {
-    /// The workload configuration, checked.
-    pub fn config(&self) -> Result<LoadConfig, BenchError> {
-        let durability = match (self.durable, self.relaxed) {
-            (true, true) => {
-                return Err(BenchError::InvalidArgs(
-                    "give --durable or --relaxed, not both".into(),
-                ))
-            }
-            (true, false) => Durability::Durable,
-            (false, true) => Durability::Relaxed,
-            (false, false) => Durability::Default,
+impl RunArgs {
+    /// The run's configuration, checked.
+    pub fn config(&self) -> Result<RunConfig, BenchError> {
+        let stop = match (self.duration, self.ops) {
+            (_, Some(n)) => PhaseStop::Ops(n),
+            (Some(d), None) => PhaseStop::After(d),
+            (None, None) => PhaseStop::After(Duration::from_secs_f64(DURATION_SECS_DEFAULT)),
         };
-        let config = LoadConfig {
+        let durability = match self.durability {
+            DurabilityArg::Default => Durability::Default,
+            DurabilityArg::Durable => Durability::Durable,
+            DurabilityArg::Relaxed => Durability::Relaxed,
+        };
+        let protocol = match self.protocol {
+            ProtocolArg::Native => Protocol::Native {
+                durability,
+                mode: self.write_mode,
+            },
+            ProtocolArg::Resp => Protocol::Resp,
+            ProtocolArg::Memcache => Protocol::Memcache,
+            ProtocolArg::Echo => Protocol::Echo,
+        };
+        let config = RunConfig {
             server: self.server.clone(),
-            read_ratio: self.read_ratio,
-            keys: self.keys,
+            protocol,
+            workload: self.workload,
+            distribution: self
+                .distribution
+                .unwrap_or_else(|| self.workload.distribution()),
+            records: self.records,
             value_size: self.value_size,
-            durability,
-            prefill: self.prefill,
-            blind_writes: self.blind_writes,
+            key_prefix: self.key_prefix.clone(),
+            phase: PhaseConfig {
+                title: String::new(),
+                protocol,
+                connections: self.connections,
+                pipeline: self.pipeline,
+                threads: self.threads,
+                warmup: self.warmup,
+                stop,
+                rate: self.rate,
+                timeout: self.timeout,
+                progress: !self.quiet,
+            },
+            load: !self.no_load,
+            verify: !self.no_check,
             seed: self.seed,
+            json: self.json.clone(),
+            plot: self.plot.clone(),
         };
         config.validate()?;
         Ok(config)
     }
-}
-
-/// `echo` arguments.
-#[derive(Debug, Args)]
-pub struct EchoArgs {
-    /// Address of a `tessera-bench echo-server`.
-    #[arg(long, short = 's', value_name = "HOST:PORT")]
-    pub server: String,
-    #[command(flatten)]
-    pub driver: DriverArgs,
-    /// Frame body bytes sent and received back per operation.
-    #[arg(long, value_name = "BYTES", default_value_t = 100)]
-    pub size: usize,
 }
 
 /// `echo-server` arguments.
@@ -243,8 +286,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = String>) -> ExitCode {
 /// Runs parsed arguments, printing reports to stdout and problems to stderr.
 pub fn run(args: BenchArgs) -> ExitCode {
     let outcome = match args.command {
-        Command::Load(a) => run_load(&a),
-        Command::Echo(a) => run_echo(&a),
+        Command::Run(a) => run_command(&a),
         Command::EchoServer(a) => run_echo_server(&a).map(|()| true),
     };
     match outcome {
@@ -260,39 +302,25 @@ pub fn run(args: BenchArgs) -> ExitCode {
     }
 }
 
-/// Runs `load`; `Ok(false)` when some operation failed.
-fn run_load(args: &LoadArgs) -> Result<bool, BenchError> {
-    let driver = args.driver.config()?;
+/// Runs `run`; `Ok(false)` when an operation failed or a record did not check out.
+fn run_command(args: &RunArgs) -> Result<bool, BenchError> {
     let config = args.config()?;
-    let value = make_value(config.value_size);
-    let contexts = (!config.blind_writes).then(|| ContextTable::new(config.keys));
-    if config.prefill {
-        eprintln!("prefilling {} keys...", config.keys);
-        let took = prefill(&config, &value, contexts.as_ref())?;
-        eprintln!(
-            "prefilled {} keys in {:.2} s",
-            config.keys,
-            took.as_secs_f64()
-        );
-    }
-    announce("load", &config.server, &driver);
-    let report = drive("load", &driver, |i| {
-        LoadOp::open(&config, i, &value, contexts.as_ref())
-    })?;
-    finish(&report, args.driver.json.as_ref())
-}
-
-/// Runs `echo`; `Ok(false)` when some operation failed.
-fn run_echo(args: &EchoArgs) -> Result<bool, BenchError> {
-    let driver = args.driver.config()?;
-    let config = EchoConfig {
-        server: args.server.clone(),
-        size: args.size,
-    };
-    config.validate(driver.pipeline)?;
-    announce("echo", &config.server, &driver);
-    let report = drive("echo", &driver, |_| EchoOp::open(&config))?;
-    finish(&report, args.driver.json.as_ref())
+    let interrupted = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, interrupted.clone())
+        .map_err(BenchError::io("cannot install a signal handler"))?;
+    eprintln!(
+        "{:?} at {}: {} records of {} bytes, {} connection(s) x pipeline {}, {} thread(s)",
+        config.protocol,
+        config.server,
+        config.records,
+        config.value_size,
+        config.phase.connections,
+        config.phase.pipeline,
+        config.phase.threads
+    );
+    let outcome = run_workload(&config, &interrupted)?;
+    print!("{}", outcome.to_text());
+    Ok(outcome.passed())
 }
 
 /// Runs the echo server until SIGINT or SIGTERM.
@@ -314,30 +342,6 @@ fn run_echo_server(args: &EchoServerArgs) -> Result<(), BenchError> {
     server.wait()
 }
 
-fn announce(what: &str, server: &str, driver: &DriverConfig) {
-    let stop = match driver.stop {
-        Stop::After(d) => format!("{:.2} s", d.as_secs_f64()),
-        Stop::Ops(n) => format!("{n} ops"),
-    };
-    eprintln!(
-        "{what}: {} connection{} x pipeline {} against {server} for {stop} (warm-up {:.2} s)",
-        driver.connections,
-        if driver.connections == 1 { "" } else { "s" },
-        driver.pipeline,
-        driver.warmup.as_secs_f64()
-    );
-}
-
-/// Prints the report, writes the JSON if asked; `Ok(false)` when some operation failed.
-fn finish(report: &Report, json: Option<&PathBuf>) -> Result<bool, BenchError> {
-    print!("{}", report.to_text());
-    if let Some(path) = json {
-        std::fs::write(path, report.to_json() + "\n")
-            .map_err(BenchError::io(format!("cannot write {}", path.display())))?;
-    }
-    Ok(report.tally.errors() == 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,10 +351,10 @@ mod tests {
             .map(|c| c.bench.command)
     }
 
-    fn load(args: &[&str]) -> LoadArgs {
+    fn run_args(args: &[&str]) -> RunArgs {
         match parse(args).unwrap() {
-            Command::Load(a) => a,
-            other => panic!("not load: {other:?}"),
+            Command::Run(a) => a,
+            other => panic!("not run: {other:?}"),
         }
     }
 
@@ -361,101 +365,109 @@ mod tests {
     }
 
     #[test]
-    fn load_defaults() {
-        let a = load(&["load", "--server", "127.0.0.1:7400"]);
-        let d = a.driver.config().unwrap();
-        assert_eq!(d.connections, CONNECTIONS_DEFAULT);
-        assert_eq!(d.pipeline, 1);
-        assert_eq!(d.warmup, Duration::ZERO);
-        assert_eq!(d.stop, Stop::After(Duration::from_secs(10)));
-        let c = a.config().unwrap();
-        assert_eq!(c.read_ratio, 0.5);
-        assert_eq!(c.keys, 100_000);
-        assert_eq!(c.value_size, 100);
-        assert_eq!(c.durability, Durability::Default);
-        assert!(!c.prefill && !c.blind_writes);
+    fn run_defaults() {
+        let c = run_args(&["run", "--server", "127.0.0.1:7400"])
+            .config()
+            .unwrap();
+        assert_eq!(c.phase.connections, CONNECTIONS_DEFAULT);
+        assert_eq!((c.phase.pipeline, c.phase.threads), (1, 1));
+        assert_eq!(c.phase.warmup, Duration::from_secs(1));
+        assert_eq!(c.phase.stop, PhaseStop::After(Duration::from_secs(10)));
+        assert_eq!(c.workload, WorkloadName::A);
+        assert_eq!(c.distribution, KeyDistribution::Zipfian);
+        assert_eq!((c.records, c.value_size), (100_000, 100));
+        assert!(c.load && c.verify && c.phase.rate.is_none());
+        assert_eq!(
+            c.protocol,
+            Protocol::Native {
+                durability: Durability::Default,
+                mode: WriteMode::Context
+            }
+        );
     }
 
     #[test]
-    fn load_flags() {
-        let a = load(&[
-            "load",
+    fn run_flags() {
+        let c = run_args(&[
+            "run",
             "-s",
             "h:1",
+            "--protocol",
+            "resp",
+            "-w",
+            "d",
             "-c",
             "8",
             "--ops",
             "5000",
-            "--pipeline",
+            "-P",
             "4",
             "--warmup",
             "0.5",
-            "--read-ratio",
-            "0.9",
-            "--keys",
+            "--records",
             "10",
             "--value-size",
-            "0",
-            "--relaxed",
-            "--prefill",
+            "12",
+            "--rate",
+            "1000",
+            "--no-check",
             "--json",
             "/tmp/x.json",
-        ]);
-        let d = a.driver.config().unwrap();
-        assert_eq!((d.connections, d.pipeline), (8, 4));
-        assert_eq!(d.stop, Stop::Ops(5000));
-        assert_eq!(d.warmup, Duration::from_millis(500));
-        let c = a.config().unwrap();
-        assert_eq!(c.durability, Durability::Relaxed);
-        assert_eq!((c.keys, c.value_size, c.prefill), (10, 0, true));
-        assert_eq!(a.driver.json, Some(PathBuf::from("/tmp/x.json")));
-        let durable = load(&["load", "-s", "h:1", "--durable"]).config().unwrap();
-        assert_eq!(durable.durability, Durability::Durable);
+            "-t",
+            "2",
+        ])
+        .config()
+        .unwrap();
+        assert_eq!(c.protocol, Protocol::Resp);
+        assert_eq!(c.workload, WorkloadName::D);
+        assert_eq!(c.distribution, KeyDistribution::Latest);
+        assert_eq!(
+            (c.phase.connections, c.phase.pipeline, c.phase.threads),
+            (8, 4, 2)
+        );
+        assert_eq!(c.phase.stop, PhaseStop::Ops(5000));
+        assert_eq!(c.phase.rate, Some(1000.0));
+        assert!(!c.verify);
+        assert_eq!(c.json, Some(PathBuf::from("/tmp/x.json")));
     }
 
     #[test]
     fn contradictions_and_bad_values_are_refused() {
         for args in [
-            &["load", "-s", "h:1", "--durable", "--relaxed"][..],
-            &["load", "-s", "h:1", "--duration", "1", "--ops", "5"],
-            &["load", "-s", "h:1", "--duration", "-1"],
-            &["load", "-s", "h:1", "--duration", "abc"],
-            &["load", "-s", "h:1", "--duration", "100000"],
-            &["load", "--keys", "5"],
+            &["run", "-s", "h:1", "--duration", "1", "--ops", "5"][..],
+            &["run", "-s", "h:1", "--duration", "-1"],
+            &["run", "-s", "h:1", "--duration", "abc"],
+            &["run", "-s", "h:1", "--duration", "100000"],
+            &["run", "-s", "h:1", "--workload", "E"],
+            &["run", "-s", "h:1", "--protocol", "smtp"],
+            &["run", "--records", "5"],
             &["echo-server", "--listen", "not-an-address"],
         ] {
             assert!(parse(args).is_err(), "{args:?} should not parse");
         }
         for args in [
-            &["load", "-s", "h:1", "--connections", "0"][..],
-            &["load", "-s", "h:1", "--connections", "1025"],
-            &["load", "-s", "h:1", "--pipeline", "0"],
-            &["load", "-s", "h:1", "--duration", "0"],
-            &["load", "-s", "h:1", "--ops", "0"],
+            &["run", "-s", "h:1", "--connections", "0"][..],
+            &["run", "-s", "h:1", "--connections", "100000"],
+            &["run", "-s", "h:1", "--pipeline", "0"],
+            &["run", "-s", "h:1", "--threads", "0"],
+            &["run", "-s", "h:1", "--duration", "0"],
+            &["run", "-s", "h:1", "--ops", "0"],
+            &["run", "-s", "h:1", "--records", "0"],
+            &["run", "-s", "h:1", "--value-size", "11"],
+            &["run", "-s", "h:1", "--value-size", "2000000"],
+            &["run", "-s", "h:1", "--rate", "0"],
         ] {
-            let a = load(args);
-            assert!(a.driver.config().is_err(), "{args:?} should be refused");
+            assert!(
+                run_args(args).config().is_err(),
+                "{args:?} should be refused"
+            );
         }
-        for args in [
-            &["load", "-s", "h:1", "--read-ratio", "1.01"][..],
-            &["load", "-s", "h:1", "--keys", "0"],
-            &["load", "-s", "h:1", "--value-size", "2000000"],
-        ] {
-            assert!(load(args).config().is_err(), "{args:?} should be refused");
-        }
+        let e = parse(&["run", "-s", "h:1", "--workload", "E"]).unwrap_err();
+        assert!(e.to_string().contains("range scans"), "{e}");
     }
 
     #[test]
     fn echo_and_echo_server_parse() {
-        match parse(&["echo", "-s", "h:1", "--size", "64", "-c", "2", "-d", "1.5"]).unwrap() {
-            Command::Echo(a) => {
-                assert_eq!(a.size, 64);
-                let d = a.driver.config().unwrap();
-                assert_eq!(d.connections, 2);
-                assert_eq!(d.stop, Stop::After(Duration::from_millis(1500)));
-            }
-            other => panic!("not echo: {other:?}"),
-        }
         match parse(&[
             "echo-server",
             "--listen",

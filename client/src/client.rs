@@ -228,6 +228,11 @@ impl Client {
         &self.topology
     }
 
+    /// The node's partition → shard table, as learned at connect.
+    pub fn shard_map(&self) -> &ShardMap {
+        &self.shard_map
+    }
+
     /// The shard that owns `key`.
     pub fn shard_of(&self, key: &[u8]) -> u16 {
         self.shard_map.shard_of_key(&self.config.keyspace, key).0
@@ -264,6 +269,7 @@ impl Client {
             key: key.to_vec(),
             context: context.map(|c| c.0.clone()).unwrap_or_default(),
             durability: self.config.durability,
+            overwrite: false,
         });
         match self.send_to(self.shard_of(key), &request)?.wait()? {
             Response::Delete(w) => Ok(Context(w.context)),
@@ -355,6 +361,7 @@ impl Client {
                         })
                         .collect(),
                     durability: self.config.durability,
+                    overwrite: false,
                 });
                 (*shard, chunk, request)
             })
@@ -464,6 +471,7 @@ impl Client {
             value: value.to_vec(),
             context: context.map(|c| c.0.clone()).unwrap_or_default(),
             durability: self.config.durability,
+            overwrite: false,
         })
     }
 }

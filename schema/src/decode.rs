@@ -114,6 +114,7 @@ fn put_request(put: wire::Put<'_>) -> Result<PutRequest, DecodeError> {
         value: bytes(put.value()),
         context: bytes(put.context()),
         durability: durability(put.durability(), "Put.durability")?,
+        overwrite: put.overwrite(),
     })
 }
 
@@ -123,6 +124,7 @@ fn delete_request(delete: wire::Delete<'_>) -> Result<DeleteRequest, DecodeError
         key: bytes(delete.key()),
         context: bytes(delete.context()),
         durability: durability(delete.durability(), "Delete.durability")?,
+        overwrite: delete.overwrite(),
     })
 }
 
@@ -147,6 +149,7 @@ fn batch_put_request(batch: wire::BatchPut<'_>) -> Result<BatchPutRequest, Decod
             })
             .collect(),
         durability: durability(batch.durability(), "BatchPut.durability")?,
+        overwrite: batch.overwrite(),
     })
 }
 

@@ -195,6 +195,7 @@ fn put_request(fbb: &mut Builder, put: &PutRequest) -> WIPOffset<wire::Put<'stat
         value: bytes(fbb, &put.value),
         context: bytes(fbb, &put.context),
         durability: put.durability.to_wire(),
+        overwrite: put.overwrite,
     };
     wire::Put::create(fbb, &args)
 }
@@ -205,6 +206,7 @@ fn delete_request(fbb: &mut Builder, delete: &DeleteRequest) -> WIPOffset<wire::
         key: bytes(fbb, &delete.key),
         context: bytes(fbb, &delete.context),
         durability: delete.durability.to_wire(),
+        overwrite: delete.overwrite,
     };
     wire::Delete::create(fbb, &args)
 }
@@ -244,6 +246,7 @@ fn batch_put_request(
         keyspace,
         items,
         durability: batch.durability.to_wire(),
+        overwrite: batch.overwrite,
     };
     wire::BatchPut::create(fbb, &args)
 }

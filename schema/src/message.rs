@@ -37,7 +37,8 @@ pub struct GetRequest {
     pub key: Vec<u8>,
 }
 
-/// Write one value, superseding what `context` saw (empty context: a blind write).
+/// Write one value, superseding what `context` saw (empty context: a blind write), or
+/// everything stored for the key with `overwrite`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutRequest {
     /// Keyspace name; empty means [`DEFAULT_KEYSPACE`].
@@ -50,6 +51,9 @@ pub struct PutRequest {
     pub context: Vec<u8>,
     /// Durability asked for.
     pub durability: Durability,
+    /// Supersede every version this node holds for the key (last-writer-wins for this
+    /// write); `context` is ignored. Redis-style SET and DEL use it.
+    pub overwrite: bool,
 }
 
 /// Delete one key by writing a tombstone that supersedes what `context` saw.
@@ -63,6 +67,9 @@ pub struct DeleteRequest {
     pub context: Vec<u8>,
     /// Durability asked for.
     pub durability: Durability,
+    /// Supersede every version this node holds for the key (last-writer-wins for this
+    /// write); `context` is ignored. Redis-style SET and DEL use it.
+    pub overwrite: bool,
 }
 
 /// One write of a [`BatchPutRequest`].
@@ -94,6 +101,9 @@ pub struct BatchPutRequest {
     pub items: Vec<PutItem>,
     /// Durability asked for, for every item.
     pub durability: Durability,
+    /// Supersede every version this node holds for each item's key (last-writer-wins for
+    /// these writes); the items' contexts are ignored. Redis-style MSET uses it.
+    pub overwrite: bool,
 }
 
 /// A client request.

@@ -35,6 +35,7 @@ fn sample_bodies() -> Vec<Vec<u8>> {
         value: b"lovelace".to_vec(),
         context: vec![1, 2, 3],
         durability: tessera_schema::Durability::Durable,
+        overwrite: true,
     };
     let items = vec![
         PutItem {
@@ -58,6 +59,7 @@ fn sample_bodies() -> Vec<Vec<u8>> {
             keyspace: "x".into(),
             items,
             durability: tessera_schema::Durability::Relaxed,
+            overwrite: true,
         }),
         Request::Ping(vec![9; 5]),
         Request::Topology,
@@ -212,6 +214,7 @@ fn batches_over_the_limit_are_refused() {
         keyspace: "k".into(),
         items,
         durability: tessera_schema::Durability::Default,
+        overwrite: false,
     });
     assert_eq!(
         decode_request(&request_body(1, &batch_put)),

@@ -73,38 +73,51 @@ fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
         (keyspace(), bytes())
             .prop_map(|(keyspace, key)| Request::Get(GetRequest { keyspace, key })),
-        (keyspace(), bytes(), bytes(), bytes(), durability()).prop_map(
-            |(keyspace, key, value, context, durability)| {
+        (
+            keyspace(),
+            bytes(),
+            bytes(),
+            bytes(),
+            durability(),
+            any::<bool>()
+        )
+            .prop_map(|(keyspace, key, value, context, durability, overwrite)| {
                 Request::Put(PutRequest {
                     keyspace,
                     key,
                     value,
                     context,
                     durability,
+                    overwrite,
                 })
-            }
-        ),
-        (keyspace(), bytes(), bytes(), durability()).prop_map(
-            |(keyspace, key, context, durability)| {
+            }),
+        (keyspace(), bytes(), bytes(), durability(), any::<bool>()).prop_map(
+            |(keyspace, key, context, durability, overwrite)| {
                 Request::Delete(DeleteRequest {
                     keyspace,
                     key,
                     context,
                     durability,
+                    overwrite,
                 })
             }
         ),
         (keyspace(), vec(bytes(), 0..8))
             .prop_map(|(keyspace, keys)| Request::BatchGet(BatchGetRequest { keyspace, keys })),
-        (keyspace(), vec(put_item(), 0..8), durability()).prop_map(
-            |(keyspace, items, durability)| {
+        (
+            keyspace(),
+            vec(put_item(), 0..8),
+            durability(),
+            any::<bool>()
+        )
+            .prop_map(|(keyspace, items, durability, overwrite)| {
                 Request::BatchPut(BatchPutRequest {
                     keyspace,
                     items,
                     durability,
+                    overwrite,
                 })
-            }
-        ),
+            }),
         bytes().prop_map(Request::Ping),
         Just(Request::Topology),
     ]

@@ -49,6 +49,9 @@ pub struct NodeConfig {
     pub log_pending_bytes_max: usize,
     /// Memory one shard's memtable may use, in bytes.
     pub memtable_bytes_max: usize,
+    /// Where the Redis (RESP2) front door listens, if anywhere. Every shard accepts on it
+    /// (SO_REUSEPORT), and routes each command to the owning shard like the main port does.
+    pub resp_listen: Option<SocketAddr>,
 }
 
 /// Where shard threads run.
@@ -91,6 +94,7 @@ impl Default for NodeConfig {
             log_segment_bytes: LOG_SEGMENT_BYTES_DEFAULT,
             log_pending_bytes_max: LOG_PENDING_BYTES_MAX_DEFAULT,
             memtable_bytes_max: MEMTABLE_BYTES_MAX_DEFAULT,
+            resp_listen: None,
         }
     }
 }
@@ -141,6 +145,17 @@ impl NodeConfig {
     /// Port of shard `shard`.
     pub fn shard_port(&self, shard: u16) -> u16 {
         self.listen.port() + 1 + shard
+    }
+
+    /// Every address the node listens on: the main port, each shard's port, and the RESP
+    /// port if configured.
+    pub fn listen_addrs(&self) -> Vec<SocketAddr> {
+        let mut addrs = vec![self.listen];
+        addrs.extend(
+            (0..self.shards).map(|s| SocketAddr::new(self.listen.ip(), self.shard_port(s))),
+        );
+        addrs.extend(self.resp_listen);
+        addrs
     }
 
     /// Checks every bound; the message says what would work.
@@ -203,6 +218,32 @@ impl NodeConfig {
                 "must be 1..=100 (1-5 suits latency)".into(),
             );
         }
+        if let Some(resp) = self.resp_listen {
+            self.validate_resp_listen(resp)
+                .or_else(|why| invalid("resp_listen", why))?;
+        }
+        Ok(())
+    }
+
+    /// The RESP port needs a fixed port (every shard binds it) that none of the native
+    /// ports uses on an overlapping address.
+    fn validate_resp_listen(&self, resp: SocketAddr) -> Result<(), String> {
+        if resp.port() == 0 {
+            return Err("a fixed port is needed (every shard binds it)".into());
+        }
+        let overlaps = resp.ip() == self.listen.ip()
+            || resp.ip().is_unspecified()
+            || self.listen.ip().is_unspecified();
+        let native = self.listen.port()..=self.shard_port(self.shards - 1);
+        if overlaps && native.contains(&resp.port()) {
+            return Err(format!(
+                "port {} is taken by the native protocol (ports {}-{}: listen and one per \
+                 shard); choose another, e.g. 6379",
+                resp.port(),
+                native.start(),
+                native.end()
+            ));
+        }
         Ok(())
     }
 }
@@ -233,6 +274,12 @@ mod tests {
             c.key_bytes_max, KEY_BYTES_MAX_DEFAULT,
             "unset keys keep defaults"
         );
+        assert_eq!(c.resp_listen, None, "the RESP port is off unless asked for");
+        std::fs::write(&path, "resp_listen = \"127.0.0.9:6380\"\n").unwrap();
+        let c = NodeConfig::from_file(&path).unwrap();
+        assert_eq!(c.resp_listen, Some("127.0.0.9:6380".parse().unwrap()));
+        c.validate().unwrap();
+        assert_eq!(c.listen_addrs().last(), c.resp_listen.as_ref());
         std::fs::write(&path, "shardz = 3\n").unwrap();
         let err = NodeConfig::from_file(&path).unwrap_err().to_string();
         assert!(
@@ -244,12 +291,20 @@ mod tests {
     #[test]
     fn invalid_settings_name_the_field() {
         type Breaker = fn(&mut NodeConfig);
-        let cases: [(&str, Breaker); 5] = [
+        let cases: [(&str, Breaker); 8] = [
             ("shards", |c| c.shards = 0),
             ("partitions", |c| c.partitions = 1000),
             ("frame_bytes_max", |c| c.frame_bytes_max = 1024),
             ("log_segment_bytes", |c| c.log_segment_bytes = 1 << 20),
             ("preempt_timer_ms", |c| c.preempt_timer_ms = 0),
+            ("resp_listen", |c| {
+                c.resp_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+            }),
+            ("resp_listen", |c| c.resp_listen = Some(c.listen)),
+            ("resp_listen", |c| {
+                let last_shard = c.shard_port(c.shards - 1);
+                c.resp_listen = Some(SocketAddr::from(([0, 0, 0, 0], last_shard)));
+            }),
         ];
         for (field, break_it) in cases {
             let mut c = NodeConfig::default();

@@ -30,3 +30,17 @@ pub const ANSWER_VALUE_BYTES_MAX: usize = 12 << 20;
 pub const CONNECTION_OUTPUT_BYTES_MAX: usize = 4 << 20;
 /// How long writing answers to a client may block before the connection is dropped.
 pub const CONNECTION_WRITE_TIMEOUT_SECS: u64 = 30;
+/// Bytes a RESP connection asks the socket for at least, per read. Reads grow with what is
+/// buffered (a large command arrives in few reads), up to the command bound.
+pub const RESP_READ_CHUNK_BYTES: usize = 16 << 10;
+/// Read-buffer capacity an idle RESP connection keeps; a larger one (left by a large command)
+/// is released once drained.
+pub const RESP_READ_RETAINED_BYTES_MAX: usize = 64 << 10;
+/// How far past the native key and value limits a RESP bulk string may go and still be read:
+/// a value a little too large then gets Tessera's own "too large" error and the connection
+/// keeps serving, instead of a protocol error that closes it.
+pub const RESP_BULK_SLACK_BYTES: usize = 1 << 20;
+/// Capacity above which a finished reply buffer is freed rather than kept for reuse.
+pub const RESP_REPLY_RETAINED_BYTES_MAX: usize = 16 << 10;
+/// Reply buffers a RESP connection keeps for reuse.
+pub const RESP_REPLY_POOL_MAX: usize = 64;

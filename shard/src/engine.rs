@@ -6,6 +6,10 @@
 //! shard two writes to one key can never both start from the same old object: every write
 //! sees every write appended before it, and the log holds them in memtable order.
 //!
+//! An overwrite ([`Supersedes::Everything`]) takes the stored object's clock as its context
+//! inside that same synchronous section, so concurrent overwrites of one key on this shard
+//! each supersede the one before and never leave siblings.
+//!
 //! Read path: the memtable (the whole data set until SSTables exist).
 
 use std::cell::RefCell;
@@ -40,6 +44,23 @@ pub struct Engine {
 
 /// The outcome of a write: the key's clock after it, which is the context for the next write.
 pub type WriteOutcome = VersionVector;
+
+/// Which stored versions of a key a write supersedes.
+#[derive(Clone, Copy, Debug)]
+pub enum Supersedes<'a> {
+    /// The versions this causal context saw. An empty context supersedes nothing: a blind
+    /// write that becomes a sibling of whatever is stored.
+    Context(&'a VersionVector),
+    /// Every version stored for the key when the write is applied (last-writer-wins for this
+    /// write, as a Redis SET expects).
+    Everything,
+}
+
+impl<'a> From<&'a VersionVector> for Supersedes<'a> {
+    fn from(context: &'a VersionVector) -> Self {
+        Supersedes::Context(context)
+    }
+}
 
 impl Engine {
     /// Recovers the log in `dir/log` into a fresh memtable and opens the log for appends.
@@ -90,18 +111,20 @@ impl Engine {
         Ok(f(self.memtable.borrow().get(keyspace, key)))
     }
 
-    /// Writes `value` (or a tombstone for `None`) superseding what `context` saw.
-    pub async fn write(
+    /// Writes `value` (or a tombstone for `None`) superseding the versions `supersedes` names
+    /// (a context's, or with [`Supersedes::Everything`] all of them).
+    pub async fn write<'a>(
         &self,
         keyspace: &str,
         key: &[u8],
-        context: &VersionVector,
+        supersedes: impl Into<Supersedes<'a>>,
         value: Option<Vec<u8>>,
         durable: bool,
     ) -> Result<WriteOutcome, ShardError> {
+        let supersedes = supersedes.into();
         self.log.ready().await;
         // From here to the append there is no `.await` (see the module doc).
-        let (ticket, clock) = self.apply(keyspace, key, context, value)?;
+        let (ticket, clock) = self.apply(keyspace, key, supersedes, value)?;
         if durable {
             self.log.wait_durable(ticket).await?;
         }
@@ -112,7 +135,7 @@ impl Engine {
         &self,
         keyspace: &str,
         key: &[u8],
-        context: &VersionVector,
+        supersedes: Supersedes<'_>,
         value: Option<Vec<u8>>,
     ) -> Result<(tessera_io::Ticket, VersionVector), ShardError> {
         if let Some(failure) = self.log.failure() {
@@ -125,6 +148,16 @@ impl Engine {
             });
         }
         let mut object = memtable.get(keyspace, key).cloned().unwrap_or_default();
+        // The overwrite's context is read here, with no `.await` before the append below, so
+        // no other write of this key can slip in between and survive as a sibling.
+        let stored_clock;
+        let context = match supersedes {
+            Supersedes::Context(context) => context,
+            Supersedes::Everything => {
+                stored_clock = object.clock().clone();
+                &stored_clock
+            }
+        };
         object.update(context, self.node, now_ms(), value)?;
         let len = object.encoded_len();
         if len > OBJECT_BYTES_MAX {

@@ -2,7 +2,8 @@
 //!
 //! Per shard: a storage engine (commit log + memtable, `engine.rs`, `log/`, `memtable.rs`), a
 //! request executor (`service.rs`) and the runtime that feeds it from the network and the other
-//! shards (`runtime/`). `node.rs` starts one shard per core. Protocol logic lives in
+//! shards (`runtime/`: the native protocol, and the Redis RESP2 front door in
+//! `runtime/resp/`). `node.rs` starts one shard per core. Protocol logic lives in
 //! `tessera-core`; kernel I/O in `tessera-io`; this crate drives them.
 
 pub mod config;

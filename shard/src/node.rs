@@ -2,8 +2,9 @@
 //!
 //! Start-up: validate the configuration, lock the data directory, check (or create) its
 //! metadata so a node never reads data laid out for another shard or partition count, check
-//! that every port is free, then start the shards and wait until each has recovered and
-//! listens. Stopping sets a flag every shard watches; each closes its log durably.
+//! that every port (the RESP port too, if configured) is free, then start the shards and wait
+//! until each has recovered and listens. Stopping sets a flag every shard watches; each
+//! closes its log durably.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -49,7 +50,7 @@ pub enum NodeError {
         why: String,
     },
     /// A port is taken.
-    #[error("cannot listen on {addr}: {source}. Stop whatever uses it or choose another --listen port (shards use the next ports too)")]
+    #[error("cannot listen on {addr}: {source}. Stop whatever uses it or choose another port (--listen: shards use the next ports too; --resp-listen)")]
     Port {
         /// The address.
         addr: SocketAddr,
@@ -291,13 +292,10 @@ fn random_node_id() -> u64 {
 /// is gone. Binding beside it would let the kernel hand new connections to that dead socket's
 /// backlog, where nobody ever answers them.
 fn check_ports_free(config: &NodeConfig) -> Result<(), NodeError> {
-    let mut addrs = vec![config.listen];
-    addrs.extend(
-        (0..config.shards).map(|s| SocketAddr::new(config.listen.ip(), config.shard_port(s))),
-    );
+    let addrs = config.listen_addrs();
     let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
     for addr in addrs {
-        while std::net::TcpStream::connect_timeout(&addr, PORT_PROBE_TIMEOUT).is_ok() {
+        while someone_listens(addr) {
             if std::time::Instant::now() >= deadline {
                 let source = std::io::Error::new(
                     std::io::ErrorKind::AddrInUse,
@@ -309,4 +307,14 @@ fn check_ports_free(config: &NodeConfig) -> Result<(), NodeError> {
         }
     }
     Ok(())
+}
+
+/// Whether a connection to `addr` is anything but refused. A listener whose accept queue is
+/// full (one that never accepts, or a dead process's) lets the attempt time out instead of
+/// refusing it, so a timeout counts as listening too.
+fn someone_listens(addr: SocketAddr) -> bool {
+    match std::net::TcpStream::connect_timeout(&addr, PORT_PROBE_TIMEOUT) {
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::ConnectionRefused,
+    }
 }

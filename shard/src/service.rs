@@ -2,14 +2,14 @@
 //! limits, then the engine. Routing to the owning shard happens before this (`runtime/`).
 
 use tessera_core::constants::DEFAULT_KEYSPACE;
-use tessera_core::VersionVector;
+use tessera_core::{Object, VersionVector};
 use tessera_schema::{
     BatchGetRequest, BatchPutRequest, DeleteRequest, Durability, GetRequest, GetResponse,
     PutRequest, Request, Response, WireError, WriteResponse,
 };
 
 use crate::constants::ANSWER_VALUE_BYTES_MAX;
-use crate::engine::Engine;
+use crate::engine::{Engine, Supersedes};
 use crate::error::ShardError;
 
 /// Limits and defaults applied to every request.
@@ -60,46 +60,62 @@ impl Service {
 
     /// Reads one key: every live sibling and the causal context.
     pub fn get(&self, r: &GetRequest) -> Result<GetResponse, ShardError> {
-        self.check_keyspace(&r.keyspace)?;
-        self.check_key(&r.key)?;
-        self.engine
-            .read(&r.keyspace, &r.key, |object| match object {
-                Some(o) => GetResponse {
-                    values: o.live_values().map(<[u8]>::to_vec).collect(),
-                    context: o.clock().to_bytes(),
-                },
-                None => GetResponse {
-                    values: Vec::new(),
-                    context: Vec::new(),
-                },
-            })
+        self.read(&r.keyspace, &r.key, |object| match object {
+            Some(o) => GetResponse {
+                values: o.live_values().map(<[u8]>::to_vec).collect(),
+                context: o.clock().to_bytes(),
+            },
+            None => GetResponse {
+                values: Vec::new(),
+                context: Vec::new(),
+            },
+        })
     }
 
-    /// Writes one value superseding what its context saw.
+    /// Runs `f` on the stored object of one key, after the checks a get makes, without
+    /// copying it (the RESP front door writes a value straight into its reply this way).
+    pub fn read<T>(
+        &self,
+        keyspace: &str,
+        key: &[u8],
+        f: impl FnOnce(Option<&Object>) -> T,
+    ) -> Result<T, ShardError> {
+        self.check_keyspace(keyspace)?;
+        self.check_key(key)?;
+        self.engine.read(keyspace, key, f)
+    }
+
+    /// Writes one value superseding what its context saw (everything, with `overwrite`).
     pub async fn put(&self, r: PutRequest) -> Result<WriteResponse, ShardError> {
         self.check_keyspace(&r.keyspace)?;
         self.check_key(&r.key)?;
         self.check_value(&r.value)?;
-        let context = decode_context(&r.context)?;
+        let context = decode_context(&r.context, r.overwrite)?;
         let durable = self.durable(r.durability);
         let clock = self
             .engine
-            .write(&r.keyspace, &r.key, &context, Some(r.value), durable)
+            .write(
+                &r.keyspace,
+                &r.key,
+                supersedes(&context),
+                Some(r.value),
+                durable,
+            )
             .await?;
         Ok(WriteResponse {
             context: clock.to_bytes(),
         })
     }
 
-    /// Writes a tombstone superseding what its context saw.
+    /// Writes a tombstone superseding what its context saw (everything, with `overwrite`).
     pub async fn delete(&self, r: DeleteRequest) -> Result<WriteResponse, ShardError> {
         self.check_keyspace(&r.keyspace)?;
         self.check_key(&r.key)?;
-        let context = decode_context(&r.context)?;
+        let context = decode_context(&r.context, r.overwrite)?;
         let durable = self.durable(r.durability);
         let clock = self
             .engine
-            .write(&r.keyspace, &r.key, &context, None, durable)
+            .write(&r.keyspace, &r.key, supersedes(&context), None, durable)
             .await?;
         Ok(WriteResponse {
             context: clock.to_bytes(),
@@ -139,10 +155,16 @@ impl Service {
             let outcome = async {
                 self.check_key(&item.key)?;
                 self.check_value(&item.value)?;
-                let context = decode_context(&item.context)?;
+                let context = decode_context(&item.context, r.overwrite)?;
                 // Not durable per item: one sync below covers the whole batch.
                 self.engine
-                    .write(&r.keyspace, &item.key, &context, Some(item.value), false)
+                    .write(
+                        &r.keyspace,
+                        &item.key,
+                        supersedes(&context),
+                        Some(item.value),
+                        false,
+                    )
                     .await
             }
             .await;
@@ -228,10 +250,23 @@ pub fn check_answer_size(len: usize) -> Result<(), ShardError> {
     Ok(())
 }
 
-fn decode_context(bytes: &[u8]) -> Result<VersionVector, ShardError> {
-    VersionVector::decode(bytes).map_err(|e| {
+/// The write's causal context, or `None` for an overwrite, which ignores it (so a stale or
+/// garbage context cannot fail a write that does not use it).
+fn decode_context(bytes: &[u8], overwrite: bool) -> Result<Option<VersionVector>, ShardError> {
+    if overwrite {
+        return Ok(None);
+    }
+    VersionVector::decode(bytes).map(Some).map_err(|e| {
         ShardError::BadRequest(format!(
             "the causal context is not one this store issued ({e}); pass back the context a get returned"
         ))
     })
+}
+
+/// What a write with the decoded context supersedes: an overwrite (no context) supersedes
+/// everything the engine holds when it applies the write.
+fn supersedes(context: &Option<VersionVector>) -> Supersedes<'_> {
+    context
+        .as_ref()
+        .map_or(Supersedes::Everything, Supersedes::Context)
 }

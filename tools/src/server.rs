@@ -21,6 +21,11 @@ pub struct ServerArgs {
     /// 127.0.0.1:7000, or the config file's listen].
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Also serve the Redis protocol (RESP2) on this address, e.g. 127.0.0.1:6379, so that
+    /// redis-cli, redis-benchmark and Redis clients work against the default keyspace
+    /// [default: off, or the config file's resp_listen].
+    #[arg(long, value_name = "HOST:PORT")]
+    resp_listen: Option<SocketAddr>,
     /// Number of shards (default: one per CPU; fixed once the data directory exists).
     #[arg(long)]
     shards: Option<u16>,
@@ -54,6 +59,9 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, String> {
     }
     if let Some(listen) = args.listen {
         config.listen = listen;
+    }
+    if let Some(resp) = args.resp_listen {
+        config.resp_listen = Some(resp);
     }
     if let Some(shards) = args.shards {
         config.shards = shards;
@@ -96,12 +104,26 @@ fn print_banner(config: &NodeConfig, node_id: u64) {
         "tessera node {node_id:016x} serving on {listen} with {shards} shard(s) (shard ports {first}-{last})\n\
          data: {dir}   writes: {durable}   single node: n=r=w=1\n\
          try:  tessera put hello world --server {listen}\n      \
-               tessera get hello --server {listen}\n\
+               tessera get hello --server {listen}{resp}\n\
          stop with Ctrl-C (or SIGTERM); every acknowledged write survives a restart",
         listen = config.listen,
         shards = config.shards,
         dir = config.data_dir.display(),
+        resp = resp_banner(config.resp_listen),
     );
+}
+
+/// The banner's RESP lines: where Redis clients connect, and what SET means here.
+fn resp_banner(resp: Option<SocketAddr>) -> String {
+    match resp {
+        Some(addr) => format!(
+            "\nredis: RESP2 on {addr} (GET SET DEL EXISTS MGET MSET PING INFO; SET overwrites)\n      \
+             redis-cli -h {host} -p {port}",
+            host = addr.ip(),
+            port = addr.port(),
+        ),
+        None => String::new(),
+    }
 }
 
 /// Logs go to stderr at `info`; `TESSERA_LOG` (an env-filter such as `debug` or

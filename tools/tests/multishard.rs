@@ -175,6 +175,7 @@ fn batches_spanning_every_shard_answer_in_order() {
             })
             .collect(),
         durability: Durability::Default,
+        overwrite: false,
     }));
     match response {
         Response::BatchPut(results) => {

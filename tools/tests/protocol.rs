@@ -625,6 +625,7 @@ fn bad_requests_get_typed_errors_and_the_connection_stays_open() {
                     value: b"v".to_vec(),
                     context: garbage_context.clone(),
                     durability: Durability::Default,
+                    overwrite: false,
                 }),
                 ErrorCode::BadRequest,
             ),
@@ -635,6 +636,7 @@ fn bad_requests_get_typed_errors_and_the_connection_stays_open() {
                     key: ok_key.clone(),
                     context: garbage_context.clone(),
                     durability: Durability::Default,
+                    overwrite: false,
                 }),
                 ErrorCode::BadRequest,
             ),
@@ -704,6 +706,7 @@ fn bad_requests_get_typed_errors_and_the_connection_stays_open() {
             })
             .collect(),
         durability: Durability::Default,
+        overwrite: false,
     });
     match conn.call(&batch) {
         Response::BatchPut(results) => {

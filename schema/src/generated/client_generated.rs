@@ -699,6 +699,7 @@ impl<'a> Put<'a> {
   pub const VT_VALUE: ::flatbuffers::VOffsetT = 8;
   pub const VT_CONTEXT: ::flatbuffers::VOffsetT = 10;
   pub const VT_DURABILITY: ::flatbuffers::VOffsetT = 12;
+  pub const VT_OVERWRITE: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -714,6 +715,7 @@ impl<'a> Put<'a> {
     if let Some(x) = args.value { builder.add_value(x); }
     if let Some(x) = args.key { builder.add_key(x); }
     if let Some(x) = args.keyspace { builder.add_keyspace(x); }
+    builder.add_overwrite(args.overwrite);
     builder.add_durability(args.durability);
     builder.finish()
   }
@@ -754,6 +756,13 @@ impl<'a> Put<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<Durability>(Put::VT_DURABILITY, Some(Durability::Default)).unwrap()}
   }
+  #[inline]
+  pub fn overwrite(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Put::VT_OVERWRITE, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Put<'_> {
@@ -767,6 +776,7 @@ impl ::flatbuffers::Verifiable for Put<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("value", Self::VT_VALUE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("context", Self::VT_CONTEXT, false)?
      .visit_field::<Durability>("durability", Self::VT_DURABILITY, false)?
+     .visit_field::<bool>("overwrite", Self::VT_OVERWRITE, false)?
      .finish();
     Ok(())
   }
@@ -777,6 +787,7 @@ pub struct PutArgs<'a> {
     pub value: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
     pub context: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
     pub durability: Durability,
+    pub overwrite: bool,
 }
 impl<'a> Default for PutArgs<'a> {
   #[inline]
@@ -787,6 +798,7 @@ impl<'a> Default for PutArgs<'a> {
       value: None,
       context: None,
       durability: Durability::Default,
+      overwrite: false,
     }
   }
 }
@@ -817,6 +829,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PutBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<Durability>(Put::VT_DURABILITY, durability, Durability::Default);
   }
   #[inline]
+  pub fn add_overwrite(&mut self, overwrite: bool) {
+    self.fbb_.push_slot::<bool>(Put::VT_OVERWRITE, overwrite, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PutBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     PutBuilder {
@@ -839,6 +855,7 @@ impl ::core::fmt::Debug for Put<'_> {
       ds.field("value", &self.value());
       ds.field("context", &self.context());
       ds.field("durability", &self.durability());
+      ds.field("overwrite", &self.overwrite());
       ds.finish()
   }
 }
@@ -862,6 +879,7 @@ impl<'a> Delete<'a> {
   pub const VT_KEY: ::flatbuffers::VOffsetT = 6;
   pub const VT_CONTEXT: ::flatbuffers::VOffsetT = 8;
   pub const VT_DURABILITY: ::flatbuffers::VOffsetT = 10;
+  pub const VT_OVERWRITE: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -876,6 +894,7 @@ impl<'a> Delete<'a> {
     if let Some(x) = args.context { builder.add_context(x); }
     if let Some(x) = args.key { builder.add_key(x); }
     if let Some(x) = args.keyspace { builder.add_keyspace(x); }
+    builder.add_overwrite(args.overwrite);
     builder.add_durability(args.durability);
     builder.finish()
   }
@@ -909,6 +928,13 @@ impl<'a> Delete<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<Durability>(Delete::VT_DURABILITY, Some(Durability::Default)).unwrap()}
   }
+  #[inline]
+  pub fn overwrite(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Delete::VT_OVERWRITE, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Delete<'_> {
@@ -921,6 +947,7 @@ impl ::flatbuffers::Verifiable for Delete<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("key", Self::VT_KEY, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("context", Self::VT_CONTEXT, false)?
      .visit_field::<Durability>("durability", Self::VT_DURABILITY, false)?
+     .visit_field::<bool>("overwrite", Self::VT_OVERWRITE, false)?
      .finish();
     Ok(())
   }
@@ -930,6 +957,7 @@ pub struct DeleteArgs<'a> {
     pub key: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
     pub context: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
     pub durability: Durability,
+    pub overwrite: bool,
 }
 impl<'a> Default for DeleteArgs<'a> {
   #[inline]
@@ -939,6 +967,7 @@ impl<'a> Default for DeleteArgs<'a> {
       key: None,
       context: None,
       durability: Durability::Default,
+      overwrite: false,
     }
   }
 }
@@ -965,6 +994,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<Durability>(Delete::VT_DURABILITY, durability, Durability::Default);
   }
   #[inline]
+  pub fn add_overwrite(&mut self, overwrite: bool) {
+    self.fbb_.push_slot::<bool>(Delete::VT_OVERWRITE, overwrite, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeleteBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     DeleteBuilder {
@@ -986,6 +1019,7 @@ impl ::core::fmt::Debug for Delete<'_> {
       ds.field("key", &self.key());
       ds.field("context", &self.context());
       ds.field("durability", &self.durability());
+      ds.field("overwrite", &self.overwrite());
       ds.finish()
   }
 }
@@ -1347,6 +1381,7 @@ impl<'a> BatchPut<'a> {
   pub const VT_KEYSPACE: ::flatbuffers::VOffsetT = 4;
   pub const VT_ITEMS: ::flatbuffers::VOffsetT = 6;
   pub const VT_DURABILITY: ::flatbuffers::VOffsetT = 8;
+  pub const VT_OVERWRITE: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1360,6 +1395,7 @@ impl<'a> BatchPut<'a> {
     let mut builder = BatchPutBuilder::new(_fbb);
     if let Some(x) = args.items { builder.add_items(x); }
     if let Some(x) = args.keyspace { builder.add_keyspace(x); }
+    builder.add_overwrite(args.overwrite);
     builder.add_durability(args.durability);
     builder.finish()
   }
@@ -1386,6 +1422,13 @@ impl<'a> BatchPut<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<Durability>(BatchPut::VT_DURABILITY, Some(Durability::Default)).unwrap()}
   }
+  #[inline]
+  pub fn overwrite(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(BatchPut::VT_OVERWRITE, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for BatchPut<'_> {
@@ -1397,6 +1440,7 @@ impl ::flatbuffers::Verifiable for BatchPut<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("keyspace", Self::VT_KEYSPACE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<PutItem>>>>("items", Self::VT_ITEMS, false)?
      .visit_field::<Durability>("durability", Self::VT_DURABILITY, false)?
+     .visit_field::<bool>("overwrite", Self::VT_OVERWRITE, false)?
      .finish();
     Ok(())
   }
@@ -1405,6 +1449,7 @@ pub struct BatchPutArgs<'a> {
     pub keyspace: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub items: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PutItem<'a>>>>>,
     pub durability: Durability,
+    pub overwrite: bool,
 }
 impl<'a> Default for BatchPutArgs<'a> {
   #[inline]
@@ -1413,6 +1458,7 @@ impl<'a> Default for BatchPutArgs<'a> {
       keyspace: None,
       items: None,
       durability: Durability::Default,
+      overwrite: false,
     }
   }
 }
@@ -1435,6 +1481,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> BatchPutBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<Durability>(BatchPut::VT_DURABILITY, durability, Durability::Default);
   }
   #[inline]
+  pub fn add_overwrite(&mut self, overwrite: bool) {
+    self.fbb_.push_slot::<bool>(BatchPut::VT_OVERWRITE, overwrite, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> BatchPutBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     BatchPutBuilder {
@@ -1455,6 +1505,7 @@ impl ::core::fmt::Debug for BatchPut<'_> {
       ds.field("keyspace", &self.keyspace());
       ds.field("items", &self.items());
       ds.field("durability", &self.durability());
+      ds.field("overwrite", &self.overwrite());
       ds.finish()
   }
 }

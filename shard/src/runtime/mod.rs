@@ -2,12 +2,17 @@
 //!
 //! - `shard.rs` starts a shard: recovery, mesh, listeners, shutdown.
 //! - `conn.rs` serves one client connection: framed reads, pipelined requests, batched writes.
-//! - `route.rs` sends each request to the shard that owns its keys (locally or by message).
+//! - `route.rs` sends each request to the shard that owns its keys (locally or by message),
+//!   keeping the order requests were started in (`turns.rs`).
+//! - `resp/` is the Redis (RESP2) front door: Redis commands become requests routed the same
+//!   way, on every shard's share of the `resp_listen` port.
 //!
 //! A shard never locks and never blocks; it talks to other shards only through the mesh.
 
 pub mod conn;
+pub mod resp;
 pub mod route;
 pub mod shard;
+pub mod turns;
 
 pub use shard::{run_shard, ShardReady, ShardSetup};

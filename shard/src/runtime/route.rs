@@ -2,6 +2,11 @@
 //! shard run here; others cross the mesh as a [`Forward`] and come back as a [`Reply`].
 //! A batch is split by owning shard, its parts run concurrently, and the answers are put back
 //! in the caller's order.
+//!
+//! Order: requests that a shard starts in some order reach their owner in that order (local
+//! ones run at once on their first poll; forwards to one shard leave in the order they were
+//! made, see `turns.rs`, and the owner starts them in arrival order). The RESP front door
+//! relies on this to keep a connection's pipelined writes of one key in command order.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -16,6 +21,7 @@ use tessera_schema::{
     BatchGetRequest, BatchPutRequest, Request, Response, TopologyInfo, WireError,
 };
 
+use super::turns::Turns;
 use crate::error::ShardError;
 use crate::service::{answer_value_bytes, check_answer_size, Service};
 
@@ -58,6 +64,8 @@ pub struct ShardCtx {
     pub waiting: RefCell<HashMap<u64, oneshot::Sender<Response>>>,
     /// Next forward slot.
     pub next_slot: Cell<u64>,
+    /// Turns to send to each shard, so forwards leave in the order they were made.
+    pub send_turns: Vec<Turns>,
 }
 
 impl ShardCtx {
@@ -97,6 +105,11 @@ impl ShardCtx {
         }
     }
 
+    /// Whether this shard owns `key` (so a read of it can be answered here, without waiting).
+    pub fn owns(&self, keyspace: &str, key: &[u8]) -> bool {
+        self.owner(keyspace, key) == self.shard
+    }
+
     fn owner(&self, keyspace: &str, key: &[u8]) -> u16 {
         self.shard_map.shard_of_key(keyspace, key).0
     }
@@ -120,7 +133,17 @@ impl ShardCtx {
             slot,
             request,
         };
-        if self.forwards.send_to(usize::from(to), msg).await.is_err() {
+        let sent = {
+            // The turn is taken on this future's first poll, before anything can wait, and
+            // held only while sending: forwards made in one order leave in that order even
+            // when the channel is full (see `turns.rs`).
+            let _turn = match self.send_turns.get(usize::from(to)) {
+                Some(turns) => Some(turns.take().await),
+                None => None,
+            };
+            self.forwards.send_to(usize::from(to), msg).await
+        };
+        if sent.is_err() {
             self.waiting.borrow_mut().remove(&slot);
             return Response::Error(ShardError::ShardUnavailable(to).to_wire());
         }
@@ -164,6 +187,7 @@ impl ShardCtx {
                 keyspace: r.keyspace.clone(),
                 items: indexes.iter().map(|&i| r.items[i].clone()).collect(),
                 durability: r.durability,
+                overwrite: r.overwrite,
             })
         };
         let items = self

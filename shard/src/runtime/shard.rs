@@ -4,6 +4,11 @@
 //! sees a partially recovered shard; the shard reports ready (or its error) to the node only
 //! after its listeners are bound; on shutdown it stops accepting, then closes the log so
 //! every buffered record is durable before the executor ends.
+//!
+//! Listeners: the node's main port and the RESP port (if configured) are bound by every shard
+//! (glommio binds with SO_REUSEPORT, so the kernel spreads connections over shards); each
+//! shard's own port only by that shard. Connections of every kind count against one
+//! per-shard limit.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -21,7 +26,9 @@ use tessera_io::MeshEndpoint;
 use tessera_schema::TopologyInfo;
 
 use super::conn::{serve, ConnLimits};
+use super::resp::{self, RespShared};
 use super::route::{Forward, Reply, ShardCtx};
+use super::turns::Turns;
 use crate::config::NodeConfig;
 use crate::constants::{CONNECTION_WRITE_TIMEOUT_SECS, SHUTDOWN_POLL_MS};
 use crate::engine::{Engine, EngineLimits};
@@ -118,23 +125,31 @@ async fn run(
         replies,
         waiting: RefCell::new(HashMap::new()),
         next_slot: Cell::new(0),
+        send_turns: (0..config.shards).map(|_| Turns::default()).collect(),
     });
     let main = TcpListener::bind(config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let own_addr = std::net::SocketAddr::new(config.listen.ip(), config.shard_port(setup.shard));
     let own =
         TcpListener::bind(own_addr).map_err(|e| format!("cannot listen on {own_addr}: {e}"))?;
-    let conn_limits = ConnLimits {
+    let native = Front::Native(ConnLimits {
         frame_bytes_max: config.frame_bytes_max,
         inflight_max: config.inflight_per_connection_max,
-    };
+    });
+    let mut listeners = vec![(main, native.clone()), (own, native)];
+    if let Some(resp_addr) = config.resp_listen {
+        let resp = TcpListener::bind(resp_addr)
+            .map_err(|e| format!("cannot listen on {resp_addr} (RESP): {e}"))?;
+        let shared = RespShared::new(&config, setup.shard, resp_addr.port());
+        listeners.push((resp, Front::Resp(Rc::new(shared))));
+    }
     let connections = Rc::new(Cell::new(0usize));
     let mut tasks = Vec::new();
-    for listener in [main, own] {
+    for (listener, front) in listeners {
         let accept = accept_loop(
             listener,
             ctx.clone(),
-            conn_limits,
+            front,
             connections.clone(),
             config.connections_per_shard_max,
         );
@@ -164,10 +179,32 @@ async fn run(
     Ok(())
 }
 
+/// The protocol a listener speaks.
+#[derive(Clone, Debug)]
+enum Front {
+    /// Tessera's framed flatbuffers protocol.
+    Native(ConnLimits),
+    /// Redis's RESP2, with this shard's RESP state.
+    Resp(Rc<RespShared>),
+}
+
+impl Front {
+    async fn serve(&self, stream: glommio::net::TcpStream, ctx: Rc<ShardCtx>) {
+        match self {
+            Front::Native(limits) => serve(stream, ctx, *limits).await,
+            Front::Resp(shared) => {
+                shared.clients.set(shared.clients.get() + 1);
+                resp::serve(stream, ctx, shared.clone()).await;
+                shared.clients.set(shared.clients.get() - 1);
+            }
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     ctx: Rc<ShardCtx>,
-    limits: ConnLimits,
+    front: Front,
     connections: Rc<Cell<usize>>,
     connections_max: usize,
 ) {
@@ -191,9 +228,9 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let _ = stream.set_write_timeout(Some(Duration::from_secs(CONNECTION_WRITE_TIMEOUT_SECS)));
         connections.set(connections.get() + 1);
-        let (ctx, connections) = (ctx.clone(), connections.clone());
+        let (ctx, connections, front) = (ctx.clone(), connections.clone(), front.clone());
         glommio::spawn_local(async move {
-            serve(stream, ctx, limits).await;
+            front.serve(stream, ctx).await;
             connections.set(connections.get() - 1);
         })
         .detach();

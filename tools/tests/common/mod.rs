@@ -28,11 +28,33 @@ pub struct Server {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     pub shards: u16,
+    /// Where the server serves RESP (Redis protocol), if it was started with a RESP port.
+    pub resp: Option<SocketAddr>,
 }
 
 impl Server {
     /// Starts a server and waits until every shard answers.
     pub fn start(data_dir: &Path, addr: SocketAddr, shards: u16) -> Server {
+        Server::start_with(data_dir, addr, shards, None)
+    }
+
+    /// Starts a server that also serves RESP on `resp` (`--resp-listen`), and waits until every
+    /// shard answers (a shard answers only once all its listeners, RESP's too, are bound).
+    pub fn start_with_resp(
+        data_dir: &Path,
+        addr: SocketAddr,
+        shards: u16,
+        resp: SocketAddr,
+    ) -> Server {
+        Server::start_with(data_dir, addr, shards, Some(resp))
+    }
+
+    fn start_with(
+        data_dir: &Path,
+        addr: SocketAddr,
+        shards: u16,
+        resp: Option<SocketAddr>,
+    ) -> Server {
         // The server's log goes to a file in its data directory (start-up steps at debug), so
         // that a server that fails to start can be diagnosed from the test's failure message.
         std::fs::create_dir_all(data_dir).unwrap();
@@ -41,7 +63,7 @@ impl Server {
             .append(true)
             .open(data_dir.join(SERVER_LOG))
             .unwrap();
-        let child = server_command(data_dir, addr, shards)
+        let child = server_command_with(data_dir, addr, shards, resp)
             .env(
                 "TESSERA_LOG",
                 std::env::var("TESSERA_LOG").unwrap_or_else(|_| TEST_LOG_FILTER.into()),
@@ -54,6 +76,7 @@ impl Server {
             addr,
             data_dir: data_dir.to_path_buf(),
             shards,
+            resp,
         };
         server.wait_ready();
         server
@@ -176,6 +199,16 @@ impl Drop for Server {
 
 /// The `tessera server` command line every test server runs with.
 fn server_command(data_dir: &Path, addr: SocketAddr, shards: u16) -> Command {
+    server_command_with(data_dir, addr, shards, None)
+}
+
+/// [`server_command`], serving RESP on `resp` too if given.
+fn server_command_with(
+    data_dir: &Path,
+    addr: SocketAddr,
+    shards: u16,
+    resp: Option<SocketAddr>,
+) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
     command
         .args([
@@ -194,6 +227,9 @@ fn server_command(data_dir: &Path, addr: SocketAddr, shards: u16) -> Command {
             std::env::var("TESSERA_LOG").unwrap_or_else(|_| "warn".into()),
         )
         .stdout(Stdio::null());
+    if let Some(resp) = resp {
+        command.arg("--resp-listen").arg(resp.to_string());
+    }
     command
 }
 
@@ -213,7 +249,18 @@ pub fn start_expecting_failure(
     shards: u16,
     timeout: Duration,
 ) -> FailedStart {
-    let mut child = server_command(data_dir, addr, shards)
+    start_expecting_failure_with(data_dir, addr, shards, None, timeout)
+}
+
+/// [`start_expecting_failure`] for a server started with a RESP port too.
+pub fn start_expecting_failure_with(
+    data_dir: &Path,
+    addr: SocketAddr,
+    shards: u16,
+    resp: Option<SocketAddr>,
+    timeout: Duration,
+) -> FailedStart {
+    let mut child = server_command_with(data_dir, addr, shards, resp)
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn tessera server");
@@ -354,5 +401,6 @@ pub fn put(key: &[u8], value: &[u8]) -> Request {
         value: value.to_vec(),
         context: Vec::new(),
         durability: tessera_schema::Durability::Default,
+        overwrite: false,
     })
 }

@@ -1,0 +1,173 @@
+//! The service's write semantics against a real engine (commit log on disk):
+//! - a blind write (empty context) becomes a sibling of what is stored;
+//! - an `overwrite` write supersedes every stored version, whatever its context says, and
+//!   concurrent overwrites of one key never leave siblings (the engine reads the stored clock
+//!   in the same synchronous section that applies the write);
+//! - batch puts and deletes honour `overwrite` the same way.
+
+#![allow(clippy::unwrap_used)]
+
+#[allow(dead_code)]
+mod common;
+
+use futures::future::join_all;
+use tessera_core::{NodeId, Object};
+use tessera_io::log_writer::LogConfig;
+use tessera_schema::{
+    BatchPutRequest, DeleteRequest, Durability, GetRequest, PutItem, PutRequest, DEFAULT_KEYSPACE,
+};
+use tessera_shard::engine::{Engine, EngineLimits};
+use tessera_shard::service::{RequestLimits, Service};
+
+use common::{run, TestDir};
+
+const LIMITS: EngineLimits = EngineLimits {
+    memtable_bytes_max: 64 << 20,
+    log: LogConfig {
+        segment_bytes: 64 << 20,
+        pending_bytes_max: 1 << 20,
+    },
+};
+
+async fn open_service(dir: &TestDir) -> Service {
+    let (engine, _) = Engine::open(dir.root(), NodeId(7), LIMITS).await.unwrap();
+    Service::new(
+        engine,
+        RequestLimits {
+            key_bytes_max: 1024,
+            value_bytes_max: 1 << 20,
+            durable_by_default: true,
+        },
+    )
+}
+
+fn put(key: &[u8], value: &[u8], overwrite: bool) -> PutRequest {
+    PutRequest {
+        keyspace: DEFAULT_KEYSPACE.into(),
+        key: key.to_vec(),
+        value: value.to_vec(),
+        context: Vec::new(),
+        durability: Durability::Default,
+        overwrite,
+    }
+}
+
+fn values(service: &Service, key: &[u8]) -> Vec<Vec<u8>> {
+    let get = GetRequest {
+        keyspace: DEFAULT_KEYSPACE.into(),
+        key: key.to_vec(),
+    };
+    service.get(&get).unwrap().values
+}
+
+fn object(service: &Service, key: &[u8]) -> Object {
+    service
+        .engine()
+        .read(DEFAULT_KEYSPACE, key, |o| o.cloned())
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn overwrites_replace_and_blind_writes_make_siblings() {
+    run(|| async {
+        let dir = TestDir::new().await;
+        let service = open_service(&dir).await;
+
+        service.put(put(b"k", b"one", true)).await.unwrap();
+        service.put(put(b"k", b"two", true)).await.unwrap();
+        assert_eq!(values(&service, b"k"), [b"two"]);
+        assert_eq!(object(&service, b"k").siblings().len(), 1);
+
+        // A blind write next to it is a sibling, as before.
+        service.put(put(b"k", b"blind", false)).await.unwrap();
+        assert_eq!(values(&service, b"k"), [b"two".to_vec(), b"blind".to_vec()]);
+
+        // An overwrite resolves the siblings; a garbage context is ignored, not refused.
+        let mut resolve = put(b"k", b"three", true);
+        resolve.context = vec![0xff; 5];
+        service.put(resolve).await.unwrap();
+        assert_eq!(values(&service, b"k"), [b"three"]);
+        assert_eq!(object(&service, b"k").siblings().len(), 1);
+        service.engine().close().await.unwrap();
+    });
+}
+
+#[test]
+fn concurrent_overwrites_never_leave_siblings() {
+    run(|| async {
+        let dir = TestDir::new().await;
+        let service = open_service(&dir).await;
+        // All start before any is durable: each waits for the group commit after applying.
+        let writes = (0..16u8).map(|i| service.put(put(b"hot", &[i], true)));
+        for outcome in join_all(writes).await {
+            outcome.unwrap();
+        }
+        let stored = object(&service, b"hot");
+        assert_eq!(stored.siblings().len(), 1, "{stored:?}");
+        assert_eq!(values(&service, b"hot"), [[15u8]]);
+
+        // The same many blind writes do make siblings.
+        let writes = (0..4u8).map(|i| service.put(put(b"cold", &[i], false)));
+        for outcome in join_all(writes).await {
+            outcome.unwrap();
+        }
+        assert_eq!(object(&service, b"cold").siblings().len(), 4);
+        service.engine().close().await.unwrap();
+    });
+}
+
+#[test]
+fn batch_put_and_delete_honour_overwrite() {
+    run(|| async {
+        let dir = TestDir::new().await;
+        let service = open_service(&dir).await;
+        for value in [b"a", b"b"] {
+            service.put(put(b"x", value, false)).await.unwrap();
+        }
+        assert_eq!(values(&service, b"x").len(), 2);
+
+        let batch = |overwrite| BatchPutRequest {
+            keyspace: DEFAULT_KEYSPACE.into(),
+            items: [b"x".as_slice(), b"y"]
+                .iter()
+                .map(|key| PutItem {
+                    key: key.to_vec(),
+                    value: b"batch".to_vec(),
+                    context: Vec::new(),
+                })
+                .collect(),
+            durability: Durability::Default,
+            overwrite,
+        };
+        for item in service.batch_put(batch(true)).await.unwrap() {
+            item.unwrap();
+        }
+        assert_eq!(values(&service, b"x"), [b"batch"]);
+        assert_eq!(values(&service, b"y"), [b"batch"]);
+        for item in service.batch_put(batch(false)).await.unwrap() {
+            item.unwrap();
+        }
+        assert_eq!(
+            values(&service, b"x").len(),
+            2,
+            "blind batch items are siblings"
+        );
+
+        let delete = DeleteRequest {
+            keyspace: DEFAULT_KEYSPACE.into(),
+            key: b"x".to_vec(),
+            context: Vec::new(),
+            durability: Durability::Default,
+            overwrite: true,
+        };
+        service.delete(delete).await.unwrap();
+        assert!(values(&service, b"x").is_empty());
+        let stored = object(&service, b"x");
+        assert!(
+            stored.is_deleted() && stored.siblings().len() == 1,
+            "{stored:?}"
+        );
+        service.engine().close().await.unwrap();
+    });
+}
