@@ -128,6 +128,10 @@ pub struct RunArgs {
     /// Requests each session keeps in flight (1 = strict request/response).
     #[arg(long, short = 'P', value_name = "N", default_value_t = 1)]
     pub pipeline: usize,
+    /// Send pipelined requests in whole batches of --pipeline, the next batch once the last is
+    /// answered (as redis-benchmark does), instead of keeping --pipeline in flight.
+    #[arg(long)]
+    pub batch: bool,
     /// Driver threads.
     #[arg(long, short = 't', value_name = "N", default_value_t = 1)]
     pub threads: usize,
@@ -209,6 +213,7 @@ impl RunArgs {
                 protocol,
                 connections: self.connections,
                 pipeline: self.pipeline,
+                batch: self.batch,
                 threads: self.threads,
                 warmup: self.warmup,
                 stop,

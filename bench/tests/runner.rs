@@ -38,6 +38,7 @@ fn config(server: SocketAddr, protocol: Protocol, workload: WorkloadName) -> Run
             protocol,
             connections: 4,
             pipeline: 8,
+            batch: false,
             threads: 2,
             warmup: Duration::ZERO,
             stop: PhaseStop::Ops(20_000),

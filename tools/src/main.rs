@@ -42,7 +42,7 @@ enum Command {
     Del(kv::DelArgs),
     /// Show a node's shards, ports, partitions and health.
     Status(kv::StatusArgs),
-    /// Load generator and TCP echo baseline (same as the `tessera-bench` binary).
+    /// YCSB-style benchmark runner and TCP echo ceiling (same as the `tessera-bench` binary).
     Bench(tessera_bench::BenchArgs),
 }
 

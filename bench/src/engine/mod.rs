@@ -3,7 +3,8 @@
 //! costs little CPU per operation and is not what limits the server.
 //!
 //! A phase connects every session, then all threads start together. Closed loop: a session
-//! keeps `pipeline` operations in flight, starting the next as soon as one finishes. Open
+//! keeps `pipeline` operations in flight, starting the next as soon as one finishes (or, with
+//! `batch`, sends `pipeline` at once and the next batch when all are answered). Open
 //! loop (`rate`): each session has a schedule, and an operation's latency counts from its
 //! scheduled time, so a stalled server shows up as the queueing it causes (coordinated
 //! omission corrected); at most `pipeline` are in flight, and late operations wait for a slot.
@@ -54,6 +55,10 @@ pub struct PhaseConfig {
     pub connections: usize,
     /// Operations each session keeps in flight at most.
     pub pipeline: usize,
+    /// Pipelined requests go out in whole batches of `pipeline`, the next batch once every
+    /// answer of the last one is in (as redis-benchmark does), instead of keeping the window
+    /// full.
+    pub batch: bool,
     /// Driver threads; sessions are dealt out round robin.
     pub threads: usize,
     /// Unrecorded time first.
@@ -341,14 +346,15 @@ fn connect_all(
         let mut socks = Vec::new();
         for (k, addr) in shared.endpoints.addrs.iter().enumerate() {
             let mut stream = connect(*addr).map_err(|e| format!("connection {global}: {e}"))?;
+            let token = Token(local * TOKEN_STRIDE + k);
             poll.registry()
-                .register(
-                    &mut stream,
-                    Token(local * TOKEN_STRIDE + k),
-                    Interest::READABLE | Interest::WRITABLE,
-                )
+                .register(&mut stream, token, Interest::READABLE)
                 .map_err(|e| format!("epoll register: {e}"))?;
-            socks.push(Sock::new(stream, cfg.protocol.codec(shared.value_size)));
+            socks.push(Sock::new(
+                stream,
+                cfg.protocol.codec(shared.value_size),
+                token,
+            ));
         }
         // Open loop: sessions start spread over one interval, not all at once.
         let schedule = per_session.map(|interval| Schedule {
@@ -434,6 +440,9 @@ impl Driver<'_> {
     /// Starts operations in every session that has room (and, open loop, is due).
     fn fill(&mut self, now: Instant) {
         for s in &mut self.sessions {
+            if self.cfg.batch && s.inflight() > 0 {
+                continue;
+            }
             while !s.dead && !s.exhausted && s.inflight() < self.cfg.pipeline {
                 let due = match &mut s.schedule {
                     None => now,
@@ -462,7 +471,7 @@ impl Driver<'_> {
                 continue;
             }
             for k in 0..s.socks.len() {
-                if let Err(e) = s.flush(k) {
+                if let Err(e) = s.flush(k, self.poll.registry()) {
                     let mut f = finish_ctx(now, &self.clock, self.shared, self.tally, self.verify);
                     s.fail(&e, &mut f);
                     break;
@@ -488,7 +497,7 @@ impl Driver<'_> {
                 result = s.on_readable(k, &mut f);
             }
             if result.is_ok() && ev.is_writable() {
-                result = s.flush(k);
+                result = s.flush(k, self.poll.registry());
             }
             if let Err(e) = result {
                 s.fail(&e, &mut f);

@@ -69,6 +69,10 @@ pub struct Sock {
     hi: usize,
     /// Calls sent and not answered: (request id, op slot), oldest first.
     waiting: VecDeque<(u64, usize)>,
+    /// epoll also watches for room to write (only while the kernel refused output: with
+    /// write interest always on, every ACK on loopback would wake the loop).
+    watching_writes: bool,
+    token: mio::Token,
 }
 
 impl std::fmt::Debug for Sock {
@@ -80,9 +84,11 @@ impl std::fmt::Debug for Sock {
 }
 
 impl Sock {
-    /// A socket speaking `codec`.
-    pub fn new(stream: mio::net::TcpStream, codec: Box<dyn Codec>) -> Self {
+    /// A socket speaking `codec`, registered with epoll under `token` for reading.
+    pub fn new(stream: mio::net::TcpStream, codec: Box<dyn Codec>, token: mio::Token) -> Self {
         Self {
+            watching_writes: false,
+            token,
             stream,
             codec,
             out: Vec::new(),
@@ -262,20 +268,35 @@ impl Session {
         sock.waiting.push_back((id, slot));
     }
 
-    /// Writes what socket `s` has pending, until the kernel takes no more.
-    pub fn flush(&mut self, s: usize) -> Result<(), String> {
+    /// Writes what socket `s` has pending, until the kernel takes no more; then watches for
+    /// room to write only if output is left.
+    pub fn flush(&mut self, s: usize, registry: &mio::Registry) -> Result<(), String> {
         let sock = &mut self.socks[s];
         while sock.out_at < sock.out.len() {
             match sock.stream.write(&sock.out[sock.out_at..]) {
                 Ok(0) => return Err("the server closed the connection".into()),
                 Ok(n) => sock.out_at += n,
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(format!("write failed: {e}")),
             }
         }
-        sock.out.clear();
-        sock.out_at = 0;
+        let left = sock.out_at < sock.out.len();
+        if !left {
+            sock.out.clear();
+            sock.out_at = 0;
+        }
+        if left != sock.watching_writes {
+            let interest = if left {
+                mio::Interest::READABLE | mio::Interest::WRITABLE
+            } else {
+                mio::Interest::READABLE
+            };
+            registry
+                .reregister(&mut sock.stream, sock.token, interest)
+                .map_err(|e| format!("epoll: {e}"))?;
+            sock.watching_writes = left;
+        }
         Ok(())
     }
 
