@@ -2,9 +2,10 @@
 //! write it is, a ledger remembers which writes were acknowledged, and after the run every
 //! record is read back and judged.
 //!
-//! Value layout (little endian): record number `u64`, write version `u32`, then filler bytes
-//! that are a function of both, so a value can be checked byte for byte without storing it.
-//! Versions count the writes to one record from 1, in the order they were started.
+//! Value layout (little endian): record number `u64`, write version `u32`, the run's random
+//! nonce `u32`, then filler bytes that are a function of all three, so a value can be checked
+//! byte for byte without storing it, and a value left by an earlier run never passes for one
+//! of this run's. Versions count the writes to one record from 1, in the order they started.
 //!
 //! The judge is linearizability for one register per record, made cheap: let `best` be the
 //! acknowledged write that started last. A final value is legal when it is `best`, a write
@@ -20,38 +21,42 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-/// Bytes of the value header: record number and version.
-pub const VALUE_HEADER_BYTES: usize = 12;
+/// Bytes of the value header: record number, version and run nonce.
+pub const VALUE_HEADER_BYTES: usize = 16;
 
 /// Locks in the ledger; records hash onto them.
 const LEDGER_STRIPES: usize = 1024;
 
-/// Writes record `n`'s value for write `version` into `out` (cleared first).
+/// Writes record `n`'s value for write `version` of the run `nonce` into `out` (cleared
+/// first).
 ///
 /// `size` is at least [`VALUE_HEADER_BYTES`] (checked when the run is configured).
-pub fn make_value(n: u64, version: u32, size: usize, out: &mut Vec<u8>) {
+pub fn make_value(n: u64, version: u32, nonce: u32, size: usize, out: &mut Vec<u8>) {
     out.clear();
     out.extend_from_slice(&n.to_le_bytes());
     out.extend_from_slice(&version.to_le_bytes());
-    let seed = filler_seed(n, version);
+    out.extend_from_slice(&nonce.to_le_bytes());
+    let seed = filler_seed(n, version, nonce);
     out.extend((0..size.saturating_sub(VALUE_HEADER_BYTES)).map(|i| filler_byte(seed, i)));
 }
 
-/// The record number and version a value claims, if its filler matches them.
-pub fn parse_value(v: &[u8]) -> Option<(u64, u32)> {
+/// The record number, version and run nonce a value claims, if its filler matches them.
+pub fn parse_value(v: &[u8]) -> Option<(u64, u32, u32)> {
     let n = u64::from_le_bytes(v.get(..8)?.try_into().ok()?);
     let version = u32::from_le_bytes(v.get(8..12)?.try_into().ok()?);
-    let seed = filler_seed(n, version);
-    let filler = &v[VALUE_HEADER_BYTES..];
-    filler
+    let nonce = u32::from_le_bytes(v.get(12..16)?.try_into().ok()?);
+    let seed = filler_seed(n, version, nonce);
+    v[VALUE_HEADER_BYTES..]
         .iter()
         .enumerate()
         .all(|(i, &b)| b == filler_byte(seed, i))
-        .then_some((n, version))
+        .then_some((n, version, nonce))
 }
 
-fn filler_seed(n: u64, version: u32) -> u64 {
-    n.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ u64::from(version).wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+fn filler_seed(n: u64, version: u32, nonce: u32) -> u64 {
+    n.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ u64::from(version).wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+        ^ u64::from(nonce).rotate_left(32)
 }
 
 fn filler_byte(seed: u64, i: usize) -> u8 {
@@ -128,7 +133,8 @@ impl History {
 
     fn judge_version(&self, version: u32) -> bool {
         match self.best {
-            None => true,
+            // Nothing acknowledged: any write this run started may have landed.
+            None => (1..=self.next_version).contains(&version),
             Some((b, _, _)) => {
                 version == b
                     || (version > b && version <= self.next_version)
@@ -142,20 +148,23 @@ impl History {
 #[derive(Debug)]
 pub struct Ledger {
     stripes: Box<[Mutex<HashMap<u64, History>>]>,
-}
-
-impl Default for Ledger {
-    fn default() -> Self {
-        Self::new()
-    }
+    nonce: u32,
+    value_size: usize,
 }
 
 impl Ledger {
-    /// An empty ledger.
-    pub fn new() -> Self {
+    /// An empty ledger for a run writing `value_size`-byte values marked with `nonce`.
+    pub fn new(nonce: u32, value_size: usize) -> Self {
         Self {
             stripes: (0..LEDGER_STRIPES).map(|_| Mutex::default()).collect(),
+            nonce,
+            value_size,
         }
+    }
+
+    /// The run's nonce, written into every value.
+    pub fn nonce(&self) -> u32 {
+        self.nonce
     }
 
     fn with<T>(&self, n: u64, f: impl FnOnce(&mut History) -> T) -> T {
@@ -207,9 +216,19 @@ impl Ledger {
             let mut why = String::new();
             for v in values {
                 match parse_value(v) {
-                    Some((m, _)) if m != n => why = format!("holds record {m}'s value"),
-                    Some((_, version)) if h.judge_version(version) => return Verdict::Ok,
-                    Some((_, version)) => {
+                    _ if v.len() != self.value_size => {
+                        why = format!(
+                            "holds {} bytes, not the {} written",
+                            v.len(),
+                            self.value_size
+                        );
+                    }
+                    Some((_, _, nonce)) if nonce != self.nonce => {
+                        why = "holds a value from another run".into();
+                    }
+                    Some((m, _, _)) if m != n => why = format!("holds record {m}'s value"),
+                    Some((_, version, _)) if h.judge_version(version) => return Verdict::Ok,
+                    Some((_, version, _)) => {
                         why = format!(
                             "holds write {version}, older than acknowledged write {}",
                             h.best.map_or(0, |b| b.0)
@@ -234,8 +253,10 @@ pub struct VerifyTally {
     pub absent: u64,
     /// Records acknowledged and not found.
     pub lost: u64,
-    /// Records holding a value the history does not allow.
+    /// Records holding a value the history does not allow (or whose read failed).
     pub wrong: u64,
+    /// Records never read back (every session of the check failed first).
+    pub unchecked: u64,
     /// Up to [`VERIFY_EXAMPLES_MAX`] problems, as `record N: what`.
     pub examples: Vec<String>,
 }
@@ -279,6 +300,7 @@ impl VerifyTally {
         self.absent += other.absent;
         self.lost += other.lost;
         self.wrong += other.wrong;
+        self.unchecked += other.unchecked;
         let room = VERIFY_EXAMPLES_MAX.saturating_sub(self.examples.len());
         self.examples
             .extend(other.examples.iter().take(room).cloned());
@@ -286,7 +308,7 @@ impl VerifyTally {
 
     /// Whether every record read back is allowed.
     pub fn passed(&self) -> bool {
-        self.lost == 0 && self.wrong == 0
+        self.lost == 0 && self.wrong == 0 && self.unchecked == 0
     }
 }
 
@@ -294,9 +316,11 @@ impl VerifyTally {
 mod tests {
     use super::*;
 
+    const NONCE: u32 = 77;
+
     fn value(n: u64, v: u32) -> Vec<u8> {
         let mut out = Vec::new();
-        make_value(n, v, 100, &mut out);
+        make_value(n, v, NONCE, 100, &mut out);
         out
     }
 
@@ -304,19 +328,31 @@ mod tests {
     fn values_round_trip_and_corruption_is_caught() {
         let v = value(7, 3);
         assert_eq!(v.len(), 100);
-        assert_eq!(parse_value(&v), Some((7, 3)));
+        assert_eq!(parse_value(&v), Some((7, 3, NONCE)));
         let mut bad = v.clone();
         bad[50] ^= 1;
         assert_eq!(parse_value(&bad), None);
         assert_eq!(parse_value(&v[..5]), None);
         let mut header_only = Vec::new();
-        make_value(1, 1, VALUE_HEADER_BYTES, &mut header_only);
-        assert_eq!(parse_value(&header_only), Some((1, 1)));
+        make_value(1, 1, NONCE, VALUE_HEADER_BYTES, &mut header_only);
+        assert_eq!(parse_value(&header_only), Some((1, 1, NONCE)));
+        // Truncated and other-run values are refused by the judge.
+        let l = Ledger::new(NONCE, 100);
+        let w = l.begin(7);
+        l.acked(7, w);
+        assert!(matches!(
+            l.judge(7, &[value(7, w)[..60].to_vec()]),
+            Verdict::Wrong(_)
+        ));
+        let mut other_run = Vec::new();
+        make_value(7, w, NONCE + 1, 100, &mut other_run);
+        assert!(matches!(l.judge(7, &[other_run]), Verdict::Wrong(_)));
+        assert_eq!(l.judge(7, &[value(7, w)]), Verdict::Ok);
     }
 
     #[test]
     fn sequential_writes_allow_only_the_last() {
-        let l = Ledger::new();
+        let l = Ledger::new(NONCE, 100);
         let v1 = l.begin(5);
         l.acked(5, v1);
         let v2 = l.begin(5);
@@ -332,7 +368,7 @@ mod tests {
 
     #[test]
     fn overlapping_writes_allow_either_order() {
-        let l = Ledger::new();
+        let l = Ledger::new(NONCE, 100);
         let a = l.begin(1);
         let b = l.begin(1);
         l.acked(1, b);
@@ -349,7 +385,7 @@ mod tests {
 
     #[test]
     fn unknown_outcomes_and_unacknowledged_later_writes_are_legal() {
-        let l = Ledger::new();
+        let l = Ledger::new(NONCE, 100);
         let a = l.begin(2);
         let b = l.begin(2);
         l.unknown(2, a);
@@ -359,10 +395,15 @@ mod tests {
         assert_eq!(l.judge(2, &[value(2, a)]), Verdict::Ok);
         assert_eq!(l.judge(2, &[value(2, c)]), Verdict::Ok);
         assert!(matches!(l.judge(2, &[value(2, c + 1)]), Verdict::Wrong(_)));
+        // Nothing acknowledged: only versions this run started pass.
+        let e = l.begin(4);
+        l.unknown(4, e);
+        assert_eq!(l.judge(4, &[value(4, e)]), Verdict::Ok);
+        assert!(matches!(l.judge(4, &[value(4, e + 1)]), Verdict::Wrong(_)));
         // Only failed writes: nothing found is not a loss.
         let d = l.begin(3);
         l.unknown(3, d);
         assert_eq!(l.judge(3, &[]), Verdict::Absent);
-        assert_eq!(l.records(), vec![2, 3]);
+        assert_eq!(l.records(), vec![2, 3, 4]);
     }
 }

@@ -21,7 +21,7 @@ use crate::engine::shared::Protocol;
 use crate::engine::{PhaseConfig, PhaseStop};
 use crate::error::BenchError;
 use crate::proto::native::WriteMode;
-use crate::run::{run as run_workload, RunConfig};
+use crate::run::{run as run_workload, write_outputs, RunConfig};
 use crate::workload::{KeyDistribution, WorkloadName};
 
 const AFTER_HELP: &str = "\
@@ -116,7 +116,7 @@ pub struct RunArgs {
     /// Records loaded before the run (and keys drawn from).
     #[arg(long, short = 'r', value_name = "N", default_value_t = RECORDS_DEFAULT)]
     pub records: u64,
-    /// Bytes of every value (at least 12: the check's header).
+    /// Bytes of every value (at least 16: the header the final check reads).
     #[arg(long, value_name = "BYTES", default_value_t = 100)]
     pub value_size: usize,
     /// Keys are PREFIX followed by the record number in 12 digits.
@@ -325,6 +325,7 @@ fn run_command(args: &RunArgs) -> Result<bool, BenchError> {
     );
     let outcome = run_workload(&config, &interrupted)?;
     print!("{}", outcome.to_text());
+    write_outputs(&config, &outcome)?;
     Ok(outcome.passed())
 }
 
@@ -412,7 +413,7 @@ mod tests {
             "--records",
             "10",
             "--value-size",
-            "12",
+            "16",
             "--rate",
             "1000",
             "--no-check",
@@ -458,7 +459,7 @@ mod tests {
             &["run", "-s", "h:1", "--duration", "0"],
             &["run", "-s", "h:1", "--ops", "0"],
             &["run", "-s", "h:1", "--records", "0"],
-            &["run", "-s", "h:1", "--value-size", "11"],
+            &["run", "-s", "h:1", "--value-size", "15"],
             &["run", "-s", "h:1", "--value-size", "2000000"],
             &["run", "-s", "h:1", "--rate", "0"],
         ] {

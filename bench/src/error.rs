@@ -39,25 +39,3 @@ impl BenchError {
         move |source| Self::Io { what, source }
     }
 }
-
-/// Why one operation failed. Only counted and shown (the first one), so a message suffices.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OpError(pub String);
-
-impl std::fmt::Display for OpError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl From<tessera_client::ClientError> for OpError {
-    fn from(e: tessera_client::ClientError) -> Self {
-        Self(e.to_string())
-    }
-}
-
-impl From<io::Error> for OpError {
-    fn from(e: io::Error) -> Self {
-        Self(e.to_string())
-    }
-}

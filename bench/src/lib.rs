@@ -35,5 +35,5 @@ pub mod workload;
 
 pub use cli::{main_with_args, run, BenchArgs, Cli, Command};
 pub use echo_server::{EchoServer, EchoServerConfig};
-pub use error::{BenchError, OpError};
+pub use error::BenchError;
 pub use report::{OpKind, Report, Summary, Tally};

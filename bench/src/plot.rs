@@ -254,6 +254,13 @@ where
     root.present().map_err(draw_error)
 }
 
+/// Whether a plot could be written to `path` (a `.png` name, and a font to draw text):
+/// checked before a run, so that a long run does not end without its plot.
+pub fn check_target(path: &Path) -> Result<(), PlotError> {
+    check_png_path(path)?;
+    ensure_font()
+}
+
 /// Rejects paths the bitmap encoder would not write as PNG.
 fn check_png_path(path: &Path) -> Result<(), PlotError> {
     match path.extension().and_then(|e| e.to_str()) {

@@ -19,7 +19,7 @@ use crate::engine::session::Job;
 use crate::engine::shared::{Contexts, Endpoints, Protocol, Shared};
 use crate::engine::{run_phase, PhaseConfig, PhaseStop};
 use crate::error::BenchError;
-use crate::plot::{write_percentile_plot, Series};
+use crate::plot::{write_percentile_plot, PlotError, Series};
 use crate::proto::native::WriteMode;
 use crate::report::{OpKind, Report};
 use crate::workload::{Chooser, KeyDistribution, Records, WorkloadName};
@@ -83,10 +83,20 @@ impl RunConfig {
                  {VALUE_HEADER_BYTES}-byte header that the final check reads)"
             ));
         }
+        if let Some(path) = &self.plot {
+            crate::plot::check_target(path)
+                .map_err(|e| BenchError::InvalidArgs(format!("--plot: {e}")))?;
+        }
         match (p.stop, p.rate) {
             (PhaseStop::After(d), _) if d.is_zero() => bad("--duration must be above 0".into()),
             (PhaseStop::Ops(0), _) => bad("--ops must be above 0".into()),
-            (_, Some(r)) if !(r.is_finite() && r > 0.0) => bad("--rate must be above 0".into()),
+            (_, Some(r))
+                if !(r.is_finite() && r > 0.0)
+                    || Duration::try_from_secs_f64(p.connections as f64 / r)
+                        .map_or(true, |d| d > Duration::from_secs(3600)) =>
+            {
+                bad("--rate must give each connection at least one operation an hour".into())
+            }
             _ => Ok(()),
         }
     }
@@ -125,8 +135,9 @@ impl RunOutcome {
         out.push_str(&self.run.to_text());
         if let Some(v) = &self.verify {
             out.push_str(&format!(
-                "check: {} records read back: {} ok, {} never written, {} LOST, {} WRONG\n",
-                v.checked, v.ok, v.absent, v.lost, v.wrong
+                "check: {} records read back: {} ok, {} never written, {} LOST, {} WRONG, {} not \
+                 checked\n",
+                v.checked, v.ok, v.absent, v.lost, v.wrong, v.unchecked
             ));
             for e in &v.examples {
                 out.push_str(&format!("  {e}\n"));
@@ -167,7 +178,7 @@ pub fn run(cfg: &RunConfig, interrupted: &Arc<AtomicBool>) -> Result<RunOutcome,
         value_size: cfg.value_size,
         key_prefix: cfg.key_prefix.clone(),
         records: Records::new(cfg.records, cfg.records + inserts),
-        ledger: Ledger::new(),
+        ledger: Ledger::new(rand::random(), cfg.value_size),
         contexts: Contexts::default(),
         cursor: AtomicU64::new(0),
     });
@@ -206,9 +217,7 @@ pub fn run(cfg: &RunConfig, interrupted: &Arc<AtomicBool>) -> Result<RunOutcome,
     } else {
         None
     };
-    let outcome = RunOutcome { load, run, verify };
-    write_outputs(cfg, &outcome)?;
-    Ok(outcome)
+    Ok(RunOutcome { load, run, verify })
 }
 
 /// Writes records `0..records`, `LOAD_PIPELINE` deep, as plain overwrites.
@@ -260,11 +269,7 @@ fn verify_phase(cfg: &RunConfig, shared: &Arc<Shared>) -> Result<VerifyTally, Be
         list: list.clone(),
     })?;
     let mut verify = result.verify;
-    // Reads that failed outright were not judged: count them as unverified problems.
-    let unread = result.report.tally.errors();
-    if unread > 0 && verify.checked < list.len() as u64 {
-        verify.wrong += unread;
-    }
+    verify.unchecked = (list.len() as u64).saturating_sub(verify.checked);
     Ok(verify)
 }
 
@@ -295,10 +300,12 @@ fn endpoints(cfg: &RunConfig) -> Result<Endpoints, BenchError> {
     })
 }
 
-fn write_outputs(cfg: &RunConfig, outcome: &RunOutcome) -> Result<(), BenchError> {
+/// Writes the JSON result and the plot, as asked. A run with nothing to plot (every
+/// operation failed) gets a warning instead of a plot.
+pub fn write_outputs(cfg: &RunConfig, outcome: &RunOutcome) -> Result<(), BenchError> {
     if let Some(path) = &cfg.json {
         let text = serde_json::to_string_pretty(&outcome.to_json(cfg))
-            .map_err(|e| BenchError::InvalidArgs(format!("JSON: {e}")))?;
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
         std::fs::write(path, text + "\n")
             .map_err(BenchError::io(format!("writing {}", path.display())))?;
     }
@@ -315,8 +322,16 @@ fn write_outputs(cfg: &RunConfig, outcome: &RunOutcome) -> Result<(), BenchError
             "{} on {} ({} conn x pipeline {})",
             outcome.run.title, cfg.server, outcome.run.connections, outcome.run.pipeline
         );
-        write_percentile_plot(path, &title, &series)
-            .map_err(|e| BenchError::InvalidArgs(format!("plot {}: {e}", path.display())))?;
+        match write_percentile_plot(path, &title, &series) {
+            Ok(()) => {}
+            Err(PlotError::Empty) => eprintln!("no latency to plot: no operation succeeded"),
+            Err(e) => {
+                return Err(BenchError::Io {
+                    what: format!("drawing {}", path.display()),
+                    source: std::io::Error::other(e.to_string()),
+                })
+            }
+        }
     }
     Ok(())
 }

@@ -146,7 +146,6 @@ pub enum Action {
 /// What every connection shares: the record counts.
 #[derive(Debug)]
 pub struct Records {
-    loaded: u64,
     next_insert: AtomicU64,
     /// One past the highest record known acknowledged (inserts may complete out of order, so
     /// records below it may still be in flight; a read of one is a miss, not an error).
@@ -158,16 +157,10 @@ impl Records {
     /// `loaded` records exist before the run; inserts stop at `limit` records in all.
     pub fn new(loaded: u64, limit: u64) -> Self {
         Self {
-            loaded,
             next_insert: AtomicU64::new(loaded),
             acked_end: AtomicU64::new(loaded),
             limit: limit.max(loaded),
         }
-    }
-
-    /// Records written before the run.
-    pub fn loaded(&self) -> u64 {
-        self.loaded
     }
 
     /// A number for a new record, or `None` once `limit` records exist.
@@ -179,11 +172,6 @@ impl Records {
     /// Records that an insert of record `n` was acknowledged.
     pub fn insert_acked(&self, n: u64) {
         self.acked_end.fetch_max(n + 1, Ordering::Relaxed);
-    }
-
-    /// Every record number handed out so far (loaded and inserted).
-    pub fn issued_end(&self) -> u64 {
-        self.next_insert.load(Ordering::Relaxed).min(self.limit)
     }
 
     fn acked_end(&self) -> u64 {
@@ -283,14 +271,6 @@ pub fn key_of(prefix: &str, n: u64, out: &mut Vec<u8>) {
     let _ = write!(out, "{prefix}{n:012}");
 }
 
-/// The record number of a key written by [`key_of`] with `prefix`.
-pub fn record_of(prefix: &str, key: &[u8]) -> Option<u64> {
-    std::str::from_utf8(key.strip_prefix(prefix.as_bytes())?)
-        .ok()?
-        .parse()
-        .ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,7 +356,6 @@ mod tests {
         assert_eq!(got[0], (Action::Insert, 10));
         assert_eq!(got[1], (Action::Insert, 11));
         assert_eq!(got[2].0, Action::Read);
-        assert_eq!(records.issued_end(), 12);
     }
 
     #[test]
@@ -384,8 +363,6 @@ mod tests {
         let mut k = Vec::new();
         key_of("user", 42, &mut k);
         assert_eq!(k, b"user000000000042");
-        assert_eq!(record_of("user", &k), Some(42));
-        assert_eq!(record_of("user", b"other"), None);
         let e = "e".parse::<WorkloadName>().unwrap_err();
         assert!(e.contains("range scans"), "{e}");
         assert_eq!("f".parse::<WorkloadName>(), Ok(WorkloadName::F));

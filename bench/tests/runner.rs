@@ -15,7 +15,7 @@ use std::time::Duration;
 use tessera_bench::engine::shared::Protocol;
 use tessera_bench::engine::{PhaseConfig, PhaseStop};
 use tessera_bench::proto::native::WriteMode;
-use tessera_bench::run::{run, RunConfig};
+use tessera_bench::run::{run, write_outputs, RunConfig};
 use tessera_bench::workload::{KeyDistribution, WorkloadName};
 use tessera_bench::{EchoServer, EchoServerConfig, OpKind};
 use tessera_io::ShardPlacement;
@@ -62,6 +62,8 @@ enum Fault {
     DropEvery(u64),
     /// Keep the first value of each key for ever, acknowledging later SETs.
     Stale,
+    /// Store only the first 50 bytes of every value.
+    Truncate,
 }
 
 type Store = Mutex<HashMap<Vec<u8>, Vec<u8>>>;
@@ -132,10 +134,14 @@ fn serve(mut conn: TcpStream, fault: Fault, store: &Store, sets: &AtomicU64, dro
                     let n = sets.fetch_add(1, Ordering::Relaxed) + 1;
                     let drop_it = matches!(fault, Fault::DropEvery(k) if n.is_multiple_of(k))
                         || (matches!(fault, Fault::Stale) && store.contains_key(&args[1]));
+                    let mut value = args[2].clone();
+                    if matches!(fault, Fault::Truncate) {
+                        value.truncate(50);
+                    }
                     if drop_it {
                         dropped.fetch_add(1, Ordering::Relaxed);
                     } else {
-                        store.insert(args[1].clone(), args[2].clone());
+                        store.insert(args[1].clone(), value);
                     }
                     write_simple(&mut out, b"OK");
                 }
@@ -209,6 +215,23 @@ fn stale_values_are_reported_wrong() {
 }
 
 #[test]
+fn truncated_values_are_reported_wrong() {
+    let redis = FakeRedis::start(Fault::Truncate);
+    let out = run(
+        &config(redis.addr, Protocol::Resp, WorkloadName::C),
+        &not_interrupted(),
+    )
+    .expect("run");
+    let v = out.verify.as_ref().expect("checked");
+    assert_eq!(v.wrong, 2_000, "{}", out.to_text());
+    assert!(
+        out.to_text().contains("holds 50 bytes"),
+        "{}",
+        out.to_text()
+    );
+}
+
+#[test]
 fn echo_runs_timed_and_counted_with_json_and_plot() {
     let server = EchoServer::start(&EchoServerConfig {
         listen: format!("{HOST}:0").parse().expect("address"),
@@ -222,11 +245,17 @@ fn echo_runs_timed_and_counted_with_json_and_plot() {
     timed.phase.warmup = Duration::from_millis(100);
     timed.json = Some(dir.path().join("echo.json"));
     let timed_out = run(&timed, &not_interrupted());
+    if let Ok(out) = &timed_out {
+        write_outputs(&timed, out).expect("JSON written");
+    }
     let mut counted = config(server.local_addr(), Protocol::Echo, WorkloadName::A);
     counted.phase.stop = PhaseStop::Ops(5_000);
     counted.phase.rate = Some(20_000.0);
     counted.plot = Some(dir.path().join("echo.png"));
     let counted_out = run(&counted, &not_interrupted());
+    if let Ok(out) = &counted_out {
+        write_outputs(&counted, out).expect("plot written");
+    }
     // Stop the server before any assertion can fail, so nothing outlives the test.
     server.stop();
     server.wait().expect("echo server stops cleanly");

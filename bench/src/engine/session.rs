@@ -128,6 +128,21 @@ pub struct Schedule {
     pub next: Instant,
     /// Time between operations.
     pub interval: Duration,
+    /// This session's share of one interval, so that sessions are spread evenly over it.
+    pub offset: Duration,
+}
+
+impl Schedule {
+    /// Operations due in `[from, end)` that have not started.
+    pub fn due_between(&self, from: Instant, end: Instant) -> u64 {
+        let first = self.next.max(from);
+        let late = end.saturating_duration_since(first);
+        if late.is_zero() {
+            return 0;
+        }
+        let n = late.as_nanos().div_ceil(self.interval.as_nanos().max(1));
+        u64::try_from(n).unwrap_or(u64::MAX)
+    }
 }
 
 /// A logical connection and its work.
@@ -247,7 +262,13 @@ impl Session {
             if write {
                 let version = sh.ledger.begin(op.record);
                 op.version = Some(version);
-                make_value(op.record, version, sh.value_size, &mut self.value);
+                make_value(
+                    op.record,
+                    version,
+                    sh.ledger.nonce(),
+                    sh.value_size,
+                    &mut self.value,
+                );
                 if self.uses_contexts {
                     sh.contexts.load(op.record, &mut self.context);
                 }
@@ -361,20 +382,26 @@ impl Session {
         let Some(op) = self.slots[slot].as_mut() else {
             return;
         };
-        let now = ctx.now;
-        let sh = ctx.shared;
-        let recorded = op.measured && ctx.clock.until.is_none_or(|u| now <= u);
-        let refused = |msg: String| Answer::Refused(msg);
-        let answer = match (answer, op.version) {
-            (Answer::Values { .. }, Some(_)) | (Answer::Stored { .. }, None) => {
-                refused("the server answered with the wrong kind of reply".into())
-            }
-            (a, _) => a,
+        let (now, sh) = (ctx.now, ctx.shared);
+        let echo = matches!(self.job, Job::Echo { .. });
+        // Every (call, answer) pair that does not belong together is a refusal, so the op
+        // and its ledger entry are still closed exactly once.
+        let answer = match (answer, op.version.is_some(), echo) {
+            (a @ Answer::Refused(_), _, _)
+            | (a @ Answer::Echoed, _, true)
+            | (a @ Answer::Values { .. }, false, false)
+            | (a @ Answer::Stored { .. }, true, false) => a,
+            (other, _, _) => Answer::Refused(format!("unexpected reply {other:?}")),
         };
+        let verifying = matches!(self.job, Job::Verify { .. });
         match answer {
             Answer::Refused(msg) => {
                 if let Some(v) = op.version {
                     sh.ledger.unknown(op.record, v);
+                }
+                if verifying {
+                    ctx.verify
+                        .count(op.record, Verdict::Wrong(format!("not read: {msg}")));
                 }
                 ctx.tally.record_error(op.kind, now - ctx.clock.start, &msg);
             }
@@ -382,16 +409,19 @@ impl Session {
                 if self.uses_contexts {
                     sh.contexts.store(op.record, context);
                 }
-                if let Job::Verify { .. } = self.job {
-                    ctx.verify
-                        .count(op.record, sh.ledger.judge(op.record, &values));
-                } else if recorded {
-                    ctx.tally.record(OpKind::Read, now - op.due, now - op.sent);
+                if verifying {
+                    let verdict = sh.ledger.judge(op.record, &values);
+                    ctx.verify.count(op.record, verdict);
+                }
+                if op.measured {
                     ctx.tally.record_read_values(OpKind::Read, values.len());
                 }
                 if op.kind == OpKind::ReadModifyWrite {
                     self.send(sh, slot, true, now);
                     return;
+                }
+                if op.measured {
+                    ctx.tally.record(OpKind::Read, now - op.due, now - op.sent);
                 }
             }
             Answer::Stored { context } => {
@@ -404,22 +434,18 @@ impl Session {
                 if op.kind == OpKind::Insert {
                     sh.records.insert_acked(op.record);
                 }
-                if recorded && op.kind == OpKind::ReadModifyWrite {
-                    ctx.tally
-                        .record(OpKind::Update, now - op.sent, now - op.sent);
-                    ctx.tally
-                        .record(OpKind::ReadModifyWrite, now - op.due, now - op.first_sent);
-                } else if recorded {
-                    ctx.tally.record(op.kind, now - op.due, now - op.sent);
+                if op.measured {
+                    // A read-modify-write is one operation, timed from its read's start.
+                    ctx.tally.record(op.kind, now - op.due, now - op.first_sent);
                 }
             }
             Answer::Echoed => {
-                if recorded {
+                if op.measured {
                     ctx.tally.record(OpKind::Echo, now - op.due, now - op.sent);
                 }
             }
         }
-        if recorded {
+        if op.measured {
             ctx.completed += 1;
         }
         self.slots[slot] = None;
@@ -478,3 +504,25 @@ pub struct Finish<'a> {
     /// Measured operations finished since the last progress update.
     pub completed: u64,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_count_the_operations_they_missed() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let s = Schedule {
+            next: t0 + ms(10),
+            interval: ms(5),
+            offset: ms(0),
+        };
+        // Due at 10, 15, 20, 25 before 30; none before 10.
+        assert_eq!(s.due_between(t0, t0 + ms(30)), 4);
+        assert_eq!(s.due_between(t0, t0 + ms(10)), 0);
+        // Slots due before the window opened are not counted.
+        assert_eq!(s.due_between(t0 + ms(20), t0 + ms(30)), 2);
+    }
+}
+
