@@ -16,9 +16,11 @@ pub mod log_writer;
 pub mod mesh;
 pub mod net;
 pub mod notify;
+pub mod turns;
 
 pub use executor::{spawn_executor, ExecutorConfig, ShardPlacement};
 pub use log_writer::{GroupCommitLog, LogConfig, LogError, LogFormat, LogPosition, Ticket};
 pub use mesh::{ConnectedMesh, Mesh, MeshEndpoint};
 pub use net::{FrameReadError, FrameReader};
 pub use notify::Notify;
+pub use turns::Turns;

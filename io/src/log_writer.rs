@@ -13,6 +13,9 @@
 //!   directory entry is fsynced before any record in it is reported durable.
 //! - A failed write or sync is never retried and trusted: the log becomes failed for good and
 //!   every waiter, present and future, gets [`LogError::Failed`].
+//! - Appenders that wait for room in [`GroupCommitLog::ready`] are let through first come,
+//!   first served ([`Turns`]): a later caller never takes room freed for an earlier one, so
+//!   appends of one client's writes stay in the order the client issued them.
 //!
 //! The bytes of segment headers and batch headers are drawn by the caller's [`LogFormat`], so
 //! the reader of this log lives beside that format, not here.
@@ -29,6 +32,7 @@ use glommio::task::JoinHandle;
 
 use crate::file::sync_dir;
 use crate::notify::Notify;
+use crate::turns::Turns;
 
 /// How the caller's log format frames batches and segments.
 pub trait LogFormat: 'static {
@@ -107,7 +111,12 @@ struct Shared {
     next_record: Cell<u64>,
     durable_records: Cell<u64>,
     durable_waiters: RefCell<Vec<(u64, Waker)>>,
-    space_waiters: RefCell<Vec<Waker>>,
+    /// Callers of `ready` that found the log full, or someone already waiting, in arrival
+    /// order.
+    ready_turns: Turns,
+    /// The one caller waiting for room: the holder of the current `ready_turns` turn (the
+    /// others wait for their turn, not for room), so one wake-up per freed batch suffices.
+    space_waiter: RefCell<Option<Waker>>,
     failure: RefCell<Option<LogError>>,
     closing: Cell<bool>,
     flusher_wake: Notify,
@@ -115,6 +124,31 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(config: LogConfig, next_record: u64) -> Self {
+        Self {
+            config,
+            pending: RefCell::new(Vec::with_capacity(config.pending_bytes_max)),
+            pending_first_record: Cell::new(next_record),
+            next_record: Cell::new(next_record),
+            durable_records: Cell::new(next_record),
+            durable_waiters: RefCell::default(),
+            ready_turns: Turns::default(),
+            space_waiter: RefCell::default(),
+            failure: RefCell::default(),
+            closing: Cell::new(false),
+            flusher_wake: Notify::new(),
+            batches_written: Cell::new(0),
+        }
+    }
+
+    /// Whether an append may go ahead now: there is room, or the log takes no more appends
+    /// (so the append reports why at once instead of waiting for room that never comes).
+    fn may_append(&self) -> bool {
+        self.failure.borrow().is_some()
+            || self.closing.get()
+            || self.pending.borrow().len() < self.config.pending_bytes_max
+    }
+
     fn check_failed(&self) -> Result<(), LogError> {
         match &*self.failure.borrow() {
             Some(e) => Err(e.clone()),
@@ -134,8 +168,11 @@ impl Shared {
         });
     }
 
+    /// Wakes the caller waiting for room, if any. The callers queued behind it are woken one
+    /// by one as each turn ends, so they re-check the room in arrival order.
     fn wake_space(&self) {
-        for waker in self.space_waiters.borrow_mut().drain(..) {
+        let waker = self.space_waiter.borrow_mut().take();
+        if let Some(waker) = waker {
             waker.wake();
         }
     }
@@ -159,19 +196,7 @@ impl GroupCommitLog {
     /// Starts a writer whose first batch creates segment `start.segment`. The flusher runs in
     /// the current task queue.
     pub fn start(format: Rc<dyn LogFormat>, start: LogPosition, config: LogConfig) -> Self {
-        let shared = Rc::new(Shared {
-            config,
-            pending: RefCell::new(Vec::with_capacity(config.pending_bytes_max)),
-            pending_first_record: Cell::new(start.next_record),
-            next_record: Cell::new(start.next_record),
-            durable_records: Cell::new(start.next_record),
-            durable_waiters: RefCell::default(),
-            space_waiters: RefCell::default(),
-            failure: RefCell::default(),
-            closing: Cell::new(false),
-            flusher_wake: Notify::new(),
-            batches_written: Cell::new(0),
-        });
+        let shared = Rc::new(Shared::new(config, start.next_record));
         let cursor = SegmentCursor::new(format, start.segment, config.segment_bytes);
         let flusher = glommio::spawn_local(run_flusher(shared.clone(), cursor)).detach();
         Self {
@@ -181,18 +206,33 @@ impl GroupCommitLog {
     }
 
     /// Waits until the pending buffer has room, so that an append right after it (with no
-    /// `.await` in between) does not overrun the bound. Returns at once if the log failed, so
-    /// that the append reports the failure.
+    /// `.await` in between) does not overrun the bound. Returns at once if the log failed or
+    /// is closing, so that the append reports why.
+    ///
+    /// First come, first served: callers resolve in the order they first polled this, so
+    /// their appends follow that order. A caller that finds someone already waiting queues
+    /// behind them even if there is room now; otherwise a write issued later (a pipelined
+    /// `SET k 2`) could take the room freed for an earlier one (`SET k 1`) before that one's
+    /// task runs again, and the key would end with the older value.
+    ///
+    /// Cancel-safe: dropping the future gives its place up, and the next caller is served.
     pub async fn ready(&self) {
+        let s = &self.shared;
+        // The hot path: nobody ahead and room now. No turn, no allocation, no wake-up.
+        if s.ready_turns.is_idle() && s.may_append() {
+            return;
+        }
+        // Held until this returns: the next caller is woken then, and runs only after this
+        // caller's append (there is no `.await` between the two), so it sees the room that
+        // append left. Dropped early (the caller went away), it lets the next one in the same
+        // way, and the next one re-checks the room itself.
+        let _turn = s.ready_turns.take().await;
         poll_fn(|cx| {
-            let s = &self.shared;
-            if s.failure.borrow().is_some()
-                || s.closing.get()
-                || s.pending.borrow().len() < s.config.pending_bytes_max
-            {
+            if s.may_append() {
                 Poll::Ready(())
             } else {
-                s.space_waiters.borrow_mut().push(cx.waker().clone());
+                // Only the turn holder gets here, so the slot is never someone else's.
+                *s.space_waiter.borrow_mut() = Some(cx.waker().clone());
                 Poll::Pending
             }
         })
@@ -423,5 +463,173 @@ impl SegmentCursor {
             Some(file) => Ok(file.close().await?),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    //! `ready` ordering, driven by hand: the log under test has no flusher, and the test
+    //! "flushes" (empties the pending buffer and wakes the waiter, as the flusher does) at the
+    //! moments it chooses, so each interleaving is exact rather than left to disk timing.
+
+    use std::future::Future;
+
+    use futures_lite::future::{poll_once, yield_now};
+
+    use super::*;
+
+    /// Bytes of one record; the pending bound, so one record fills the log.
+    const RECORD: usize = 64;
+
+    fn log_without_flusher() -> Rc<GroupCommitLog> {
+        let config = LogConfig {
+            segment_bytes: 1 << 20,
+            pending_bytes_max: RECORD,
+        };
+        Rc::new(GroupCommitLog {
+            shared: Rc::new(Shared::new(config, 0)),
+            flusher: RefCell::new(None),
+        })
+    }
+
+    fn is_full(log: &GroupCommitLog) -> bool {
+        !log.shared.may_append()
+    }
+
+    /// What the flusher does when it takes a batch: the pending buffer empties and the caller
+    /// waiting for room is woken.
+    fn flush(log: &GroupCommitLog) {
+        let s = &log.shared;
+        s.pending.borrow_mut().clear();
+        s.pending_first_record.set(s.next_record.get());
+        s.wake_space();
+    }
+
+    /// Appends one record that fills the log and notes its tag in `order`.
+    fn append(log: &GroupCommitLog, order: &RefCell<Vec<u8>>, tag: u8) {
+        log.append_with(|out| out.extend_from_slice(&[tag; RECORD]))
+            .unwrap();
+        order.borrow_mut().push(tag);
+    }
+
+    /// A writer: `ready`, then an append with no `.await` in between (as the engine does).
+    /// `started` records the order writers called `ready` in.
+    fn writer(
+        log: &Rc<GroupCommitLog>,
+        tag: u8,
+        started: &Rc<RefCell<Vec<u8>>>,
+        order: &Rc<RefCell<Vec<u8>>>,
+    ) -> impl Future<Output = ()> + 'static {
+        let (log, started, order) = (log.clone(), started.clone(), order.clone());
+        async move {
+            started.borrow_mut().push(tag);
+            log.ready().await;
+            append(&log, &order, tag);
+        }
+    }
+
+    /// Flushes whenever the log is full until `want` appends happened; bounded, so a wedged
+    /// queue fails the test instead of hanging it.
+    async fn drain(log: &GroupCommitLog, order: &RefCell<Vec<u8>>, want: usize) {
+        for _ in 0..100 {
+            if order.borrow().len() == want {
+                return;
+            }
+            if is_full(log) {
+                flush(log);
+            }
+            yield_now().await;
+        }
+        panic!("writers wedged: appended only {:?}", order.borrow());
+    }
+
+    fn run<F: Future<Output = ()> + 'static>(make: impl FnOnce() -> F + Send + 'static) {
+        glommio::LocalExecutorBuilder::default()
+            .spawn(make)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn ready_lets_writers_append_in_arrival_order_even_when_a_newcomer_finds_room() {
+        run(|| async {
+            let log = log_without_flusher();
+            let started = Rc::new(RefCell::new(Vec::new()));
+            let order = Rc::new(RefCell::new(Vec::new()));
+            append(&log, &order, 0xff);
+            order.borrow_mut().clear();
+            assert!(is_full(&log));
+
+            // Writers 0..3 find the log full and wait, in that order.
+            let mut tasks: Vec<_> = (0..3)
+                .map(|tag| glommio::spawn_local(writer(&log, tag, &started, &order)))
+                .collect();
+            yield_now().await;
+            assert_eq!(*started.borrow(), [0, 1, 2]);
+            assert!(order.borrow().is_empty());
+
+            // Room frees up, and writers 3 and 4 arrive before the woken waiter runs again
+            // (glommio polls a spawned task at once, as a connection's reader spawns one per
+            // command): they find room, but must not take it ahead of the writers waiting.
+            flush(&log);
+            tasks.extend(
+                (3..5).map(|tag| glommio::spawn_local(writer(&log, tag, &started, &order))),
+            );
+            drain(&log, &order, 5).await;
+            for task in tasks {
+                task.await;
+            }
+            assert_eq!(*started.borrow(), [0, 1, 2, 3, 4]);
+            assert_eq!(*order.borrow(), [0, 1, 2, 3, 4], "appends in arrival order");
+            assert!(log.shared.ready_turns.is_idle());
+        });
+    }
+
+    #[test]
+    fn a_dropped_waiter_passes_its_turn_on() {
+        run(|| async {
+            let log = log_without_flusher();
+            let started = Rc::new(RefCell::new(Vec::new()));
+            let order = Rc::new(RefCell::new(Vec::new()));
+            append(&log, &order, 0xff);
+            order.borrow_mut().clear();
+
+            let mut tasks: Vec<_> = (0..5)
+                .map(|tag| glommio::spawn_local(writer(&log, tag, &started, &order)))
+                .collect();
+            yield_now().await;
+            assert_eq!(*started.borrow(), [0, 1, 2, 3, 4]);
+            // Writer 0 holds the turn and waits for room; 2 waits for its turn; 4 is last.
+            // All three go away (their connections closed) before the log has room.
+            tasks.remove(4).cancel().await;
+            tasks.remove(2).cancel().await;
+            tasks.remove(0).cancel().await;
+            flush(&log);
+            drain(&log, &order, 2).await;
+            for task in tasks {
+                task.await;
+            }
+            assert_eq!(*order.borrow(), [1, 3]);
+
+            // Nobody is left waiting: with room, `ready` resolves on its first poll.
+            assert!(log.shared.ready_turns.is_idle());
+            flush(&log);
+            assert_eq!(poll_once(log.ready()).await, Some(()));
+
+            // A future dropped while it waits for room (not its task) gives its place up too.
+            append(&log, &order, 5);
+            let mut first = Box::pin(log.ready());
+            assert_eq!(poll_once(first.as_mut()).await, None);
+            let second = glommio::spawn_local(writer(&log, 6, &started, &order));
+            yield_now().await;
+            drop(first);
+            flush(&log);
+            drain(&log, &order, 4).await;
+            second.await;
+            assert_eq!(*order.borrow(), [1, 3, 5, 6]);
+            assert!(log.shared.ready_turns.is_idle());
+        });
     }
 }

@@ -4,7 +4,9 @@
 //! memtable → acknowledge once the log record is durable (if the write asked for durability).
 //! The first three steps run without an `.await` between them, so on this single-threaded
 //! shard two writes to one key can never both start from the same old object: every write
-//! sees every write appended before it, and the log holds them in memtable order.
+//! sees every write appended before it, and the log holds them in memtable order. Waiting
+//! for room in the log comes before all three and is first come, first served, so writes
+//! apply in the order they called [`Engine::write`].
 //!
 //! An overwrite ([`Supersedes::Everything`]) takes the stored object's clock as its context
 //! inside that same synchronous section, so concurrent overwrites of one key on this shard
@@ -122,6 +124,9 @@ impl Engine {
         durable: bool,
     ) -> Result<WriteOutcome, ShardError> {
         let supersedes = supersedes.into();
+        // First come, first served: writes leave this wait in the order they reached it,
+        // even while they wait for log room, so writes of one key issued in some order (a
+        // connection's pipelined SETs) apply in that order.
         self.log.ready().await;
         // From here to the append there is no `.await` (see the module doc).
         let (ticket, clock) = self.apply(keyspace, key, supersedes, value)?;

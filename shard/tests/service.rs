@@ -3,15 +3,20 @@
 //! - an `overwrite` write supersedes every stored version, whatever its context says, and
 //!   concurrent overwrites of one key never leave siblings (the engine reads the stored clock
 //!   in the same synchronous section that applies the write);
-//! - batch puts and deletes honour `overwrite` the same way.
+//! - batch puts and deletes honour `overwrite` the same way;
+//! - writes of one key apply in the order they were issued even while they wait for room in
+//!   a full commit log (a later write never takes room freed for an earlier one).
 
 #![allow(clippy::unwrap_used)]
 
 #[allow(dead_code)]
 mod common;
 
+use std::rc::Rc;
+
 use futures::future::join_all;
-use tessera_core::{NodeId, Object};
+use futures_lite::future::yield_now;
+use tessera_core::{NodeId, Object, VersionVector};
 use tessera_io::log_writer::LogConfig;
 use tessera_schema::{
     BatchPutRequest, DeleteRequest, Durability, GetRequest, PutItem, PutRequest, DEFAULT_KEYSPACE,
@@ -30,7 +35,11 @@ const LIMITS: EngineLimits = EngineLimits {
 };
 
 async fn open_service(dir: &TestDir) -> Service {
-    let (engine, _) = Engine::open(dir.root(), NodeId(7), LIMITS).await.unwrap();
+    open_service_with(dir, LIMITS).await
+}
+
+async fn open_service_with(dir: &TestDir, limits: EngineLimits) -> Service {
+    let (engine, _) = Engine::open(dir.root(), NodeId(7), limits).await.unwrap();
     Service::new(
         engine,
         RequestLimits {
@@ -168,6 +177,76 @@ fn batch_put_and_delete_honour_overwrite() {
             stored.is_deleted() && stored.siblings().len() == 1,
             "{stored:?}"
         );
+        service.engine().close().await.unwrap();
+    });
+}
+
+/// A log that holds about two of [`ORDERED_VALUE_BYTES`] values: almost every write waits
+/// for a group commit to free room.
+const SMALL_LOG: EngineLimits = EngineLimits {
+    memtable_bytes_max: 64 << 20,
+    log: LogConfig {
+        segment_bytes: 64 << 20,
+        pending_bytes_max: 16 << 10,
+    },
+};
+const ORDERED_VALUE_BYTES: usize = 6 << 10;
+const ORDERED_BURSTS: u64 = 24;
+const ORDERED_PER_BURST: u64 = 4;
+
+/// Value number `i`: its number, then padding so that two or three fill [`SMALL_LOG`].
+fn ordered_value(i: u64) -> Vec<u8> {
+    let mut value = i.to_be_bytes().to_vec();
+    value.resize(ORDERED_VALUE_BYTES, 0x5a);
+    value
+}
+
+/// The regression for a write overtaking an earlier one of the same key while both waited
+/// for log room: the later one, arriving just as room freed up, applied first, so a
+/// pipelined `SET k 1`, `SET k 2` could end with 1.
+///
+/// Writes are issued as a connection issues pipelined commands: each in a task of its own
+/// (glommio polls it at once, so it reaches the log in issue order), a few per turn of the
+/// issuing task, with the group commit freeing room in between.
+#[test]
+fn writes_of_one_key_apply_in_issue_order_while_waiting_for_log_room() {
+    run(|| async {
+        let dir = TestDir::new().await;
+        let service = Rc::new(open_service_with(&dir, SMALL_LOG).await);
+        let mut tasks = Vec::new();
+        for burst in 0..ORDERED_BURSTS {
+            for i in burst * ORDERED_PER_BURST..(burst + 1) * ORDERED_PER_BURST {
+                let service = service.clone();
+                tasks.push(glommio::spawn_local(async move {
+                    let written = service.put(put(b"hot", &ordered_value(i), true)).await;
+                    let context = VersionVector::decode(&written.unwrap().context).unwrap();
+                    // Every write of the key takes the next counter of this node's dot: the
+                    // counter is the write's place in apply order.
+                    context.get(NodeId(7))
+                }));
+            }
+            // As a connection's reader between two reads of its socket.
+            yield_now().await;
+        }
+        let mut applied = Vec::new();
+        for task in tasks {
+            applied.push(task.await);
+        }
+        let issued = ORDERED_BURSTS * ORDERED_PER_BURST;
+        assert_eq!(
+            applied,
+            (1..=issued).collect::<Vec<_>>(),
+            "apply position of each write, in issue order"
+        );
+        let last = ordered_value(issued - 1);
+        assert_eq!(values(&service, b"hot"), std::slice::from_ref(&last));
+        assert_eq!(object(&service, b"hot").siblings().len(), 1);
+        service.engine().close().await.unwrap();
+        drop(service);
+
+        // The log holds the writes in the same order: replay ends with the last one too.
+        let service = open_service_with(&dir, SMALL_LOG).await;
+        assert_eq!(values(&service, b"hot"), [last]);
         service.engine().close().await.unwrap();
     });
 }

@@ -525,4 +525,3 @@ mod tests {
         assert_eq!(s.due_between(t0 + ms(20), t0 + ms(30)), 2);
     }
 }
-
