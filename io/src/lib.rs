@@ -1,8 +1,10 @@
 //! `tessera-io`: the only Tessera crate that talks to the kernel.
 //!
-//! It owns executor bootstrap (one glommio `LocalExecutor` per shard, the polled-I/O probe
-//! warmed before anything else touches a file, a preempt timer suited to latency), DMA file
-//! helpers, the group-commit log writer, framed TCP reading and the cross-shard mesh.
+//! It owns executor bootstrap (one glommio `LocalExecutor` per shard with a preempt timer
+//! suited to latency), start-up file helpers ([`file`]), the file-system seam with its real
+//! and crash-simulating implementations ([`fs`]), the group-commit log writer, framed TCP
+//! reading, the cross-shard mesh, and first-come-first-served turns ([`turns`]). Files are
+//! glommio buffered files, never DMA: see `linux-only.md` for why.
 //!
 //! Everything here is Linux-only (io_uring via glommio); `linux-only.md` at the repository root
 //! says what the kernel and its limits must provide. Formats are not drawn here: the commit
@@ -12,6 +14,7 @@
 pub mod constants;
 pub mod executor;
 pub mod file;
+pub mod fs;
 pub mod log_writer;
 pub mod mesh;
 pub mod net;

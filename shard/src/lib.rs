@@ -15,6 +15,7 @@ pub mod memtable;
 pub mod node;
 pub mod runtime;
 pub mod service;
+pub mod sstable;
 
 pub use config::NodeConfig;
 pub use node::{start, start_with_shutdown, NodeError, RunningNode};

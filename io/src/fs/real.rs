@@ -1,0 +1,245 @@
+//! The real file system behind the [`Fs`] seam, on glommio *buffered* files.
+//!
+//! The issue asked for glommio DMA files. Tessera opens none: the first DMA file an executor
+//! opens on a device makes glommio probe that device for polled I/O, and on this kernel the
+//! probe succeeds on devices that cannot poll, after which reads and writes sent to the poll
+//! ring were seen never to complete (start-up stalls; linux-only.md, DESIGN §10). Buffered
+//! files go through glommio's ordinary ring, need no alignment, and are as durable: a write is
+//! durable once `fdatasync` returns, which is all this seam promises.
+//!
+//! Paths are made absolute before they reach glommio, which opens relative to no directory fd
+//! (a relative path fails with EBADF). Listing a directory has no io_uring form and uses a
+//! short blocking `read_dir`.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use glommio::io::{BufferedFile, OpenOptions};
+
+use super::{check_same_dir, Fs, FsError, FsFile, FsOp, OpenMode};
+
+/// Kernel errors converted at this boundary keep their path and operation.
+fn glommio_err<T>(op: FsOp, path: &Path, err: glommio::GlommioError<T>) -> FsError {
+    FsError::from_io(op, path, io::Error::from(err))
+}
+
+fn absolute(op: FsOp, path: &Path) -> Result<PathBuf, FsError> {
+    std::path::absolute(path).map_err(|e| FsError::from_io(op, path, e))
+}
+
+/// The kernel's file system, used from inside a glommio executor.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RealFs;
+
+/// A file opened by [`RealFs`].
+#[derive(Debug)]
+pub struct RealFile {
+    file: BufferedFile,
+    path: PathBuf,
+}
+
+impl Fs for RealFs {
+    type File = RealFile;
+
+    async fn open(&self, path: &Path, mode: OpenMode) -> Result<RealFile, FsError> {
+        let abs = absolute(FsOp::Open, path)?;
+        let mut options = OpenOptions::new();
+        options.read(true).write(true);
+        match mode {
+            OpenMode::Existing => {}
+            OpenMode::Create => {
+                options.create(true);
+            }
+            OpenMode::CreateNew => {
+                options.create_new(true);
+            }
+        }
+        let file = options
+            .buffered_open(&abs)
+            .await
+            .map_err(|e| glommio_err(FsOp::Open, path, e))?;
+        Ok(RealFile { file, path: abs })
+    }
+
+    async fn sync_dir(&self, dir: &Path) -> Result<(), FsError> {
+        crate::file::sync_dir(dir)
+            .await
+            .map_err(|e| FsError::from_io(FsOp::SyncDir, dir, e))
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> Result<(), FsError> {
+        check_same_dir(from, to)?;
+        let (abs_from, abs_to) = (absolute(FsOp::Rename, from)?, absolute(FsOp::Rename, to)?);
+        glommio::io::rename(&abs_from, &abs_to)
+            .await
+            .map_err(|e| glommio_err(FsOp::Rename, from, e))
+    }
+
+    async fn remove(&self, path: &Path) -> Result<(), FsError> {
+        let abs = absolute(FsOp::Remove, path)?;
+        glommio::io::remove(&abs)
+            .await
+            .map_err(|e| glommio_err(FsOp::Remove, path, e))
+    }
+
+    async fn list(&self, dir: &Path) -> Result<Vec<String>, FsError> {
+        let err = |e| FsError::from_io(FsOp::List, dir, e);
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(err)? {
+            let entry = entry.map_err(err)?;
+            if !entry.file_type().map_err(err)?.is_file() {
+                continue;
+            }
+            match entry.file_name().into_string() {
+                Ok(name) => names.push(name),
+                // Tessera names its files in ASCII; a stranger's file must not stop a shard.
+                Err(name) => tracing::warn!(?name, dir = %dir.display(), "skipping non-UTF-8 name"),
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+impl FsFile for RealFile {
+    async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, FsError> {
+        let mut out = Vec::with_capacity(len);
+        // A read of a regular file returns short only at the end of the file, but a short
+        // read before it is not an error in POSIX: keep reading until `len` or EOF.
+        while out.len() < len {
+            let pos = offset + out.len() as u64;
+            let chunk = self
+                .file
+                .read_at(pos, len - out.len())
+                .await
+                .map_err(|e| glommio_err(FsOp::Read, &self.path, e))?;
+            if chunk.is_empty() {
+                break;
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    async fn write_at(&self, offset: u64, bytes: Vec<u8>) -> Result<(), FsError> {
+        let len = bytes.len();
+        let written = self
+            .file
+            .write_at(bytes, offset)
+            .await
+            .map_err(|e| glommio_err(FsOp::Write, &self.path, e))?;
+        if written < len {
+            // Linux writes a regular file short only when space (or quota) ran out partway;
+            // the next write would fail with ENOSPC. Retrying would need a copy of every
+            // buffer kept for this rare case, so report it as the full disk it is.
+            return Err(FsError::NoSpace {
+                op: FsOp::Write,
+                path: self.path.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn sync(&self) -> Result<(), FsError> {
+        self.file
+            .fdatasync()
+            .await
+            .map_err(|e| glommio_err(FsOp::Sync, &self.path, e))
+    }
+
+    async fn len(&self) -> Result<u64, FsError> {
+        self.file
+            .file_size()
+            .await
+            .map_err(|e| glommio_err(FsOp::Len, &self.path, e))
+    }
+
+    async fn close(self) -> Result<(), FsError> {
+        let path = self.path;
+        self.file
+            .close()
+            .await
+            .map_err(|e| glommio_err(FsOp::Close, &path, e))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::future::Future;
+
+    use glommio::{LocalExecutorBuilder, Placement};
+
+    use super::*;
+
+    fn run<F: Future<Output = ()> + 'static>(make: impl FnOnce() -> F + Send + 'static) {
+        LocalExecutorBuilder::new(Placement::Unbound)
+            .spawn(make)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn write_read_sync_rename_list_remove_round_trip() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        run(move || async move {
+            let fs = RealFs;
+            let tmp_path = dir.join("MANIFEST.tmp");
+            let path = dir.join("MANIFEST");
+            let file = fs.open(&tmp_path, OpenMode::CreateNew).await.unwrap();
+            file.write_at(0, b"hello".to_vec()).await.unwrap();
+            // Past the end: the gap reads as zeros.
+            file.write_at(7, b"world".to_vec()).await.unwrap();
+            file.sync().await.unwrap();
+            assert_eq!(file.len().await.unwrap(), 12);
+            assert_eq!(file.read_at(0, 100).await.unwrap(), b"hello\0\0world");
+            assert_eq!(file.read_at(7, 3).await.unwrap(), b"wor");
+            file.close().await.unwrap();
+
+            let again = fs.open(&tmp_path, OpenMode::CreateNew).await;
+            assert!(matches!(again, Err(FsError::AlreadyExists { .. })));
+            let missing = fs.open(&dir.join("nope"), OpenMode::Existing).await;
+            assert!(matches!(missing, Err(FsError::NotFound { .. })));
+
+            fs.rename(&tmp_path, &path).await.unwrap();
+            fs.sync_dir(&dir).await.unwrap();
+            assert_eq!(fs.list(&dir).await.unwrap(), ["MANIFEST"]);
+            let file = fs.open(&path, OpenMode::Existing).await.unwrap();
+            assert_eq!(file.read_at(0, 5).await.unwrap(), b"hello");
+            file.close().await.unwrap();
+
+            fs.remove(&path).await.unwrap();
+            fs.sync_dir(&dir).await.unwrap();
+            assert!(fs.list(&dir).await.unwrap().is_empty());
+            let gone = fs.remove(&path).await;
+            assert!(matches!(gone, Err(FsError::NotFound { .. })));
+        });
+    }
+
+    #[test]
+    fn rename_across_directories_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        run(move || async move {
+            std::fs::create_dir(dir.join("sub")).unwrap();
+            let fs = RealFs;
+            let from = dir.join("a");
+            fs.open(&from, OpenMode::Create)
+                .await
+                .unwrap()
+                .close()
+                .await
+                .unwrap();
+            let moved = fs.rename(&from, &dir.join("sub").join("a")).await;
+            assert!(matches!(
+                moved,
+                Err(FsError::Io {
+                    op: FsOp::Rename,
+                    ..
+                })
+            ));
+        });
+    }
+}
