@@ -1,7 +1,7 @@
 //! `tessera-io`: the only Tessera crate that talks to the kernel.
 //!
 //! It owns executor bootstrap (one glommio `LocalExecutor` per shard with a preempt timer
-//! suited to latency), start-up file helpers ([`file`]), the file-system seam with its real
+//! suited to latency), start-up file helpers ([`file`](mod@file)), the file-system seam with its real
 //! and crash-simulating implementations ([`fs`]), the group-commit log writer, framed TCP
 //! reading, the cross-shard mesh, and first-come-first-served turns ([`turns`]). Files are
 //! glommio buffered files, never DMA: see `linux-only.md` for why.

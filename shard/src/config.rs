@@ -2,6 +2,9 @@
 //!
 //! Defaults are the safe ones: writes are durable (fsynced before acknowledgement), shards are
 //! pinned to cores, and every size has a bound.
+//!
+//! Memory: one node budget (`memory_budget`) covers the memtables and block caches of every
+//! shard; [`NodeConfig::shard_budget`] shares it out (see there for the split and why).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,6 +16,24 @@ use tessera_core::constants::{
 use tessera_io::ShardPlacement;
 
 use crate::constants::*;
+
+pub mod size;
+
+/// Default node memory budget, unless the shards need more (see
+/// [`MEMORY_BUDGET_BYTES_PER_SHARD_DEFAULT`]). A fixed figure rather than a fraction of the
+/// machine's memory: the same on every machine (tests, docs, shared hosts), and safe on a
+/// small VM, since the node also needs memory outside the budget (connection and log
+/// buffers, the page cache). Production sets it, e.g. to half of RAM.
+pub const MEMORY_BUDGET_BYTES_DEFAULT: u64 = 1 << 30;
+/// The default budget gives each shard at least this much, so that a machine with many CPUs
+/// (default: one shard each) still gets a valid default.
+pub const MEMORY_BUDGET_BYTES_PER_SHARD_DEFAULT: u64 = 64 << 20;
+/// Least budget per shard: a 4 MiB memtable share (smaller memtables flush into tiny tables)
+/// and 12 MiB of block cache.
+pub const MEMORY_BUDGET_BYTES_PER_SHARD_MIN: u64 = 16 << 20;
+/// A shard's memtables get `1 / MEMTABLE_BUDGET_DIVISOR` of its budget, the block cache the
+/// rest (see [`NodeConfig::shard_budget`]).
+pub const MEMTABLE_BUDGET_DIVISOR: u64 = 4;
 
 /// Everything a node needs to start.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -47,8 +68,14 @@ pub struct NodeConfig {
     pub log_segment_bytes: u64,
     /// Log bytes that may wait for the next group commit.
     pub log_pending_bytes_max: usize,
-    /// Memory one shard's memtable may use, in bytes.
+    /// Memory one shard's memtable may use, in bytes. Today (no SSTable flush yet) the engine
+    /// refuses writes beyond it. It also caps the memtable share of the memory budget: a
+    /// smaller value leaves the rest of the shard's budget to its block cache.
     pub memtable_bytes_max: usize,
+    /// Memory for all memtables and block caches of the node, in bytes. In TOML
+    /// `memory_budget`, a size such as `"64MiB"`, `"1GiB"`, `"512MB"` or an integer of bytes.
+    #[serde(rename = "memory_budget", deserialize_with = "size::deserialize")]
+    pub memory_budget_bytes: u64,
     /// Where the Redis (RESP2) front door listens, if anywhere. Every shard accepts on it
     /// (SO_REUSEPORT), and routes each command to the owning shard like the main port does.
     pub resp_listen: Option<SocketAddr>,
@@ -76,12 +103,13 @@ impl From<PlacementSetting> for ShardPlacement {
 impl Default for NodeConfig {
     fn default() -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shards = u16::try_from(cpus)
+            .unwrap_or(SHARD_COUNT_MAX)
+            .min(SHARD_COUNT_MAX);
         Self {
             data_dir: PathBuf::from("tessera-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 7000)),
-            shards: u16::try_from(cpus)
-                .unwrap_or(SHARD_COUNT_MAX)
-                .min(SHARD_COUNT_MAX),
+            shards,
             partitions: PARTITION_COUNT_DEFAULT,
             placement: PlacementSetting::Pinned,
             preempt_timer_ms: tessera_io::constants::PREEMPT_TIMER_MS_DEFAULT,
@@ -94,9 +122,20 @@ impl Default for NodeConfig {
             log_segment_bytes: LOG_SEGMENT_BYTES_DEFAULT,
             log_pending_bytes_max: LOG_PENDING_BYTES_MAX_DEFAULT,
             memtable_bytes_max: MEMTABLE_BYTES_MAX_DEFAULT,
+            memory_budget_bytes: MEMORY_BUDGET_BYTES_DEFAULT
+                .max(u64::from(shards) * MEMORY_BUDGET_BYTES_PER_SHARD_DEFAULT),
             resp_listen: None,
         }
     }
+}
+
+/// One shard's share of the node memory budget, in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardBudget {
+    /// For its memtables (the active one and any being flushed).
+    pub memtable_bytes: u64,
+    /// For its block cache.
+    pub cache_bytes: u64,
 }
 
 /// A configuration that cannot work.
@@ -158,6 +197,24 @@ impl NodeConfig {
         addrs
     }
 
+    /// One shard's share of `memory_budget_bytes`: the budget split evenly across shards, then
+    /// a quarter to memtables (capped by `memtable_bytes_max`) and the rest to the block cache.
+    ///
+    /// Why a quarter: the memtable only has to absorb writes while the previous one flushes
+    /// and make SSTables large enough to keep compaction cheap; every read that misses it is
+    /// served by the cache, so the cache earns the larger share (RocksDB's defaults lean the
+    /// same way). Why capped: `memtable_bytes_max` is the operator's explicit bound on the
+    /// memtable, and memory it leaves unused is better spent on cache than idle.
+    pub fn shard_budget(&self) -> ShardBudget {
+        let per_shard = self.memory_budget_bytes / u64::from(self.shards.max(1));
+        let memtable_max = u64::try_from(self.memtable_bytes_max).unwrap_or(u64::MAX);
+        let memtable_bytes = (per_shard / MEMTABLE_BUDGET_DIVISOR).min(memtable_max);
+        ShardBudget {
+            memtable_bytes,
+            cache_bytes: per_shard - memtable_bytes,
+        }
+    }
+
     /// Checks every bound; the message says what would work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, why: String| Err(ConfigError::Invalid { field, why });
@@ -216,6 +273,19 @@ impl NodeConfig {
             return invalid(
                 "preempt_timer_ms",
                 "must be 1..=100 (1-5 suits latency)".into(),
+            );
+        }
+        let budget_min = MEMORY_BUDGET_BYTES_PER_SHARD_MIN * u64::from(self.shards);
+        if self.memory_budget_bytes < budget_min {
+            return invalid(
+                "memory_budget",
+                format!(
+                    "{} is too small: at least {} per shard ({} for {} shards)",
+                    size::format_size(self.memory_budget_bytes),
+                    size::format_size(MEMORY_BUDGET_BYTES_PER_SHARD_MIN),
+                    size::format_size(budget_min),
+                    self.shards
+                ),
             );
         }
         if let Some(resp) = self.resp_listen {
@@ -317,3 +387,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod budget_tests;

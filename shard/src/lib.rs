@@ -6,11 +6,13 @@
 //! `runtime/resp/`). `node.rs` starts one shard per core. Protocol logic lives in
 //! `tessera-core`; kernel I/O in `tessera-io`; this crate drives them.
 
+pub mod cache;
 pub mod config;
 pub mod constants;
 pub mod engine;
 pub mod error;
 pub mod log;
+pub mod manifest;
 pub mod memtable;
 pub mod node;
 pub mod runtime;

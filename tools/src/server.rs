@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
+use tessera_shard::config::size::{format_size, parse_size};
 use tessera_shard::config::PlacementSetting;
 use tessera_shard::NodeConfig;
 
@@ -39,6 +40,11 @@ pub struct ServerArgs {
     /// writes on power failure). Requests may still ask for durability explicitly.
     #[arg(long)]
     no_durable_writes: bool,
+    /// Memory for all memtables and block caches of the node, shared among shards, e.g.
+    /// 64MiB, 1GiB, 512MB or a number of bytes; at least 16MiB per shard [default: 1GiB (64MiB
+    /// per shard if more), or the config file's memory_budget].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    memory_budget: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -54,6 +60,26 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, String> {
         Some(path) => NodeConfig::from_file(path).map_err(|e| e.to_string())?,
         None => NodeConfig::default(),
     };
+    apply_flags(args, &mut config);
+    // Handlers first: a signal during recovery then stops the node cleanly once it is up.
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, shutdown.clone())
+            .map_err(|e| format!("cannot install signal handler: {e}"))?;
+    }
+    let node =
+        tessera_shard::start_with_shutdown(config.clone(), shutdown).map_err(|e| e.to_string())?;
+    let records: u64 = node.shards().iter().map(|s| s.recovered_records).sum();
+    let torn: usize = node.shards().iter().filter_map(|s| s.torn_tail_bytes).sum();
+    tracing::info!(records, torn_tail_bytes = torn, "recovered");
+    print_banner(&config, node.topology().node_id);
+    node.wait().map_err(|e| e.to_string())?;
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Overrides the file's (or the default) settings with the flags given.
+fn apply_flags(args: ServerArgs, config: &mut NodeConfig) {
     if let Some(dir) = args.data_dir {
         config.data_dir = dir;
     }
@@ -75,21 +101,9 @@ pub fn run(args: ServerArgs) -> Result<ExitCode, String> {
     if args.no_durable_writes {
         config.durable_writes = false;
     }
-    // Handlers first: a signal during recovery then stops the node cleanly once it is up.
-    let shutdown = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, shutdown.clone())
-            .map_err(|e| format!("cannot install signal handler: {e}"))?;
+    if let Some(bytes) = args.memory_budget {
+        config.memory_budget_bytes = bytes;
     }
-    let node =
-        tessera_shard::start_with_shutdown(config.clone(), shutdown).map_err(|e| e.to_string())?;
-    let records: u64 = node.shards().iter().map(|s| s.recovered_records).sum();
-    let torn: usize = node.shards().iter().filter_map(|s| s.torn_tail_bytes).sum();
-    tracing::info!(records, torn_tail_bytes = torn, "recovered");
-    print_banner(&config, node.topology().node_id);
-    node.wait().map_err(|e| e.to_string())?;
-    tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
 }
 
 fn print_banner(config: &NodeConfig, node_id: u64) {
@@ -103,14 +117,27 @@ fn print_banner(config: &NodeConfig, node_id: u64) {
     println!(
         "tessera node {node_id:016x} serving on {listen} with {shards} shard(s) (shard ports {first}-{last})\n\
          data: {dir}   writes: {durable}   single node: n=r=w=1\n\
+         {memory}\n\
          try:  tessera put hello world --server {listen}\n      \
                tessera get hello --server {listen}{resp}\n\
          stop with Ctrl-C (or SIGTERM); every acknowledged write survives a restart",
         listen = config.listen,
         shards = config.shards,
         dir = config.data_dir.display(),
+        memory = memory_banner(config),
         resp = resp_banner(config.resp_listen),
     );
+}
+
+/// The banner's memory line: the node budget and one shard's split of it.
+fn memory_banner(config: &NodeConfig) -> String {
+    let share = config.shard_budget();
+    format!(
+        "memory: {} (per shard: {} memtable, {} block cache)",
+        format_size(config.memory_budget_bytes),
+        format_size(share.memtable_bytes),
+        format_size(share.cache_bytes),
+    )
 }
 
 /// The banner's RESP lines: where Redis clients connect, and what SET means here.
@@ -135,4 +162,65 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<NodeConfig, String> {
+        let cli = Cli::try_parse_from(std::iter::once("server").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        let mut config = NodeConfig::default();
+        apply_flags(cli.server, &mut config);
+        Ok(config)
+    }
+
+    #[test]
+    fn memory_budget_flag_takes_a_size_and_overrides_the_default() {
+        assert_eq!(
+            parse(&[]).unwrap().memory_budget_bytes,
+            NodeConfig::default().memory_budget_bytes
+        );
+        let config = parse(&["--memory-budget", "64MiB"]).unwrap();
+        assert_eq!(config.memory_budget_bytes, 64 << 20);
+        assert_eq!(
+            parse(&["--memory-budget=512MB"])
+                .unwrap()
+                .memory_budget_bytes,
+            512_000_000
+        );
+        assert_eq!(
+            parse(&["--memory-budget", "4096"])
+                .unwrap()
+                .memory_budget_bytes,
+            4096
+        );
+        let err = parse(&["--memory-budget", "1.5GiB"]).unwrap_err();
+        assert!(
+            err.contains("--memory-budget") && err.contains("1536MiB"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_banner_shows_the_budget_and_its_split() {
+        let config = NodeConfig {
+            shards: 2,
+            memory_budget_bytes: 1 << 30,
+            ..NodeConfig::default()
+        };
+        assert_eq!(
+            memory_banner(&config),
+            "memory: 1GiB (per shard: 128MiB memtable, 384MiB block cache)"
+        );
+    }
 }
