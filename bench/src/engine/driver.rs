@@ -3,7 +3,7 @@
 
 use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::Ordering;
-use std::sync::{Barrier, PoisonError};
+use std::sync::PoisonError;
 use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
@@ -21,7 +21,6 @@ pub(super) fn thread_main(
     cfg: &PhaseConfig,
     shared: &Shared,
     control: &Control,
-    barrier: &Barrier,
     jobs: Vec<(usize, Job)>,
 ) -> (Tally, VerifyTally, Instant) {
     let connected = connect_all(cfg, shared, jobs);
@@ -32,14 +31,10 @@ pub(super) fn thread_main(
             .unwrap_or_else(PoisonError::into_inner)
             .push(e.clone());
     }
-    barrier.wait();
-    barrier.wait();
+    let go = control.gate.arrive_and_wait();
     let (mut tally, mut verify) = (Tally::new(), VerifyTally::default());
-    let Some(clock) = control.clock.get().copied() else {
+    let (Some(clock), Ok((poll, sessions))) = (go, connected) else {
         return (tally, verify, Instant::now());
-    };
-    let (Ok((poll, sessions)), false) = (connected, control.abort.load(Ordering::Relaxed)) else {
-        return (tally, verify, clock.start);
     };
     let mut driver = Driver {
         cfg,

@@ -20,7 +20,7 @@ pub mod session;
 pub mod shared;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Barrier, Mutex, OnceLock, PoisonError};
+use std::sync::{mpsc, Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -92,8 +92,7 @@ impl Clock {
 /// What the threads and the coordinating thread share while a phase runs.
 #[derive(Debug)]
 struct Control {
-    clock: OnceLock<Clock>,
-    abort: AtomicBool,
+    gate: StartGate,
     interrupted: Arc<AtomicBool>,
     /// Measured operations that may still start (`PhaseStop::Ops`).
     ops_left: Option<AtomicU64>,
@@ -103,8 +102,7 @@ struct Control {
 
 impl Control {
     fn stopping(&self, now: Instant, clock: &Clock) -> bool {
-        self.abort.load(Ordering::Relaxed)
-            || self.interrupted.load(Ordering::Relaxed)
+        self.interrupted.load(Ordering::Relaxed)
             || clock.until.is_some_and(|u| now >= u)
             || self
                 .ops_left
@@ -118,6 +116,59 @@ impl Control {
             n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| x.checked_sub(1))
                 .is_ok()
         })
+    }
+}
+
+/// Where driver threads wait, once connected, for the phase to start (or be called off).
+#[derive(Debug, Default)]
+struct StartGate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    arrived: usize,
+    /// `Some(Some(clock))`: go; `Some(None)`: called off; `None`: not yet decided.
+    decision: Option<Option<Clock>>,
+}
+
+impl StartGate {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A thread is connected; waits for the decision: the clock, or `None` if called off.
+    fn arrive_and_wait(&self) -> Option<Clock> {
+        let mut state = self.lock();
+        state.arrived += 1;
+        self.changed.notify_all();
+        loop {
+            if let Some(decision) = state.decision {
+                return decision;
+            }
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Waits until `n` threads arrived.
+    fn wait_arrivals(&self, n: usize) {
+        let mut state = self.lock();
+        while state.arrived < n {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// Starts the phase with `clock`, or calls it off with `None`.
+    fn open(&self, clock: Option<Clock>) {
+        self.lock().decision = Some(clock);
+        self.changed.notify_all();
     }
 }
 
@@ -139,8 +190,7 @@ pub fn run_phase(
 ) -> Result<PhaseResult, BenchError> {
     let threads = cfg.threads.clamp(1, cfg.connections.max(1));
     let control = Arc::new(Control {
-        clock: OnceLock::new(),
-        abort: AtomicBool::new(false),
+        gate: StartGate::default(),
         interrupted: interrupted.clone(),
         ops_left: match cfg.stop {
             PhaseStop::Ops(n) => Some(AtomicU64::new(n)),
@@ -149,33 +199,38 @@ pub fn run_phase(
         completed: AtomicU64::new(0),
         setup_errors: Mutex::new(Vec::new()),
     });
-    let barrier = Arc::new(Barrier::new(threads + 1));
     let (done_tx, done_rx) = mpsc::channel();
     let mut jobs: Vec<Vec<(usize, Job)>> = (0..threads).map(|_| Vec::new()).collect();
     for i in 0..cfg.connections {
         jobs[i % threads].push((i, job_of(i)));
     }
     let mut handles = Vec::new();
+    let mut spawn_error = None;
     for (t, jobs) in jobs.into_iter().enumerate() {
-        let (cfg, shared, control, barrier, done) = (
+        let (cfg, shared, control, done) = (
             cfg.clone(),
             shared.clone(),
             control.clone(),
-            barrier.clone(),
             done_tx.clone(),
         );
-        let handle = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(format!("bench-{t}"))
             .spawn(move || {
-                let out = thread_main(&cfg, &shared, &control, &barrier, jobs);
+                let out = thread_main(&cfg, &shared, &control, jobs);
                 let _ = done.send(());
                 out
-            })
-            .map_err(BenchError::io("starting a driver thread"))?;
-        handles.push(handle);
+            });
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                // The threads already started are called off below, then joined.
+                spawn_error = Some(e);
+                break;
+            }
+        }
     }
     drop(done_tx);
-    barrier.wait(); // every session connected (or failed to)
+    control.gate.wait_arrivals(handles.len()); // every session connected (or failed to)
     let setup_errors = std::mem::take(
         &mut *control
             .setup_errors
@@ -189,11 +244,14 @@ pub fn run_phase(
         _ => None,
     };
     let clock = Clock { start, from, until };
-    if !setup_errors.is_empty() {
-        control.abort.store(true, Ordering::Relaxed);
+    let go = setup_errors.is_empty() && spawn_error.is_none();
+    control.gate.open(go.then_some(clock));
+    if let Some(e) = spawn_error {
+        for h in handles {
+            let _ = h.join();
+        }
+        return Err(BenchError::io("starting a driver thread")(e));
     }
-    let _ = control.clock.set(clock);
-    barrier.wait(); // go
     show_progress(cfg, &control, &done_rx, &clock, handles.len());
     let mut tally = Tally::new();
     let mut verify = VerifyTally::default();
