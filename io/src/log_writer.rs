@@ -11,8 +11,19 @@
 //!   durable iff its sequence number is below it.
 //! - A segment is started only after every batch of the previous one is durable, and its
 //!   directory entry is fsynced before any record in it is reported durable.
-//! - A failed write or sync is never retried and trusted: the log becomes failed for good and
-//!   every waiter, present and future, gets [`LogError::Failed`].
+//! - A failed write or sync (other than "no space") is never retried and trusted: the log
+//!   becomes failed for good and every waiter, present and future, gets [`LogError::Failed`].
+//! - "No space" (ENOSPC, EDQUOT, or a short write) is not sticky. The batch that hit it, and
+//!   every record appended before the failure was seen, is *refused*: its waiters get
+//!   [`LogError::NoSpace`], never success, unless a later write made it durable. Its records
+//!   are kept, in order, at the front of the pending buffer, and the flusher retries them every
+//!   [`NO_SPACE_RETRY`]; while it waits, appends are refused at once with
+//!   [`LogError::NoSpace`], so nothing joins the retained records and the caller's state (the
+//!   shard's memtable) never gets ahead of the log by more than they are.
+//! - After a failed write, the segment is cut back (truncated, and the cut `fdatasync`ed) to
+//!   the end of its last durable batch before anything else is written: no byte of a failed
+//!   write survives beside a later write, so recovery only ever sees failed bytes as a torn
+//!   tail, never as a damaged batch followed by a valid one or as a batch numbered twice.
 //! - Appenders that wait for room in [`GroupCommitLog::ready`] are let through first come,
 //!   first served ([`Turns`]): a later caller never takes room freed for an earlier one, so
 //!   appends of one client's writes stay in the order the client issued them.
@@ -26,6 +37,7 @@ use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
+use std::time::Duration;
 
 use glommio::io::{BufferedFile, OpenOptions};
 use glommio::task::JoinHandle;
@@ -33,6 +45,11 @@ use glommio::task::JoinHandle;
 use crate::file::sync_dir;
 use crate::notify::Notify;
 use crate::turns::Turns;
+
+/// How long the flusher waits before it retries records refused for lack of disk space. Short,
+/// so writes resume soon after the operator frees space; one failed write of at most one batch
+/// per interval costs nothing while the disk stays full.
+pub const NO_SPACE_RETRY: Duration = Duration::from_millis(100);
 
 /// How the caller's log format frames batches and segments.
 pub trait LogFormat: 'static {
@@ -88,6 +105,14 @@ pub enum LogError {
         "commit log failed and takes no more writes ({0}); check the disk, then restart the node"
     )]
     Failed(Rc<str>),
+    /// The disk (or the quota) is full: this record was not made durable and is not
+    /// acknowledged. The log keeps running and retries; writes succeed again once there is
+    /// space.
+    #[error(
+        "no space left for the commit log ({0}); the write was not acknowledged. Free disk \
+         space on the data directory's filesystem; writes resume by themselves"
+    )]
+    NoSpace(Rc<str>),
     /// The log was closed by shutdown.
     #[error("commit log is closed (the shard is shutting down)")]
     Closed,
@@ -118,6 +143,12 @@ struct Shared {
     /// others wait for their turn, not for room), so one wake-up per freed batch suffices.
     space_waiter: RefCell<Option<Waker>>,
     failure: RefCell<Option<LogError>>,
+    /// Why the last write found no space, while the records it refused wait for a retry.
+    /// `None` once a retry (or any later batch) is durable.
+    no_space: RefCell<Option<LogError>>,
+    /// Tickets up to this one were refused by a "no space" failure: their waiters get
+    /// [`LogError::NoSpace`] unless the record is durable by the time they look.
+    refused_upto: Cell<u64>,
     closing: Cell<bool>,
     flusher_wake: Notify,
     batches_written: Cell<u64>,
@@ -135,6 +166,8 @@ impl Shared {
             ready_turns: Turns::default(),
             space_waiter: RefCell::default(),
             failure: RefCell::default(),
+            no_space: RefCell::default(),
+            refused_upto: Cell::new(0),
             closing: Cell::new(false),
             flusher_wake: Notify::new(),
             batches_written: Cell::new(0),
@@ -145,6 +178,7 @@ impl Shared {
     /// (so the append reports why at once instead of waiting for room that never comes).
     fn may_append(&self) -> bool {
         self.failure.borrow().is_some()
+            || self.no_space.borrow().is_some()
             || self.closing.get()
             || self.pending.borrow().len() < self.config.pending_bytes_max
     }
@@ -156,11 +190,26 @@ impl Shared {
         }
     }
 
+    /// Whether the record behind `ticket` has an answer: durable, refused or failed.
+    fn outcome(&self, ticket: u64) -> Option<Result<(), LogError>> {
+        if self.durable_records.get() >= ticket {
+            return Some(Ok(()));
+        }
+        if ticket <= self.refused_upto.get() {
+            let err = self.no_space.borrow().clone().unwrap_or_else(|| {
+                // Refused, then durable after all: answered above. Reaching here means a
+                // retry succeeded for an earlier batch only, which cannot happen (the retry
+                // holds every refused record); refuse rather than hang.
+                LogError::NoSpace(Rc::from("refused earlier"))
+            });
+            return Some(Err(err));
+        }
+        self.check_failed().err().map(Err)
+    }
+
     fn wake_durable(&self) {
-        let durable = self.durable_records.get();
-        let failed = self.failure.borrow().is_some();
         self.durable_waiters.borrow_mut().retain(|(ticket, waker)| {
-            let done = failed || *ticket <= durable;
+            let done = self.outcome(*ticket).is_some();
             if done {
                 waker.wake_by_ref();
             }
@@ -175,6 +224,34 @@ impl Shared {
         if let Some(waker) = waker {
             waker.wake();
         }
+    }
+
+    /// A write found no space: refuses every record not yet durable (the failed batch's and
+    /// those appended since), keeps them in order at the front of the pending buffer for the
+    /// retry, and refuses appends until a retry succeeds.
+    fn refuse(&self, err: &io::Error, failed: Vec<u8>, first_record: u64) -> Vec<u8> {
+        let already_refusing = self.no_space.borrow().is_some();
+        if already_refusing {
+            tracing::debug!(error = %err, "commit log still has no space");
+        } else {
+            tracing::error!(
+                error = %err,
+                "commit log has no space; refusing writes until disk space is freed"
+            );
+        }
+        *self.no_space.borrow_mut() = Some(LogError::NoSpace(Rc::from(err.to_string())));
+        self.refused_upto.set(self.next_record.get());
+        let mut retained = failed;
+        let mut pending = self.pending.borrow_mut();
+        retained.extend_from_slice(&pending);
+        let mut spare = std::mem::replace(&mut *pending, retained);
+        drop(pending);
+        spare.clear();
+        self.pending_first_record.set(first_record);
+        self.wake_durable();
+        // Callers waiting for room go on and are refused at once instead of waiting.
+        self.wake_space();
+        spare
     }
 
     fn fail(&self, err: &io::Error) {
@@ -247,6 +324,11 @@ impl GroupCommitLog {
         if s.closing.get() {
             return Err(LogError::Closed);
         }
+        // Refused before the caller does anything else with the record (the engine applies it
+        // to its memtable only after this succeeds).
+        if let Some(no_space) = &*s.no_space.borrow() {
+            return Err(no_space.clone());
+        }
         let mut pending = s.pending.borrow_mut();
         let before = pending.len();
         write(&mut pending);
@@ -265,15 +347,14 @@ impl GroupCommitLog {
         Ok(Ticket(seq + 1))
     }
 
-    /// Waits until the record behind `ticket` (and every record before it) is durable.
+    /// Waits until the record behind `ticket` (and every record before it) is durable, or
+    /// until it is refused for lack of space ([`LogError::NoSpace`]: not durable now, and it
+    /// may or may not become durable later) or the log fails.
     pub async fn wait_durable(&self, ticket: Ticket) -> Result<(), LogError> {
         poll_fn(|cx| {
             let s = &self.shared;
-            if s.durable_records.get() >= ticket.0 {
-                return Poll::Ready(Ok(()));
-            }
-            if let Err(e) = s.check_failed() {
-                return Poll::Ready(Err(e));
+            if let Some(outcome) = s.outcome(ticket.0) {
+                return Poll::Ready(outcome);
             }
             s.durable_waiters
                 .borrow_mut()
@@ -289,9 +370,15 @@ impl GroupCommitLog {
         self.wait_durable(Ticket(last)).await
     }
 
-    /// The failure that stopped this log, if any.
+    /// The failure that stopped this log for good, if any. A lack of space is not one (see
+    /// [`GroupCommitLog::no_space`]).
     pub fn failure(&self) -> Option<LogError> {
         self.shared.failure.borrow().clone()
+    }
+
+    /// Why appends are refused for now for lack of disk space, if they are.
+    pub fn no_space(&self) -> Option<LogError> {
+        self.shared.no_space.borrow().clone()
     }
 
     /// Batches written and synced so far: with group commit, far fewer than records.
@@ -321,7 +408,17 @@ impl GroupCommitLog {
 async fn run_flusher(shared: Rc<Shared>, mut cursor: SegmentCursor) {
     let mut spare = Vec::with_capacity(shared.config.pending_bytes_max);
     loop {
-        if shared.pending.borrow().is_empty() {
+        if shared.no_space.borrow().is_some() {
+            // Refused records wait in `pending`; retry them after a pause (at once if the log
+            // is closing: one last try, so a clean shutdown keeps them if it can).
+            if !shared.closing.get() {
+                futures_lite::future::or(
+                    glommio::timer::sleep(NO_SPACE_RETRY),
+                    shared.flusher_wake.notified(),
+                )
+                .await;
+            }
+        } else if shared.pending.borrow().is_empty() {
             if shared.closing.get() || shared.failure.borrow().is_some() {
                 break;
             }
@@ -338,19 +435,42 @@ async fn run_flusher(shared: Rc<Shared>, mut cursor: SegmentCursor) {
                 debug_assert!(end >= shared.durable_records.get());
                 shared.durable_records.set(end);
                 shared.batches_written.set(shared.batches_written.get() + 1);
+                if shared.no_space.borrow_mut().take().is_some() {
+                    tracing::warn!("commit log has space again; taking writes");
+                    // Callers that found the log refusing may now append.
+                    shared.wake_space();
+                }
                 shared.wake_durable();
+                spare = batch;
+                spare.clear();
+            }
+            Err(err) if is_no_space(&err) => {
+                spare = shared.refuse(&err, batch, first);
+                if shared.closing.get() {
+                    // The last try at shutdown failed: the refused records were never
+                    // acknowledged, so dropping them loses nothing promised.
+                    break;
+                }
             }
             Err(err) => {
                 shared.fail(&err);
                 break;
             }
         }
-        spare = batch;
-        spare.clear();
     }
     if let Err(err) = cursor.close().await {
         tracing::warn!(error = %err, "closing commit log segment failed");
     }
+}
+
+/// Whether a failed write or sync only lacked space: ENOSPC (`StorageFull`), EDQUOT
+/// (`QuotaExceeded`), or a short write (which a regular file does only when it runs out of
+/// space), all of which [`SegmentCursor`] can retry after cutting its failed bytes off.
+fn is_no_space(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// The segment being written.
@@ -360,19 +480,37 @@ async fn run_flusher(shared: Rc<Shared>, mut cursor: SegmentCursor) {
 /// and use its polled-I/O ring, whose completions were seen to be lost on devices that cannot
 /// poll; see linux-only.md.) Writes need no alignment, so no page holding acknowledged records
 /// is ever rewritten by Tessera.
+///
+/// After a failed write the cursor's offset is still the end of the last durable batch (it
+/// moves only once a write and its syncs succeed), and the next write first truncates the
+/// file back to it. Why retrying there is safe:
+/// - the bytes cut off were never acknowledged (their batch's sync did not succeed);
+/// - the cut is `fdatasync`ed before anything new is written, so after any crash the file holds
+///   either the failed bytes at its end (a torn tail, or a whole valid batch of records that
+///   were refused, which recovery may keep: a refused write may or may not take effect) or the
+///   new write, never a failed batch *after* a later one, which recovery would call corruption
+///   or a record numbered twice. This holds even when the retry goes to a fresh segment;
+/// - every byte before the offset was synced by an earlier, successful `fdatasync`, so it is on
+///   disk whatever the failed sync did to the page cache; the retry rewrites every byte after
+///   it, and trusts only its own, later sync.
 struct SegmentCursor {
     format: Rc<dyn LogFormat>,
     file: Option<BufferedFile>,
     segment: u64,
     segment_bytes: u64,
-    /// Offset of the next write in the current segment.
+    /// Bytes of the current segment known durable: the next write goes here (after the
+    /// pending segment header, if any).
     end: u64,
     /// Length of the segment header, so a fresh segment is never rolled again.
     header_len: u64,
     /// The directory entry of the current segment has not been fsynced yet.
     dir_unsynced: bool,
-    /// Bytes of the segment header still to be written with the next batch.
+    /// Bytes of the segment header still to be written with the next batch. Kept until a
+    /// write of them succeeds, so a failed first batch is retried with its header.
     pending_header: Vec<u8>,
+    /// A write or sync failed since the last durable batch: the file may hold failed bytes
+    /// past `end`, to be cut off before the next write.
+    tail_dirty: bool,
 }
 
 impl SegmentCursor {
@@ -386,10 +524,22 @@ impl SegmentCursor {
             header_len: 0,
             dir_unsynced: false,
             pending_header: Vec::new(),
+            tail_dirty: false,
         }
     }
 
     async fn write_batch(&mut self, records: &[u8], first_record: u64) -> io::Result<()> {
+        let result = self.try_write_batch(records, first_record).await;
+        if result.is_err() {
+            self.tail_dirty = true;
+        }
+        result
+    }
+
+    async fn try_write_batch(&mut self, records: &[u8], first_record: u64) -> io::Result<()> {
+        if self.tail_dirty {
+            self.cut_tail().await?;
+        }
         let header_bytes = self.format.batch_header_bytes();
         let align = self.format.batch_alignment();
         let batch_len = (header_bytes + records.len()).div_ceil(align) * align;
@@ -397,7 +547,7 @@ impl SegmentCursor {
         if self.file.is_none() || (!fresh && self.end + batch_len as u64 > self.segment_bytes) {
             self.roll(first_record).await?;
         }
-        let mut bytes = std::mem::take(&mut self.pending_header);
+        let mut bytes = self.pending_header.clone();
         let start = bytes.len();
         bytes.resize(start + header_bytes, 0);
         bytes.extend_from_slice(records);
@@ -405,8 +555,25 @@ impl SegmentCursor {
         let (header, body) = bytes[start..].split_at_mut(header_bytes);
         self.format
             .seal_batch(header, &body[..records.len()], first_record);
-        let pos = self.end - start as u64;
-        self.write_and_sync(bytes, pos).await
+        let pos = self.end;
+        self.write_and_sync(bytes, pos).await?;
+        self.pending_header.clear();
+        Ok(())
+    }
+
+    /// Truncates the segment back to its durable end and syncs that (see the type's doc).
+    async fn cut_tail(&mut self) -> io::Result<()> {
+        if let Some(file) = &self.file {
+            file.truncate(self.end).await?;
+            file.fdatasync().await?;
+            tracing::debug!(
+                segment = self.segment,
+                offset = self.end,
+                "cut failed bytes off the commit log segment"
+            );
+        }
+        self.tail_dirty = false;
+        Ok(())
     }
 
     async fn write_and_sync(&mut self, bytes: Vec<u8>, pos: u64) -> io::Result<()> {
@@ -417,13 +584,16 @@ impl SegmentCursor {
         let len = bytes.len();
         let written = file.write_at(bytes, pos).await?;
         if written != len {
-            // Regular files write short only on a full disk or a signal: a failed write.
-            return Err(io::Error::other(format!(
-                "short write to log segment {} at offset {pos}: {written} of {len} bytes",
-                self.segment
-            )));
+            // Regular files write short only on a full disk or a signal (and io_uring writes
+            // are not interrupted by signals): a full disk, retried like ENOSPC.
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                format!(
+                    "short write to log segment {} at offset {pos}: {written} of {len} bytes",
+                    self.segment
+                ),
+            ));
         }
-        self.end = pos + len as u64;
         file.fdatasync().await?;
         if self.dir_unsynced {
             let path = self.format.segment_path(self.segment);
@@ -432,13 +602,19 @@ impl SegmentCursor {
             }
             self.dir_unsynced = false;
         }
+        // Only now: a failed write or sync leaves the offset at the last durable byte.
+        self.end = pos + len as u64;
         Ok(())
     }
 
     async fn roll(&mut self, first_record: u64) -> io::Result<()> {
         if let Some(file) = self.file.take() {
-            file.close().await?;
+            // The number moves on before the close can fail: the old file exists, so a retry
+            // must not try to create it again.
             self.segment += 1;
+            self.end = 0;
+            self.header_len = 0;
+            file.close().await?;
         }
         // Absolute: glommio opens relative to no directory fd, so a relative path fails.
         let path = std::path::absolute(self.format.segment_path(self.segment))?;
@@ -451,7 +627,7 @@ impl SegmentCursor {
             .await?;
         self.pending_header = self.format.segment_header(self.segment, first_record);
         self.header_len = self.pending_header.len() as u64;
-        self.end = self.header_len;
+        self.end = 0;
         self.file = Some(file);
         self.dir_unsynced = true;
         tracing::debug!(segment = self.segment, path = %path.display(), "started log segment");

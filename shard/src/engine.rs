@@ -13,6 +13,22 @@
 //! each supersede the one before and never leave siblings.
 //!
 //! Read path: the memtable (the whole data set until SSTables exist).
+//!
+//! A full disk ([`LogError::NoSpace`](tessera_io::LogError::NoSpace)) is not a failure of the
+//! log: writes are refused and reads go on. What that means for the memtable:
+//! - A write refused *before* it is applied (the log refuses appends while it has no space)
+//!   never touches the memtable.
+//! - A write applied and appended, whose batch then found no space, is refused to its caller
+//!   (never acknowledged) but stays in the memtable. Its log record is not dropped: the log
+//!   keeps it, in order, and retries it until it is durable, so the memtable is always the
+//!   durable log plus records still to be written, exactly as for a write whose sync is merely
+//!   slow. A crash before the retry succeeds loses it, which a write that was never
+//!   acknowledged may do (it may or may not take effect); one after keeps it.
+//! - Guarantee: every acknowledged write is durable; a read may return a write that is not
+//!   durable yet (applied, unacknowledged, with its record still queued in the log), as it
+//!   always could, and while the disk is full that window lasts until space is freed. Undoing
+//!   refused writes in the memtable was not chosen: a later write of the key may already
+//!   have built on the refused one (objects are whole snapshots), and it is queued behind it.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -100,7 +116,8 @@ impl Engine {
     /// Reads see writes as soon as they are applied, before their log record is durable (as
     /// in most LSM stores): a write that a crash then loses was never acknowledged, but a
     /// reader may have seen it. Once the log has failed, reads are refused too, because the
-    /// memtable may hold writes that will never be durable.
+    /// memtable may hold writes that will never be durable. A full disk does not stop reads:
+    /// the writes it refused are still queued in the log (see the module doc).
     pub fn read<T>(
         &self,
         keyspace: &str,

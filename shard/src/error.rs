@@ -52,6 +52,8 @@ impl ShardError {
             Self::Version(CoreError::ValueTooLarge { .. }) => ErrorCode::TooLarge,
             Self::Version(_) => ErrorCode::BadRequest,
             Self::Log(LogError::RecordTooLarge { .. }) => ErrorCode::TooLarge,
+            // Retryable: writes resume once the operator frees disk space.
+            Self::Log(LogError::NoSpace(_)) => ErrorCode::Unavailable,
             Self::Log(_) | Self::ShardUnavailable(_) => ErrorCode::Unavailable,
         }
     }

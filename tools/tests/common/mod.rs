@@ -49,7 +49,32 @@ impl Server {
         Server::start_with(data_dir, addr, shards, Some(resp))
     }
 
+    /// Starts a server that also reads the TOML config file `config` (`--config`; the flags
+    /// the harness passes override it), and waits until every shard answers.
+    pub fn start_with_config(
+        data_dir: &Path,
+        addr: SocketAddr,
+        shards: u16,
+        config: &Path,
+    ) -> Server {
+        let mut command = server_command_with(data_dir, addr, shards, None);
+        command.arg("--config").arg(config);
+        Server::launch(command, data_dir, addr, shards, None)
+    }
+
     fn start_with(
+        data_dir: &Path,
+        addr: SocketAddr,
+        shards: u16,
+        resp: Option<SocketAddr>,
+    ) -> Server {
+        let command = server_command_with(data_dir, addr, shards, resp);
+        Server::launch(command, data_dir, addr, shards, resp)
+    }
+
+    /// Runs `command` (a `tessera server` command line) and waits until every shard answers.
+    fn launch(
+        mut command: Command,
         data_dir: &Path,
         addr: SocketAddr,
         shards: u16,
@@ -63,7 +88,7 @@ impl Server {
             .append(true)
             .open(data_dir.join(SERVER_LOG))
             .unwrap();
-        let child = server_command_with(data_dir, addr, shards, resp)
+        let child = command
             .env(
                 "TESSERA_LOG",
                 std::env::var("TESSERA_LOG").unwrap_or_else(|_| TEST_LOG_FILTER.into()),
