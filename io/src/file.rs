@@ -34,6 +34,19 @@ pub fn truncate_file_blocking(path: &Path, len: u64) -> io::Result<()> {
     file.sync_all()
 }
 
+/// Writes `bytes` over the start of an existing file and makes them durable (blocking;
+/// start-up only). Used on data that recovery just read and will build on: after a crash
+/// that did not reboot, those bytes may exist only in the page cache (written, never synced),
+/// and after a failed writeback the kernel may even hold them as clean pages that never
+/// reached the disk, which a plain fsync would not write again. Rewriting dirties them, so
+/// the sync that follows puts them on disk or fails.
+pub fn rewrite_prefix_durable_blocking(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    let file = std::fs::OpenOptions::new().write(true).open(path)?;
+    file.write_all_at(bytes, 0)?;
+    file.sync_data()
+}
+
 /// Removes a file and makes the removal durable (blocking; start-up only).
 pub fn remove_file_blocking(path: &Path) -> io::Result<()> {
     std::fs::remove_file(path)?;

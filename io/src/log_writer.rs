@@ -400,6 +400,11 @@ impl GroupCommitLog {
         if let Some(flusher) = flusher {
             flusher.await;
         }
+        // The flusher's last try may have made durable what the first sync found refused.
+        let next = self.shared.next_record.get();
+        if result.is_err() && matches!(self.shared.outcome(next), Some(Ok(()))) {
+            return Ok(());
+        }
         result
     }
 }
@@ -456,6 +461,13 @@ async fn run_flusher(shared: Rc<Shared>, mut cursor: SegmentCursor) {
                 shared.fail(&err);
                 break;
             }
+        }
+    }
+    if cursor.tail_dirty {
+        // Bytes of a batch that failed (refused for lack of space, or a fatal error) must not
+        // outlive the process: the next recovery would replay them and build on them.
+        if let Err(err) = cursor.cut_tail().await {
+            tracing::warn!(error = %err, "cutting failed bytes off the commit log failed");
         }
     }
     if let Err(err) = cursor.close().await {

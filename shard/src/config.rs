@@ -257,6 +257,14 @@ impl NodeConfig {
                 format!("must exceed the largest object ({OBJECT_BYTES_MAX}) plus a key"),
             );
         }
+        // A retry after a full disk can carry a few times this much in one batch, and a batch
+        // length must fit the format's u32 field.
+        if self.log_pending_bytes_max > LOG_PENDING_BYTES_MAX_LIMIT {
+            return invalid(
+                "log_pending_bytes_max",
+                format!("must be at most {LOG_PENDING_BYTES_MAX_LIMIT}"),
+            );
+        }
         if self.log_segment_bytes < 2 * self.log_pending_bytes_max as u64 {
             return invalid(
                 "log_segment_bytes",

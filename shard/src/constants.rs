@@ -44,3 +44,7 @@ pub const RESP_BULK_SLACK_BYTES: usize = 1 << 20;
 pub const RESP_REPLY_RETAINED_BYTES_MAX: usize = 16 << 10;
 /// Reply buffers a RESP connection keeps for reuse.
 pub const RESP_REPLY_POOL_MAX: usize = 64;
+
+/// Largest `log_pending_bytes_max` accepted: a batch retried after a full disk can hold a few
+/// times the pending limit, and a batch's length must fit the log format's `u32` field.
+pub const LOG_PENDING_BYTES_MAX_LIMIT: usize = 256 << 20;

@@ -185,6 +185,8 @@ pub async fn recover(
     };
     let mut expected: Option<u64> = None;
     let mut prior_end: Option<(PathBuf, usize, SegmentEnd)> = None;
+    // The last segment's replayed bytes, made durable before the writer builds on them.
+    let mut last_replayed: Option<(PathBuf, Vec<u8>)> = None;
     for (i, (number, path)) in segments.iter().enumerate() {
         if i > 0 && *number != segments[i - 1].0 + 1 {
             return Err(corruption(
@@ -256,6 +258,21 @@ pub async fn recover(
                 report.next.segment = *number;
             }
         }
+        if is_last && scan.first_record.is_some() {
+            let mut valid = bytes;
+            valid.truncate(scan.valid_end);
+            last_replayed = Some((path.clone(), valid));
+        }
+    }
+    // Everything replayed is about to be built on (the writer starts the next segment after
+    // it and acknowledges new writes there), so it must be on disk first: after a crash
+    // without a reboot, the tail of the last segment may exist only in the page cache, and a
+    // power cut later would leave the acknowledged writes of the next segment behind a gap.
+    // Only the last segment can hold unsynced bytes: the writer rolls only once a segment is
+    // durable.
+    if let Some((path, valid)) = &last_replayed {
+        file::rewrite_prefix_durable_blocking(path, valid).map_err(io_err(path))?;
+        file::sync_dir_blocking(dir).map_err(io_err(dir))?;
     }
     if let Some((p, offset, _)) = prior_end {
         return Err(corruption(
