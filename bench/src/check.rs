@@ -18,8 +18,7 @@
 //!
 //! A read that returns several values (Tessera siblings) is legal when one of them is.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use crate::striped::StripedMap;
 
 /// Bytes of the value header: record number, version and run nonce.
 pub const VALUE_HEADER_BYTES: usize = 16;
@@ -147,7 +146,7 @@ impl History {
 /// Every record's write history, shared by all connections.
 #[derive(Debug)]
 pub struct Ledger {
-    stripes: Box<[Mutex<HashMap<u64, History>>]>,
+    histories: StripedMap<History>,
     nonce: u32,
     value_size: usize,
 }
@@ -156,7 +155,7 @@ impl Ledger {
     /// An empty ledger for a run writing `value_size`-byte values marked with `nonce`.
     pub fn new(nonce: u32, value_size: usize) -> Self {
         Self {
-            stripes: (0..LEDGER_STRIPES).map(|_| Mutex::default()).collect(),
+            histories: StripedMap::new(LEDGER_STRIPES),
             nonce,
             value_size,
         }
@@ -168,10 +167,7 @@ impl Ledger {
     }
 
     fn with<T>(&self, n: u64, f: impl FnOnce(&mut History) -> T) -> T {
-        let stripe = &self.stripes[(n % LEDGER_STRIPES as u64) as usize];
-        // A panic elsewhere cannot leave a History half-updated: every method is infallible.
-        let mut map = stripe.lock().unwrap_or_else(PoisonError::into_inner);
-        f(map.entry(n).or_default())
+        self.histories.with(n, f)
     }
 
     /// A write of record `n` is about to be sent; returns its version.
@@ -191,16 +187,7 @@ impl Ledger {
 
     /// Records with at least one write started, sorted.
     pub fn records(&self) -> Vec<u64> {
-        let mut all: Vec<u64> = self
-            .stripes
-            .iter()
-            .flat_map(|s| {
-                let map = s.lock().unwrap_or_else(PoisonError::into_inner);
-                map.keys().copied().collect::<Vec<_>>()
-            })
-            .collect();
-        all.sort_unstable();
-        all
+        self.histories.keys()
     }
 
     /// Judges what a final read of record `n` returned (no values: not found).

@@ -15,6 +15,7 @@
 //! | [`run`] | load → run → check, and the outputs |
 //! | [`report`] | histograms, the text and JSON report |
 //! | [`plot`] | latency-by-percentile PNG plots |
+//! | [`striped`] | the lock-striped record map behind the ledger and the contexts |
 //! | [`echo_server`] | the glommio echo server |
 //! | [`constants`] | every bound |
 //!
@@ -31,6 +32,7 @@ pub mod plot;
 pub mod proto;
 pub mod report;
 pub mod run;
+pub mod striped;
 pub mod workload;
 
 pub use cli::{main_with_args, run, BenchArgs, Cli, Command};

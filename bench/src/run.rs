@@ -220,6 +220,21 @@ pub fn run(cfg: &RunConfig, interrupted: &Arc<AtomicBool>) -> Result<RunOutcome,
     Ok(RunOutcome { load, run, verify })
 }
 
+/// A phase that walks every record once (load, check): closed loop, deeply pipelined, no
+/// warm-up, over until the records run out.
+fn bulk_phase(cfg: &RunConfig, title: &str) -> PhaseConfig {
+    PhaseConfig {
+        title: title.into(),
+        connections: cfg.phase.connections.min(LOAD_CONNECTIONS_MAX),
+        pipeline: LOAD_PIPELINE,
+        batch: false,
+        warmup: Duration::ZERO,
+        stop: PhaseStop::Exhausted,
+        rate: None,
+        ..cfg.phase.clone()
+    }
+}
+
 /// Writes records `0..records`, `LOAD_PIPELINE` deep, as plain overwrites.
 fn load_phase(
     cfg: &RunConfig,
@@ -228,7 +243,6 @@ fn load_phase(
 ) -> Result<Report, BenchError> {
     shared.cursor.store(0, Ordering::Relaxed);
     let phase = PhaseConfig {
-        title: "load".into(),
         // The initial records replace whatever an earlier run left: no siblings with it.
         protocol: match cfg.protocol {
             Protocol::Native { durability, .. } => Protocol::Native {
@@ -237,13 +251,7 @@ fn load_phase(
             },
             p => p,
         },
-        connections: cfg.phase.connections.min(LOAD_CONNECTIONS_MAX),
-        pipeline: LOAD_PIPELINE,
-        batch: false,
-        warmup: Duration::ZERO,
-        stop: PhaseStop::Exhausted,
-        rate: None,
-        ..cfg.phase.clone()
+        ..bulk_phase(cfg, "load")
     };
     let end = cfg.records;
     Ok(run_phase(&phase, shared, interrupted, |_| Job::Load { end })?.report)
@@ -255,16 +263,7 @@ fn verify_phase(cfg: &RunConfig, shared: &Arc<Shared>) -> Result<VerifyTally, Be
     shared.cursor.store(0, Ordering::Relaxed);
     // The check must finish even after Ctrl-C ended the measured phase.
     let not_interrupted = Arc::new(AtomicBool::new(false));
-    let phase = PhaseConfig {
-        title: "check".into(),
-        connections: cfg.phase.connections.min(LOAD_CONNECTIONS_MAX),
-        pipeline: LOAD_PIPELINE,
-        batch: false,
-        warmup: Duration::ZERO,
-        stop: PhaseStop::Exhausted,
-        rate: None,
-        ..cfg.phase.clone()
-    };
+    let phase = bulk_phase(cfg, "check");
     let result = run_phase(&phase, shared, &not_interrupted, |_| Job::Verify {
         list: list.clone(),
     })?;

@@ -14,9 +14,9 @@ mod common;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{data_dir, put, start_expecting_failure_with, RawConn, Server};
+use common::{data_dir, put, start_expecting_failure_with, wait_or_kill, RawConn, Server};
 use tessera_core::constants::{KEY_BYTES_MAX_DEFAULT, VALUE_BYTES_MAX_DEFAULT};
 use tessera_schema::resp::{parse_reply, write_command, Reply, RespLimits};
 use tessera_schema::Response;
@@ -64,17 +64,8 @@ fn run_tool(program: &str, args: &[String]) -> Output {
         err.read_to_end(&mut bytes).unwrap();
         bytes
     });
-    let deadline = Instant::now() + TOOL_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("{program} {args:?} still runs after {TOOL_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(status) = wait_or_kill(&mut child, TOOL_TIMEOUT) else {
+        panic!("{program} {args:?} still runs after {TOOL_TIMEOUT:?}");
     };
     Output {
         status,

@@ -1,10 +1,8 @@
 //! What every driver thread of one phase shares: where to connect, how keys route, the
 //! records and their ledger, the causal contexts, and the cursor of load/verify phases.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 
 use tessera_core::ShardMap;
 use tessera_schema::Durability;
@@ -15,6 +13,7 @@ use crate::proto::memcache::MemcacheCodec;
 use crate::proto::native::{NativeCodec, WriteMode};
 use crate::proto::resp::RespCodec;
 use crate::proto::Codec;
+use crate::striped::StripedMap;
 use crate::workload::Records;
 
 /// Locks of the context table; records hash onto them.
@@ -88,42 +87,35 @@ impl Endpoints {
     }
 }
 
-/// Record number → the latest context seen for it.
-type ContextMap = HashMap<u64, Vec<u8>>;
-
 /// The latest causal context seen for each record (native context mode).
 #[derive(Debug)]
 pub struct Contexts {
-    stripes: Box<[Mutex<ContextMap>]>,
+    latest: StripedMap<Vec<u8>>,
 }
 
 impl Default for Contexts {
     fn default() -> Self {
         Self {
-            stripes: (0..CONTEXT_STRIPES).map(|_| Mutex::default()).collect(),
+            latest: StripedMap::new(CONTEXT_STRIPES),
         }
     }
 }
 
 impl Contexts {
-    fn stripe(&self, n: u64) -> std::sync::MutexGuard<'_, ContextMap> {
-        self.stripes[(n % CONTEXT_STRIPES as u64) as usize]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Copies record `n`'s context into `out` (cleared first; empty if none seen).
     pub fn load(&self, n: u64, out: &mut Vec<u8>) {
         out.clear();
-        if let Some(c) = self.stripe(n).get(&n) {
-            out.extend_from_slice(c);
-        }
+        self.latest.get_with(n, |c| {
+            if let Some(c) = c {
+                out.extend_from_slice(c);
+            }
+        });
     }
 
     /// Remembers the context of an answer for record `n`.
     pub fn store(&self, n: u64, context: Vec<u8>) {
         if !context.is_empty() {
-            self.stripe(n).insert(n, context);
+            self.latest.insert(n, context);
         }
     }
 }

@@ -181,18 +181,32 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, conn: Rc<Conn>) {
         }
         let batch = std::mem::replace(&mut *conn.out.borrow_mut(), spare);
         conn.room.notify();
-        // The socket's write timeout (set at accept) ends a write to a client that stopped
-        // reading; the connection is then dropped.
-        if writer.write_all(&batch).await.is_err() || writer.flush().await.is_err() {
-            conn.broken.set(true);
-            conn.room.notify();
-            break;
-        }
-        spare = batch;
-        spare.clear();
-        if spare.capacity() > crate::constants::CONNECTION_WRITE_BYTES_MAX {
-            spare = Vec::new();
+        match write_batch(&mut writer, batch).await {
+            Some(emptied) => spare = emptied,
+            None => {
+                conn.broken.set(true);
+                conn.room.notify();
+                break;
+            }
         }
     }
     let _ = writer.close().await;
+}
+
+/// Writes one batch of output and returns its buffer emptied for reuse (a new one if it grew
+/// past [`CONNECTION_WRITE_BYTES_MAX`](crate::constants::CONNECTION_WRITE_BYTES_MAX)), or
+/// `None` when the connection is broken. The socket's write timeout (set at accept) ends a
+/// write to a client that stopped reading.
+pub(crate) async fn write_batch<W: AsyncWrite + Unpin>(
+    writer: &mut W,
+    mut batch: Vec<u8>,
+) -> Option<Vec<u8>> {
+    if writer.write_all(&batch).await.is_err() || writer.flush().await.is_err() {
+        return None;
+    }
+    batch.clear();
+    if batch.capacity() > crate::constants::CONNECTION_WRITE_BYTES_MAX {
+        batch = Vec::new();
+    }
+    Some(batch)
 }

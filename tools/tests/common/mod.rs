@@ -296,23 +296,29 @@ pub fn start_expecting_failure_with(
         pipe.read_to_string(&mut text).unwrap();
         text
     });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!(
-                "server on {addr} was expected to refuse to start but still runs after {timeout:?}"
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
+    let Some(status) = wait_or_kill(&mut child, timeout) else {
+        panic!("server on {addr} was expected to refuse to start but still runs after {timeout:?}");
     };
     FailedStart {
         status,
         stderr: reader.join().unwrap(),
+    }
+}
+
+/// Waits for `child` to exit, checking every 20 ms; at `timeout` kills it (by its handle, so
+/// by PID) and returns `None`.
+pub fn wait_or_kill(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -29,7 +29,8 @@ use super::input::Input;
 use super::order::Order;
 use super::replies::Replies;
 use super::{admin, store, RespShared};
-use crate::constants::{CONNECTION_OUTPUT_BYTES_MAX, CONNECTION_WRITE_BYTES_MAX};
+use crate::constants::CONNECTION_OUTPUT_BYTES_MAX;
+use crate::runtime::conn::write_batch;
 use crate::runtime::route::ShardCtx;
 
 /// Per-connection state shared by the reader loop, command tasks and the writer task.
@@ -199,17 +200,13 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut writer: W, conn: Rc<Conn>) {
         // Every reply ready so far goes out in one write.
         let batch = std::mem::replace(&mut conn.replies.borrow_mut().out, spare);
         conn.room.notify();
-        // The socket's write timeout (set at accept) ends a write to a client that stopped
-        // reading; the connection is then dropped.
-        if writer.write_all(&batch).await.is_err() || writer.flush().await.is_err() {
-            conn.broken.set(true);
-            conn.room.notify();
-            break;
-        }
-        spare = batch;
-        spare.clear();
-        if spare.capacity() > CONNECTION_WRITE_BYTES_MAX {
-            spare = Vec::new();
+        match write_batch(&mut writer, batch).await {
+            Some(emptied) => spare = emptied,
+            None => {
+                conn.broken.set(true);
+                conn.room.notify();
+                break;
+            }
         }
     }
     let _ = writer.close().await;
