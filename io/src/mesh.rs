@@ -7,6 +7,8 @@
 //! back on its senders instead of queueing without limit.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -14,8 +16,8 @@ use glommio::channels::shared_channel::{
     self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
 };
 
-/// How often a connecting executor wakes to re-poll its pending connects.
-const CONNECT_TICK: Duration = Duration::from_millis(1);
+/// How long a connecting executor's thread naps between polls of its pending connects.
+const CONNECT_NAP: Duration = Duration::from_micros(200);
 
 /// Builds meshes.
 #[derive(Debug)]
@@ -56,13 +58,20 @@ pub struct MeshEndpoint<T: Send + 'static> {
 
 impl<T: Send + 'static> MeshEndpoint<T> {
     /// Connects every end inside the calling executor. Every shard must connect its endpoint
-    /// concurrently: a connect completes only when its peer connects too.
+    /// concurrently: a connect completes only when its peer connects too. Gives up (with
+    /// [`MeshAbandoned`]) once `abandon` is set, which the node does when another shard failed
+    /// to start and so will never connect.
     ///
     /// glommio 0.9 re-polls a pending connect only when its executor loop runs; the peer's
     /// connect does not wake an executor that went to sleep. Two idle executors connecting to
-    /// each other can therefore both sleep forever (seen at start-up on a loaded machine). A
-    /// 1 ms ticker keeps this executor's loop running until every end is connected.
-    pub async fn connect(self) -> ConnectedMesh<T> {
+    /// each other can therefore both sleep forever. A glommio timer does not cure that
+    /// reliably: a 1 ms ticker was tried, and a shard still hung once at start-up with its
+    /// peers connected (glommio's short sleeps are known to hang on some virtual machines,
+    /// DataDog/glommio#326). So the loop never lets the executor sleep: it yields, which makes
+    /// the executor poll its reactor (and so its connect wakers) without parking, and naps
+    /// the thread briefly between polls so that waiting for a slow peer (one still replaying
+    /// its log) costs little CPU. This runs once, before the shard serves anything.
+    pub async fn connect(self, abandon: &AtomicBool) -> Result<ConnectedMesh<T>, MeshAbandoned> {
         let senders = join_all(
             self.senders
                 .into_iter()
@@ -74,17 +83,18 @@ impl<T: Send + 'static> MeshEndpoint<T> {
                 .map(|r| async move { Some(r?.connect().await) }),
         );
         let connect = async { futures::join!(senders, receivers) };
-        let keep_awake = async {
-            loop {
-                glommio::timer::sleep(CONNECT_TICK).await;
+        futures::pin_mut!(connect);
+        let (senders, receivers) = loop {
+            if let Poll::Ready(connected) = futures::poll!(connect.as_mut()) {
+                break connected;
             }
+            if abandon.load(Ordering::Acquire) {
+                return Err(MeshAbandoned);
+            }
+            std::thread::sleep(CONNECT_NAP);
+            futures_lite::future::yield_now().await;
         };
-        futures::pin_mut!(connect, keep_awake);
-        let (senders, receivers) = match futures::future::select(connect, keep_awake).await {
-            futures::future::Either::Left((connected, _)) => connected,
-            futures::future::Either::Right((never, _)) => never,
-        };
-        ConnectedMesh {
+        Ok(ConnectedMesh {
             senders,
             receivers: RefCell::new(
                 receivers
@@ -93,9 +103,14 @@ impl<T: Send + 'static> MeshEndpoint<T> {
                     .filter_map(|(from, r)| Some((from, r?)))
                     .collect(),
             ),
-        }
+        })
     }
 }
+
+/// The node gave up on start-up before every shard connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("start-up was abandoned before every shard joined the mesh (another shard failed)")]
+pub struct MeshAbandoned;
 
 /// The destination shard cannot take messages (stopped, or not a peer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -126,5 +141,100 @@ impl<T: Send + 'static> ConnectedMesh<T> {
     /// second call gets nothing: each end has one reader.
     pub fn take_receivers(&self) -> Vec<(usize, ConnectedReceiver<T>)> {
         std::mem::take(&mut *self.receivers.borrow_mut())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Mesh, MeshAbandoned};
+    use crate::executor::{spawn_executor, ExecutorConfig, ShardPlacement};
+
+    fn config() -> ExecutorConfig {
+        ExecutorConfig {
+            name: "mesh-test".into(),
+            placement: ShardPlacement::Unbound,
+            preempt_timer: Duration::from_millis(2),
+        }
+    }
+
+    /// Every shard connects, then each sends its index to every other shard and receives
+    /// one message from each peer, tagged with the right sender. Repeated, because the hang
+    /// this guards against was a start-up race.
+    #[test]
+    fn shards_connect_and_exchange_one_message_with_every_peer() {
+        const SHARDS: usize = 4;
+        for _round in 0..20 {
+            let never = Arc::new(AtomicBool::new(false));
+            let handles: Vec<_> = Mesh::build::<usize>(SHARDS, 4)
+                .into_iter()
+                .enumerate()
+                .map(|(me, endpoint)| {
+                    let never = never.clone();
+                    let shard = u16::try_from(me).expect("few shards");
+                    spawn_executor(shard, &config(), move || async move {
+                        let mesh = endpoint.connect(&never).await.expect("not abandoned");
+                        for to in (0..SHARDS).filter(|&to| to != me) {
+                            mesh.send_to(to, me).await.expect("peer is connected");
+                        }
+                        let mut got = Vec::new();
+                        for (from, receiver) in mesh.take_receivers() {
+                            got.push((from, receiver.recv().await));
+                        }
+                        assert!(mesh.take_receivers().is_empty(), "one reader per end");
+                        got
+                    })
+                    .expect("executor starts")
+                })
+                .collect();
+            for (me, handle) in handles.into_iter().enumerate() {
+                let got = handle.join().expect("joins").expect("runs");
+                let want: Vec<_> = (0..SHARDS)
+                    .filter(|&from| from != me)
+                    .map(|from| (from, Some(from)))
+                    .collect();
+                assert_eq!(got, want, "shard {me}");
+            }
+        }
+    }
+
+    /// A shard whose peer never connects gives up once the node abandons start-up, instead of
+    /// waiting forever.
+    #[test]
+    fn a_connect_whose_peer_never_comes_gives_up_when_abandoned() {
+        let abandon = Arc::new(AtomicBool::new(false));
+        let mut endpoints = Mesh::build::<u8>(2, 1).into_iter();
+        let lonely = endpoints.next().expect("two endpoints");
+        let flag = abandon.clone();
+        let handle = spawn_executor(0, &config(), move || async move {
+            lonely.connect(&flag).await.map(|_| ())
+        })
+        .expect("executor starts");
+        abandon.store(true, Ordering::Release);
+        assert_eq!(
+            handle.join().expect("joins").expect("runs"),
+            Err(MeshAbandoned)
+        );
+    }
+
+    /// Sending to oneself or past the last shard is refused, not a panic.
+    #[test]
+    fn sending_to_no_peer_is_refused() {
+        let never = Arc::new(AtomicBool::new(false));
+        let endpoint = Mesh::build::<u8>(1, 1).into_iter().next().expect("one");
+        let handle = spawn_executor(0, &config(), move || async move {
+            let mesh = endpoint
+                .connect(&never)
+                .await
+                .expect("no peers to wait for");
+            (mesh.send_to(0, 1).await, mesh.send_to(7, 1).await)
+        })
+        .expect("executor starts");
+        let (own, past) = handle.join().expect("joins").expect("runs");
+        assert_eq!(own, Err(super::MeshClosed { shard: 0 }));
+        assert_eq!(past, Err(super::MeshClosed { shard: 7 }));
     }
 }

@@ -114,7 +114,17 @@ async fn run(
         },
     );
     tracing::debug!(shard = setup.shard, "connecting the shard mesh");
-    let (forwards, replies) = futures::join!(setup.forwards.connect(), setup.replies.connect());
+    let (forwards, replies) = match futures::join!(
+        setup.forwards.connect(&setup.shutdown),
+        setup.replies.connect(&setup.shutdown)
+    ) {
+        (Ok(forwards), Ok(replies)) => (forwards, replies),
+        (Err(abandoned), _) | (_, Err(abandoned)) => {
+            // Nothing was served: close the log so every recovered record stays durable.
+            service.engine().close().await.map_err(|e| e.to_string())?;
+            return Err(abandoned.to_string());
+        }
+    };
     tracing::debug!(shard = setup.shard, "shard mesh connected");
     let ctx = Rc::new(ShardCtx {
         shard: setup.shard,
