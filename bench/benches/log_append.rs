@@ -42,10 +42,11 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use tempfile::TempDir;
 use tessera_core::{NodeId, Object, VersionVector};
-use tessera_io::{LogConfig, LogPosition};
+use tessera_io::fs::RealFs;
+use tessera_io::LogConfig;
 use tessera_shard::constants::{LOG_PENDING_BYTES_MAX_DEFAULT, LOG_SEGMENT_BYTES_DEFAULT};
 use tessera_shard::log::format::{encode_object_record, SEGMENT_SUFFIX};
-use tessera_shard::log::CommitLog;
+use tessera_shard::log::{CommitLog, RecoveryReport};
 
 const KEYSPACE: &str = "default";
 const KEY_BYTES: usize = 16;
@@ -59,7 +60,7 @@ const SEED: u64 = 0x7e55_e7a0;
 /// A commit log on its own executor, driven from the bench thread.
 struct LogBench {
     executor: LocalExecutor,
-    log: Rc<CommitLog>,
+    log: Rc<CommitLog<RealFs>>,
     keys: Rc<Vec<[u8; KEY_BYTES]>>,
     object: Rc<Object>,
     /// Next key to use, carried across samples.
@@ -83,11 +84,9 @@ impl LogBench {
         let start_dir = log_dir.clone();
         let log = executor.run(async move {
             CommitLog::start(
+                Rc::new(RealFs),
                 start_dir,
-                LogPosition {
-                    segment: 0,
-                    next_record: 0,
-                },
+                &RecoveryReport::default(),
                 LogConfig {
                     segment_bytes: LOG_SEGMENT_BYTES_DEFAULT,
                     pending_bytes_max: LOG_PENDING_BYTES_MAX_DEFAULT,

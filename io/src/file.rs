@@ -1,24 +1,17 @@
-//! Small file-system helpers used at start-up and by the log writer.
+//! Small file-system helpers for node start-up, and the directory sync behind
+//! [`RealFs`](crate::fs::RealFs).
 //!
-//! The `*_blocking` helpers use std I/O and are for start-up only (recovery, before a shard
-//! serves): blocking the shard's thread then delays nobody, and it keeps start-up off glommio
-//! DMA reads, one of which was seen never to complete. Directory listing has no io_uring form.
-//! The one async helper, [`sync_dir`], is used by the log writer at segment roll.
+//! The `*_blocking` helpers use std I/O and run before any executor serves (node metadata,
+//! the data-directory lock): blocking the thread then delays nobody. Everything a shard keeps
+//! (its commit log, manifest and tables) goes through the [`fs`](crate::fs) seam instead, so
+//! that crash tests can run it on the simulator.
 
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use glommio::io::Directory;
 
-/// Reads a whole file with blocking std I/O. For start-up recovery only, before the shard
-/// serves anything: blocking its thread then delays nobody. glommio DMA reads issued during
-/// start-up were seen to never complete (about one start in four on a loaded 2-core machine,
-/// the executor asleep in `io_cqring_wait` with the file open), so recovery does not use them.
-pub fn read_file_blocking(path: &Path) -> io::Result<Vec<u8>> {
-    std::fs::read(path)
-}
-
-/// fsyncs a directory so that entries created or renamed in it survive a crash.
+/// fsyncs a directory so that entries created, renamed or removed in it survive a crash.
 pub async fn sync_dir(dir: &Path) -> io::Result<()> {
     // glommio opens a directory with `openat` on no directory fd: a relative path fails.
     let d = Directory::open(std::path::absolute(dir)?).await?;
@@ -27,60 +20,9 @@ pub async fn sync_dir(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Cuts a file to `len` bytes and makes the new length durable (blocking; start-up only).
-pub fn truncate_file_blocking(path: &Path, len: u64) -> io::Result<()> {
-    let file = std::fs::OpenOptions::new().write(true).open(path)?;
-    file.set_len(len)?;
-    file.sync_all()
-}
-
-/// Writes `bytes` over the start of an existing file and makes them durable (blocking;
-/// start-up only). Used on data that recovery just read and will build on: after a crash
-/// that did not reboot, those bytes may exist only in the page cache (written, never synced),
-/// and after a failed writeback the kernel may even hold them as clean pages that never
-/// reached the disk, which a plain fsync would not write again. Rewriting dirties them, so
-/// the sync that follows puts them on disk or fails.
-pub fn rewrite_prefix_durable_blocking(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    use std::os::unix::fs::FileExt as _;
-    let file = std::fs::OpenOptions::new().write(true).open(path)?;
-    file.write_all_at(bytes, 0)?;
-    file.sync_data()
-}
-
-/// Removes a file and makes the removal durable (blocking; start-up only).
-pub fn remove_file_blocking(path: &Path) -> io::Result<()> {
-    std::fs::remove_file(path)?;
-    sync_dir_blocking(path.parent().unwrap_or(Path::new(".")))
-}
-
 /// fsyncs a directory with blocking std I/O (start-up only).
 pub fn sync_dir_blocking(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
-}
-
-/// Names of the regular files in `dir`, sorted.
-pub fn list_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut names = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        if entry.file_type()?.is_file() {
-            names.push(entry.path());
-        }
-    }
-    names.sort();
-    Ok(names)
-}
-
-/// Creates `dir` and its parents, then fsyncs the parent so the new entry is durable
-/// (blocking; start-up only).
-pub fn create_dir_durable_blocking(dir: &Path) -> io::Result<()> {
-    // Every directory created needs its entry fsynced in its parent, not only the last one.
-    let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.is_dir()).collect();
-    std::fs::create_dir_all(dir)?;
-    for created in missing {
-        sync_dir_blocking(created.parent().unwrap_or(Path::new(".")))?;
-    }
-    Ok(())
 }
 
 /// Writes `bytes` to `path` atomically and durably with blocking std I/O (write a temporary

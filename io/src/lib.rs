@@ -22,7 +22,9 @@ pub mod notify;
 pub mod turns;
 
 pub use executor::{spawn_executor, ExecutorConfig, ShardPlacement};
-pub use log_writer::{GroupCommitLog, LogConfig, LogError, LogFormat, LogPosition, Ticket};
+pub use log_writer::{
+    GroupCommitLog, LogConfig, LogError, LogFormat, LogPosition, SegmentStart, Ticket,
+};
 pub use mesh::{ConnectedMesh, Mesh, MeshEndpoint};
 pub use net::{FrameReadError, FrameReader};
 pub use notify::Notify;

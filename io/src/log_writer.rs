@@ -1,25 +1,34 @@
 //! Group-commit writer for a segmented, append-only log.
 //!
 //! Appenders copy framed records into a pending buffer and get a [`Ticket`]; one flusher task
-//! per log takes everything pending as one batch, writes it with one DMA write and makes it
+//! per log takes everything pending as one batch, writes it with one write and makes it
 //! durable with one `fdatasync`. Records that arrive while that write and sync run form the
 //! next batch: one sync covers every record that arrived while the previous one ran.
+//!
+//! Segment files go through the file-system seam ([`Fs`]), so the same writer runs on the
+//! kernel ([`RealFs`](crate::fs::RealFs)) and on the crash simulator
+//! ([`SimFs`](crate::fs::SimFs)). The writer remembers which segments it started
+//! ([`GroupCommitLog::take_started_segments`]) so that its owner can release old ones; it
+//! never removes a file itself.
 //!
 //! Invariants:
 //! - At most one write is in flight per log, so only the last batch can ever be torn.
 //! - Records become durable in append order: `durable_records` only grows, and a ticket is
 //!   durable iff its sequence number is below it.
 //! - A segment is started only after every batch of the previous one is durable, and its
-//!   directory entry is fsynced before any record in it is reported durable.
-//! - A failed write or sync (other than "no space") is never retried and trusted: the log
+//!   directory entry is fsynced before any record in it is reported durable. It is reported
+//!   by [`GroupCommitLog::take_started_segments`] only from then on, so a segment listed there
+//!   exists, with a valid header, whatever a crash does.
+//! - A failed operation (other than "no space") is never retried and trusted: the log
 //!   becomes failed for good and every waiter, present and future, gets [`LogError::Failed`].
-//! - "No space" (ENOSPC, EDQUOT, or a short write) is not sticky. The batch that hit it, and
-//!   every record appended before the failure was seen, is *refused*: its waiters get
-//!   [`LogError::NoSpace`], never success, unless a later write made it durable. Its records
+//!   That includes [`FsError::Crashed`], the simulator's power cut.
+//! - "No space" ([`FsError::NoSpace`]: ENOSPC, EDQUOT, or a short write) is not sticky. The batch
+//!   that hit it, and every record appended before the failure was seen, is *refused*: its waiters
+//!   get [`LogError::NoSpace`], never success, unless a later write made it durable. Its records
 //!   are kept, in order, at the front of the pending buffer, and the flusher retries them every
-//!   [`NO_SPACE_RETRY`]; while it waits, appends are refused at once with
-//!   [`LogError::NoSpace`], so nothing joins the retained records and the caller's state (the
-//!   shard's memtable) never gets ahead of the log by more than they are.
+//!   [`NO_SPACE_RETRY`]; while it waits, appends are refused at once with [`LogError::NoSpace`], so
+//!   nothing joins the retained records and the caller's state (the shard's memtable) never gets
+//!   ahead of the log by more than they are.
 //! - After a failed write, the segment is cut back (truncated, and the cut `fdatasync`ed) to
 //!   the end of its last durable batch before anything else is written: no byte of a failed
 //!   write survives beside a later write, so recovery only ever sees failed bytes as a torn
@@ -39,10 +48,9 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use glommio::io::{BufferedFile, OpenOptions};
 use glommio::task::JoinHandle;
 
-use crate::file::sync_dir;
+use crate::fs::{parent_dir, Fs, FsError, FsFile, FsOp, OpenMode};
 use crate::notify::Notify;
 use crate::turns::Turns;
 
@@ -67,12 +75,24 @@ pub trait LogFormat: 'static {
 }
 
 /// Where a new writer starts: the segment number to create and the next record's number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `Default` is the start of a fresh log: segment 0, record 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LogPosition {
     /// Number of the segment the first batch goes to (created fresh).
     pub segment: u64,
     /// Sequence number of the next record appended.
     pub next_record: u64,
+}
+
+/// A segment and the sequence number of its first record: what the owner of a log needs to
+/// know which segments hold only records below some number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SegmentStart {
+    /// The segment's number.
+    pub segment: u64,
+    /// Sequence number of its first record (of the next record at its start, if it holds
+    /// none).
+    pub first_record: u64,
 }
 
 /// Sizes of a log writer.
@@ -152,6 +172,9 @@ struct Shared {
     closing: Cell<bool>,
     flusher_wake: Notify,
     batches_written: Cell<u64>,
+    /// Segments started whose first batch (and header) is durable, not yet taken by
+    /// [`GroupCommitLog::take_started_segments`].
+    started_segments: RefCell<Vec<SegmentStart>>,
 }
 
 impl Shared {
@@ -171,6 +194,7 @@ impl Shared {
             closing: Cell::new(false),
             flusher_wake: Notify::new(),
             batches_written: Cell::new(0),
+            started_segments: RefCell::default(),
         }
     }
 
@@ -229,7 +253,7 @@ impl Shared {
     /// A write found no space: refuses every record not yet durable (the failed batch's and
     /// those appended since), keeps them in order at the front of the pending buffer for the
     /// retry, and refuses appends until a retry succeeds.
-    fn refuse(&self, err: &io::Error, failed: Vec<u8>, first_record: u64) -> Vec<u8> {
+    fn refuse(&self, err: &FsError, failed: Vec<u8>, first_record: u64) -> Vec<u8> {
         let already_refusing = self.no_space.borrow().is_some();
         if already_refusing {
             tracing::debug!(error = %err, "commit log still has no space");
@@ -254,7 +278,7 @@ impl Shared {
         spare
     }
 
-    fn fail(&self, err: &io::Error) {
+    fn fail(&self, err: &FsError) {
         tracing::error!(error = %err, "commit log write failed; refusing further writes");
         *self.failure.borrow_mut() = Some(LogError::Failed(Rc::from(err.to_string())));
         self.wake_durable();
@@ -270,11 +294,18 @@ pub struct GroupCommitLog {
 }
 
 impl GroupCommitLog {
-    /// Starts a writer whose first batch creates segment `start.segment`. The flusher runs in
-    /// the current task queue.
-    pub fn start(format: Rc<dyn LogFormat>, start: LogPosition, config: LogConfig) -> Self {
+    /// Starts a writer on `fs` whose first batch creates segment `start.segment` (which must
+    /// not exist). The flusher runs in the current task queue of the current glommio
+    /// executor, whatever `fs` is: [`SimFs`](crate::fs::SimFs) futures never wait, but the
+    /// flusher is still a task.
+    pub fn start<F: Fs + 'static>(
+        fs: Rc<F>,
+        format: Rc<dyn LogFormat>,
+        start: LogPosition,
+        config: LogConfig,
+    ) -> Self {
         let shared = Rc::new(Shared::new(config, start.next_record));
-        let cursor = SegmentCursor::new(format, start.segment, config.segment_bytes);
+        let cursor = SegmentCursor::new(fs, format, start.segment, config.segment_bytes);
         let flusher = glommio::spawn_local(run_flusher(shared.clone(), cursor)).detach();
         Self {
             shared,
@@ -391,6 +422,13 @@ impl GroupCommitLog {
         self.shared.next_record.get()
     }
 
+    /// The segments this writer started since the last call, oldest first, each reported
+    /// once its header and first batch are durable (so it exists after any crash). The
+    /// segment being written is among them once it holds a durable batch.
+    pub fn take_started_segments(&self) -> Vec<SegmentStart> {
+        std::mem::take(&mut *self.shared.started_segments.borrow_mut())
+    }
+
     /// Makes everything appended durable, stops the flusher and closes the segment file.
     pub async fn close(&self) -> Result<(), LogError> {
         let result = self.sync().await;
@@ -410,7 +448,7 @@ impl GroupCommitLog {
 }
 
 /// The flusher: one batch at a time, for as long as the log lives.
-async fn run_flusher(shared: Rc<Shared>, mut cursor: SegmentCursor) {
+async fn run_flusher<F: Fs>(shared: Rc<Shared>, mut cursor: SegmentCursor<F>) {
     let mut spare = Vec::with_capacity(shared.config.pending_bytes_max);
     loop {
         if shared.no_space.borrow().is_some() {
@@ -436,7 +474,10 @@ async fn run_flusher(shared: Rc<Shared>, mut cursor: SegmentCursor) {
         shared.pending_first_record.set(end);
         shared.wake_space();
         match cursor.write_batch(&batch, first).await {
-            Ok(()) => {
+            Ok(started) => {
+                if let Some(started) = started {
+                    shared.started_segments.borrow_mut().push(started);
+                }
                 debug_assert!(end >= shared.durable_records.get());
                 shared.durable_records.set(end);
                 shared.batches_written.set(shared.batches_written.get() + 1);
@@ -475,23 +516,21 @@ async fn run_flusher(shared: Rc<Shared>, mut cursor: SegmentCursor) {
     }
 }
 
-/// Whether a failed write or sync only lacked space: ENOSPC (`StorageFull`), EDQUOT
-/// (`QuotaExceeded`), or a short write (which a regular file does only when it runs out of
-/// space), all of which [`SegmentCursor`] can retry after cutting its failed bytes off.
-fn is_no_space(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
-    )
+/// Whether a failed write or sync only lacked space: ENOSPC, EDQUOT, or a short write (which
+/// a regular file does only when it runs out of space), all of which the [`Fs`] reports as
+/// [`FsError::NoSpace`] and [`SegmentCursor`] can retry after cutting its failed bytes off.
+fn is_no_space(err: &FsError) -> bool {
+    matches!(err, FsError::NoSpace { .. })
 }
 
 /// The segment being written.
 ///
-/// Segments are glommio *buffered* files: each batch is one io_uring write at its exact offset
-/// followed by one `fdatasync`, through glommio's ordinary ring. (DMA files made glommio probe
-/// and use its polled-I/O ring, whose completions were seen to be lost on devices that cannot
-/// poll; see linux-only.md.) Writes need no alignment, so no page holding acknowledged records
-/// is ever rewritten by Tessera.
+/// Each batch is one [`FsFile::write_at`] at its exact offset followed by one
+/// [`FsFile::sync`]. On [`RealFs`](crate::fs::RealFs) those are glommio *buffered* file
+/// operations through its ordinary ring (DMA files made glommio probe and use its polled-I/O
+/// ring, whose completions were seen to be lost on devices that cannot poll; see
+/// linux-only.md). Writes need no alignment, so no page holding acknowledged records is ever
+/// rewritten by Tessera.
 ///
 /// After a failed write the cursor's offset is still the end of the last durable batch (it
 /// moves only once a write and its syncs succeed), and the next write first truncates the
@@ -505,10 +544,13 @@ fn is_no_space(err: &io::Error) -> bool {
 /// - every byte before the offset was synced by an earlier, successful `fdatasync`, so it is on
 ///   disk whatever the failed sync did to the page cache; the retry rewrites every byte after
 ///   it, and trusts only its own, later sync.
-struct SegmentCursor {
+struct SegmentCursor<F: Fs> {
+    fs: Rc<F>,
     format: Rc<dyn LogFormat>,
-    file: Option<BufferedFile>,
+    file: Option<F::File>,
     segment: u64,
+    /// The first record of the current segment, reported once its first batch is durable.
+    first_record: u64,
     segment_bytes: u64,
     /// Bytes of the current segment known durable: the next write goes here (after the
     /// pending segment header, if any).
@@ -525,12 +567,14 @@ struct SegmentCursor {
     tail_dirty: bool,
 }
 
-impl SegmentCursor {
-    fn new(format: Rc<dyn LogFormat>, segment: u64, segment_bytes: u64) -> Self {
+impl<F: Fs> SegmentCursor<F> {
+    fn new(fs: Rc<F>, format: Rc<dyn LogFormat>, segment: u64, segment_bytes: u64) -> Self {
         Self {
+            fs,
             format,
             file: None,
             segment,
+            first_record: 0,
             segment_bytes,
             end: 0,
             header_len: 0,
@@ -540,7 +584,13 @@ impl SegmentCursor {
         }
     }
 
-    async fn write_batch(&mut self, records: &[u8], first_record: u64) -> io::Result<()> {
+    /// Writes and syncs one batch. Returns the segment it started, if this batch was the
+    /// first durable one of a new segment.
+    async fn write_batch(
+        &mut self,
+        records: &[u8],
+        first_record: u64,
+    ) -> Result<Option<SegmentStart>, FsError> {
         let result = self.try_write_batch(records, first_record).await;
         if result.is_err() {
             self.tail_dirty = true;
@@ -548,7 +598,11 @@ impl SegmentCursor {
         result
     }
 
-    async fn try_write_batch(&mut self, records: &[u8], first_record: u64) -> io::Result<()> {
+    async fn try_write_batch(
+        &mut self,
+        records: &[u8],
+        first_record: u64,
+    ) -> Result<Option<SegmentStart>, FsError> {
         if self.tail_dirty {
             self.cut_tail().await?;
         }
@@ -569,15 +623,22 @@ impl SegmentCursor {
             .seal_batch(header, &body[..records.len()], first_record);
         let pos = self.end;
         self.write_and_sync(bytes, pos).await?;
+        if self.pending_header.is_empty() {
+            return Ok(None);
+        }
+        // The header went out with this batch, and both are durable, directory entry too.
         self.pending_header.clear();
-        Ok(())
+        Ok(Some(SegmentStart {
+            segment: self.segment,
+            first_record: self.first_record,
+        }))
     }
 
     /// Truncates the segment back to its durable end and syncs that (see the type's doc).
-    async fn cut_tail(&mut self) -> io::Result<()> {
+    async fn cut_tail(&mut self) -> Result<(), FsError> {
         if let Some(file) = &self.file {
             file.truncate(self.end).await?;
-            file.fdatasync().await?;
+            file.sync().await?;
             tracing::debug!(
                 segment = self.segment,
                 offset = self.end,
@@ -588,30 +649,19 @@ impl SegmentCursor {
         Ok(())
     }
 
-    async fn write_and_sync(&mut self, bytes: Vec<u8>, pos: u64) -> io::Result<()> {
-        let file = self
-            .file
-            .as_ref()
-            .ok_or_else(|| io::Error::other("log segment is not open"))?;
+    async fn write_and_sync(&mut self, bytes: Vec<u8>, pos: u64) -> Result<(), FsError> {
+        let path = self.format.segment_path(self.segment);
+        let file = self.file.as_ref().ok_or_else(|| FsError::Io {
+            op: FsOp::Write,
+            path: path.clone(),
+            source: io::Error::other("log segment is not open"),
+        })?;
         let len = bytes.len();
-        let written = file.write_at(bytes, pos).await?;
-        if written != len {
-            // Regular files write short only on a full disk or a signal (and io_uring writes
-            // are not interrupted by signals): a full disk, retried like ENOSPC.
-            return Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                format!(
-                    "short write to log segment {} at offset {pos}: {written} of {len} bytes",
-                    self.segment
-                ),
-            ));
-        }
-        file.fdatasync().await?;
+        // A short write comes back as `NoSpace` (see `RealFile::write_at`): retried like ENOSPC.
+        file.write_at(pos, bytes).await?;
+        file.sync().await?;
         if self.dir_unsynced {
-            let path = self.format.segment_path(self.segment);
-            if let Some(dir) = path.parent() {
-                sync_dir(dir).await?;
-            }
+            self.fs.sync_dir(parent_dir(&path)).await?;
             self.dir_unsynced = false;
         }
         // Only now: a failed write or sync leaves the offset at the last durable byte.
@@ -619,7 +669,7 @@ impl SegmentCursor {
         Ok(())
     }
 
-    async fn roll(&mut self, first_record: u64) -> io::Result<()> {
+    async fn roll(&mut self, first_record: u64) -> Result<(), FsError> {
         if let Some(file) = self.file.take() {
             // The number moves on before the close can fail: the old file exists, so a retry
             // must not try to create it again.
@@ -628,17 +678,13 @@ impl SegmentCursor {
             self.header_len = 0;
             file.close().await?;
         }
-        // Absolute: glommio opens relative to no directory fd, so a relative path fails.
-        let path = std::path::absolute(self.format.segment_path(self.segment))?;
-        // create_new: a segment number is never reused, so an existing file means a bug or a
+        let path = self.format.segment_path(self.segment);
+        // CreateNew: a segment number is never reused, so an existing file means a bug or a
         // second writer; refusing is safer than truncating acknowledged records.
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .buffered_open(&path)
-            .await?;
+        let file = self.fs.open(&path, OpenMode::CreateNew).await?;
         self.pending_header = self.format.segment_header(self.segment, first_record);
         self.header_len = self.pending_header.len() as u64;
+        self.first_record = first_record;
         self.end = 0;
         self.file = Some(file);
         self.dir_unsynced = true;
@@ -646,9 +692,9 @@ impl SegmentCursor {
         Ok(())
     }
 
-    async fn close(&mut self) -> io::Result<()> {
+    async fn close(&mut self) -> Result<(), FsError> {
         match self.file.take() {
-            Some(file) => Ok(file.close().await?),
+            Some(file) => file.close().await,
             None => Ok(()),
         }
     }
@@ -819,5 +865,169 @@ mod tests {
             assert_eq!(*order.borrow(), [1, 3, 5, 6]);
             assert!(log.shared.ready_turns.is_idle());
         });
+    }
+
+    /// The writer on the simulated file system: what it writes, what it reports, and how it
+    /// takes a full disk and a power cut. The framing here is a stand-in (the shard's real
+    /// format and its reader are tested in `shard/`).
+    mod on_sim_fs {
+        use std::path::Path;
+
+        use super::*;
+        use crate::fs::{Fs, FsFile, OpenMode, SimFs};
+
+        const HEADER: usize = 8;
+        const BATCH_HEADER: usize = 8;
+
+        #[derive(Debug)]
+        struct TestFormat;
+
+        impl LogFormat for TestFormat {
+            fn batch_header_bytes(&self) -> usize {
+                BATCH_HEADER
+            }
+            fn batch_alignment(&self) -> usize {
+                8
+            }
+            fn seal_batch(&self, header: &mut [u8], records: &[u8], first_record: u64) {
+                header[..4].copy_from_slice(&(records.len() as u32).to_le_bytes());
+                header[4..].copy_from_slice(&(first_record as u32).to_le_bytes());
+            }
+            fn segment_header(&self, segment: u64, _first_record: u64) -> Vec<u8> {
+                let mut h = b"SEG".to_vec();
+                h.resize(HEADER, segment as u8);
+                h
+            }
+            fn segment_path(&self, segment: u64) -> PathBuf {
+                Path::new("log").join(format!("{segment:04}.seg"))
+            }
+        }
+
+        fn start(fs: &Rc<SimFs>, segment_bytes: u64) -> GroupCommitLog {
+            let config = LogConfig {
+                segment_bytes,
+                pending_bytes_max: 256,
+            };
+            GroupCommitLog::start(
+                fs.clone(),
+                Rc::new(TestFormat),
+                LogPosition::default(),
+                config,
+            )
+        }
+
+        /// Appends one 8-byte record of `tag` and returns its ticket.
+        fn append(log: &GroupCommitLog, tag: u8) -> Result<Ticket, LogError> {
+            log.append_with(|out| out.extend_from_slice(&[tag; 8]))
+        }
+
+        async fn content(fs: &SimFs, segment: u64) -> Vec<u8> {
+            let file = fs
+                .open(&TestFormat.segment_path(segment), OpenMode::Existing)
+                .await
+                .unwrap();
+            let len = file.len().await.unwrap() as usize;
+            file.read_at(0, len).await.unwrap()
+        }
+
+        /// One batch of `tags`' records, as the writer frames it.
+        fn batch(first: u8, tags: &[u8]) -> Vec<u8> {
+            let mut out = ((tags.len() * 8) as u32).to_le_bytes().to_vec();
+            out.extend_from_slice(&u32::from(first).to_le_bytes());
+            for &tag in tags {
+                out.extend_from_slice(&[tag; 8]);
+            }
+            out
+        }
+
+        #[test]
+        fn segments_are_reported_once_durable_and_batches_land_in_order() {
+            run(|| async {
+                let fs = Rc::new(SimFs::new());
+                // Room for the header and two one-record batches per segment.
+                let log = start(&fs, (HEADER + 2 * (BATCH_HEADER + 8)) as u64);
+                assert!(
+                    log.take_started_segments().is_empty(),
+                    "nothing written yet"
+                );
+                for tag in 0..5u8 {
+                    let ticket = append(&log, tag).unwrap();
+                    log.wait_durable(ticket).await.unwrap();
+                }
+                let started = log.take_started_segments();
+                let want: Vec<SegmentStart> = [(0, 0), (1, 2), (2, 4)]
+                    .map(|(segment, first_record)| SegmentStart {
+                        segment,
+                        first_record,
+                    })
+                    .into();
+                assert_eq!(started, want);
+                assert!(log.take_started_segments().is_empty(), "taken once");
+                log.close().await.unwrap();
+                let mut seg1 = b"SEG".to_vec();
+                seg1.resize(HEADER, 1);
+                seg1.extend(batch(2, &[2]));
+                seg1.extend(batch(3, &[3]));
+                assert_eq!(content(&fs, 1).await, seg1);
+                assert_eq!(fs.list(Path::new("log")).await.unwrap().len(), 3);
+            });
+        }
+
+        #[test]
+        fn a_full_disk_refuses_writes_then_a_retry_makes_them_durable() {
+            run(|| async {
+                let fs = Rc::new(SimFs::new());
+                let log = start(&fs, 1 << 20);
+                let first = append(&log, 1).unwrap();
+                log.wait_durable(first).await.unwrap();
+                let used = (HEADER + BATCH_HEADER + 8) as u64;
+                fs.set_capacity(Some(used));
+
+                let refused = append(&log, 2).unwrap();
+                let err = log.wait_durable(refused).await.unwrap_err();
+                assert!(matches!(err, LogError::NoSpace(_)), "{err}");
+                assert!(log.failure().is_none(), "no space is not a failure");
+                assert!(log.no_space().is_some());
+                assert!(matches!(append(&log, 3), Err(LogError::NoSpace(_))));
+
+                // Space comes back; the shutdown's last try writes the refused record.
+                fs.set_capacity(None);
+                log.close().await.unwrap();
+                let mut want = b"SEG".to_vec();
+                want.resize(HEADER, 0);
+                want.extend(batch(0, &[1]));
+                want.extend(batch(1, &[2]));
+                assert_eq!(content(&fs, 0).await, want, "the refused record, once");
+            });
+        }
+
+        #[test]
+        fn a_power_cut_fails_the_log_and_keeps_what_was_durable() {
+            run(|| async {
+                let fs = Rc::new(SimFs::new());
+                let log = start(&fs, 1 << 20);
+                let first = append(&log, 1).unwrap();
+                log.wait_durable(first).await.unwrap();
+                // The next batch's write goes through; its sync is cut.
+                fs.crash_after(1);
+                let cut = append(&log, 2).unwrap();
+                let err = log.wait_durable(cut).await.unwrap_err();
+                assert!(matches!(err, LogError::Failed(_)), "{err}");
+                assert!(log.failure().is_some());
+                assert!(matches!(append(&log, 3), Err(LogError::Failed(_))));
+                assert!(log.close().await.is_err());
+                for seed in 0..20 {
+                    let after = fs.crash(seed);
+                    let got = content(&after, 0).await;
+                    let mut durable = b"SEG".to_vec();
+                    durable.resize(HEADER, 0);
+                    durable.extend(batch(0, &[1]));
+                    assert!(
+                        got.starts_with(&durable),
+                        "seed {seed}: lost a durable batch"
+                    );
+                }
+            });
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! Ownership: one `BlockCache` per shard, owned by that shard's executor thread (no locks; a
 //! shard keeps it in a `RefCell` and must not hold the borrow across an `.await` — take the
 //! `Rc` out with [`BlockCache::get`], drop the borrow, read the block, then borrow again to
-//! [`BlockCache::insert`]). Values are `Rc<[u8]>`: a reader keeps its block alive after an
+//! [`BlockCache::insert`]). Values are `Rc<V>` (decoded blocks): a reader keeps its block alive after an
 //! eviction, and the cache stops charging for it then.
 //!
 //! Policy: CLOCK (second chance). Every entry has a referenced bit, set by a hit; the hand
@@ -57,6 +57,25 @@ pub struct CacheStats {
     pub rejections: u64,
 }
 
+/// What the cache can hold: anything that knows the memory it takes.
+pub trait Cached {
+    /// Bytes of memory the value holds (its charge, before [`ENTRY_OVERHEAD_BYTES`]); must not
+    /// change while it is cached.
+    fn cached_bytes(&self) -> usize;
+}
+
+impl Cached for [u8] {
+    fn cached_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl Cached for crate::sstable::DecodedBlock {
+    fn cached_bytes(&self) -> usize {
+        self.memory_bytes()
+    }
+}
+
 /// The bytes an entry with a `len`-byte block counts against the budget.
 pub fn charge(len: usize) -> u64 {
     u64::try_from(len)
@@ -65,20 +84,20 @@ pub fn charge(len: usize) -> u64 {
 }
 
 #[derive(Debug)]
-struct Slot {
+struct Slot<V: ?Sized> {
     key: BlockKey,
-    value: Rc<[u8]>,
+    value: Rc<V>,
     referenced: bool,
 }
 
 /// A per-shard block cache with a byte budget (see the module docs).
 #[derive(Debug)]
-pub struct BlockCache {
+pub struct BlockCache<V: ?Sized + Cached = [u8]> {
     budget_bytes: u64,
     used_bytes: u64,
     /// CLOCK ring; `None` is a free slot (listed in `free`). Its length is the high-water mark
     /// of entries.
-    slots: Vec<Option<Slot>>,
+    slots: Vec<Option<Slot<V>>>,
     free: Vec<usize>,
     hand: usize,
     index: HashMap<BlockKey, usize>,
@@ -87,7 +106,7 @@ pub struct BlockCache {
     stats: CacheStats,
 }
 
-impl BlockCache {
+impl<V: ?Sized + Cached> BlockCache<V> {
     /// An empty cache that will hold at most `budget_bytes` (entries and their overhead).
     pub fn new(budget_bytes: u64) -> Self {
         Self {
@@ -103,7 +122,7 @@ impl BlockCache {
     }
 
     /// The block, if cached; a hit marks it recently used.
-    pub fn get(&mut self, key: &BlockKey) -> Option<Rc<[u8]>> {
+    pub fn get(&mut self, key: &BlockKey) -> Option<Rc<V>> {
         let found = self.index.get(key).and_then(|&i| self.slots[i].as_mut());
         match found {
             Some(slot) => {
@@ -118,14 +137,23 @@ impl BlockCache {
         }
     }
 
+    /// The block if cached, counting a hit but not a miss: for a caller that will look again
+    /// (counting the miss then) if this one finds nothing.
+    pub fn peek(&mut self, key: &BlockKey) -> Option<Rc<V>> {
+        let slot = self.index.get(key).and_then(|&i| self.slots[i].as_mut())?;
+        slot.referenced = true;
+        self.stats.hits += 1;
+        Some(slot.value.clone())
+    }
+
     /// The cached block, or `fill()`'s, which is cached only if `cacheable` (pass `false` for
     /// scans, so that one pass over a table does not push out the working set).
     pub fn get_or_insert_with<E>(
         &mut self,
         key: BlockKey,
-        fill: impl FnOnce() -> Result<Rc<[u8]>, E>,
+        fill: impl FnOnce() -> Result<Rc<V>, E>,
         cacheable: bool,
-    ) -> Result<Rc<[u8]>, E> {
+    ) -> Result<Rc<V>, E> {
         if let Some(value) = self.get(&key) {
             return Ok(value);
         }
@@ -138,9 +166,9 @@ impl BlockCache {
 
     /// Caches `value` under `key` (replacing any entry for it), evicting as needed. Returns
     /// whether it was cached: an entry whose charge alone exceeds the budget is not.
-    pub fn insert(&mut self, key: BlockKey, value: Rc<[u8]>) -> bool {
+    pub fn insert(&mut self, key: BlockKey, value: Rc<V>) -> bool {
         self.remove(&key);
-        let cost = charge(value.len());
+        let cost = charge(value.cached_bytes());
         if cost > self.budget_bytes {
             self.stats.rejections += 1;
             return false;
@@ -230,7 +258,7 @@ impl BlockCache {
     /// Empties slot `i` and releases its charge; the caller has updated `index` and `tables`.
     fn free_slot(&mut self, i: usize) {
         if let Some(slot) = self.slots[i].take() {
-            self.used_bytes -= charge(slot.value.len());
+            self.used_bytes -= charge(slot.value.cached_bytes());
             self.free.push(i);
         }
     }

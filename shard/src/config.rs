@@ -68,8 +68,8 @@ pub struct NodeConfig {
     pub log_segment_bytes: u64,
     /// Log bytes that may wait for the next group commit.
     pub log_pending_bytes_max: usize,
-    /// Memory one shard's memtable may use, in bytes. Today (no SSTable flush yet) the engine
-    /// refuses writes beyond it. It also caps the memtable share of the memory budget: a
+    /// Memory one shard's memtables may use, in bytes: it caps the memtable share of the
+    /// memory budget (half for the active memtable, half for the one being flushed); a
     /// smaller value leaves the rest of the shard's budget to its block cache.
     pub memtable_bytes_max: usize,
     /// Memory for all memtables and block caches of the node, in bytes. In TOML
@@ -271,6 +271,12 @@ impl NodeConfig {
                 "must be at least twice log_pending_bytes_max".into(),
             );
         }
+        if self.log_segment_bytes > LOG_SEGMENT_BYTES_LIMIT {
+            return invalid(
+                "log_segment_bytes",
+                format!("must be at most {LOG_SEGMENT_BYTES_LIMIT}"),
+            );
+        }
         if self.connections_per_shard_max == 0 || self.inflight_per_connection_max == 0 {
             return invalid(
                 "connections_per_shard_max",
@@ -369,11 +375,12 @@ mod tests {
     #[test]
     fn invalid_settings_name_the_field() {
         type Breaker = fn(&mut NodeConfig);
-        let cases: [(&str, Breaker); 8] = [
+        let cases: [(&str, Breaker); 9] = [
             ("shards", |c| c.shards = 0),
             ("partitions", |c| c.partitions = 1000),
             ("frame_bytes_max", |c| c.frame_bytes_max = 1024),
             ("log_segment_bytes", |c| c.log_segment_bytes = 1 << 20),
+            ("log_segment_bytes", |c| c.log_segment_bytes = 2 << 30),
             ("preempt_timer_ms", |c| c.preempt_timer_ms = 0),
             ("resp_listen", |c| {
                 c.resp_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));

@@ -13,8 +13,8 @@ pub const LOG_SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
 pub const LOG_PENDING_BYTES_MAX_DEFAULT: usize = 16 << 20;
 /// Largest encoded object (all siblings of one key) a write may produce.
 pub const OBJECT_BYTES_MAX: usize = 8 << 20;
-/// Default memory one shard's memtable may hold before writes are refused as overloaded
-/// (until SSTable flush exists, the memtable holds the whole data set).
+/// Default cap on one shard's memtables (the active one and the one being flushed); the
+/// memory budget's memtable share applies when it is smaller, which by default it is.
 pub const MEMTABLE_BYTES_MAX_DEFAULT: usize = 4 << 30;
 /// How often a shard checks whether the node is shutting down.
 pub const SHUTDOWN_POLL_MS: u64 = 20;
@@ -48,3 +48,13 @@ pub const RESP_REPLY_POOL_MAX: usize = 64;
 /// Largest `log_pending_bytes_max` accepted: a batch retried after a full disk can hold a few
 /// times the pending limit, and a batch's length must fit the log format's `u32` field.
 pub const LOG_PENDING_BYTES_MAX_LIMIT: usize = 256 << 20;
+/// Largest `log_segment_bytes` accepted, so that recovery can bound the segment files it reads
+/// whole (see [`LOG_SEGMENT_FILE_BYTES_MAX`]).
+pub const LOG_SEGMENT_BYTES_LIMIT: u64 = 1 << 30;
+/// Largest commit-log segment file recovery reads; a longer one is refused as corrupt. A
+/// segment grows past `log_segment_bytes` only when its first batch alone is larger (a fresh
+/// segment takes any batch), and one batch holds at most about twice `log_pending_bytes_max`
+/// (a batch retried after a full disk: the failed batch plus what was appended before the
+/// failure was seen), so this leaves room to spare.
+pub const LOG_SEGMENT_FILE_BYTES_MAX: u64 =
+    LOG_SEGMENT_BYTES_LIMIT + 4 * LOG_PENDING_BYTES_MAX_LIMIT as u64;

@@ -36,6 +36,10 @@ pub enum ShardError {
     /// The commit log refused or failed the write.
     #[error("{0}")]
     Log(#[from] LogError),
+    /// The shard's tables could not be read or written (damage, or I/O): the data is not
+    /// returned rather than returned wrong. Restore the shard from a replica.
+    #[error("storage error: {0}")]
+    Storage(String),
     /// The owning shard cannot be reached (shutting down).
     #[error("shard {0} is unavailable (the node is shutting down)")]
     ShardUnavailable(u16),
@@ -55,6 +59,7 @@ impl ShardError {
             // Retryable: writes resume once the operator frees disk space.
             Self::Log(LogError::NoSpace(_)) => ErrorCode::Unavailable,
             Self::Log(_) | Self::ShardUnavailable(_) => ErrorCode::Unavailable,
+            Self::Storage(_) => ErrorCode::Internal,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod error;
 pub mod flush;
 pub mod log;
+pub mod lsm;
 pub mod manifest;
 pub mod memtable;
 pub mod merge;

@@ -60,7 +60,15 @@ pub fn token_of_mem_key(mem_key: &[u8]) -> Option<Token> {
     Some(Token(u64::from_be_bytes(bytes)))
 }
 
-fn encode_mem_key(out: &mut Vec<u8>, keyspace: &str, key: &[u8]) {
+/// The memtable (and SSTable) key of (keyspace, key).
+pub fn mem_key(keyspace: &str, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(TOKEN_PREFIX_BYTES + 1 + keyspace.len() + key.len());
+    encode_mem_key(&mut out, keyspace, key);
+    out
+}
+
+/// Writes the memtable key of (keyspace, key) into `out`, replacing its content.
+pub fn encode_mem_key(out: &mut Vec<u8>, keyspace: &str, key: &[u8]) {
     out.clear();
     out.extend_from_slice(&token_of(keyspace, key).0.to_be_bytes());
     // Keyspace names are validated to at most 255 bytes before they reach the engine.
@@ -82,10 +90,14 @@ impl Memtable {
         self.entries.get(&scratch[..])
     }
 
-    /// Replaces the object of (keyspace, key), returning the memory it now accounts for.
+    /// The object stored under a memtable key.
+    pub fn get_mem(&self, mem_key: &[u8]) -> Option<&Object> {
+        self.entries.get(mem_key)
+    }
+
+    /// Replaces the object of (keyspace, key).
     pub fn insert(&mut self, keyspace: &str, key: &[u8], object: Object) {
-        let mut mem_key = Vec::with_capacity(9 + keyspace.len() + key.len());
-        encode_mem_key(&mut mem_key, keyspace, key);
+        let mem_key = mem_key(keyspace, key);
         let added = entry_bytes(&mem_key, &object);
         if let Some(old) = self.entries.get_mut(&mem_key[..]) {
             self.bytes -= entry_bytes(&mem_key, old);

@@ -45,10 +45,10 @@ impl Service {
     /// become `Response::Error` (or per-item errors in batches).
     pub async fn execute(&self, request: Request) -> Response {
         let result = match request {
-            Request::Get(r) => self.get(&r).map(Response::Get),
+            Request::Get(r) => self.get(&r).await.map(Response::Get),
             Request::Put(r) => self.put(r).await.map(Response::Put),
             Request::Delete(r) => self.delete(r).await.map(Response::Delete),
-            Request::BatchGet(r) => self.batch_get(&r).map(Response::BatchGet),
+            Request::BatchGet(r) => self.batch_get(&r).await.map(Response::BatchGet),
             Request::BatchPut(r) => self.batch_put(r).await.map(Response::BatchPut),
             Request::Ping(payload) => Ok(Response::Pong(payload)),
             Request::Topology => Err(ShardError::BadRequest(
@@ -59,22 +59,13 @@ impl Service {
     }
 
     /// Reads one key: every live sibling and the causal context.
-    pub fn get(&self, r: &GetRequest) -> Result<GetResponse, ShardError> {
-        self.read(&r.keyspace, &r.key, |object| match object {
-            Some(o) => GetResponse {
-                values: o.live_values().map(<[u8]>::to_vec).collect(),
-                context: o.clock().to_bytes(),
-            },
-            None => GetResponse {
-                values: Vec::new(),
-                context: Vec::new(),
-            },
-        })
+    pub async fn get(&self, r: &GetRequest) -> Result<GetResponse, ShardError> {
+        self.read(&r.keyspace, &r.key, get_response).await
     }
 
     /// Runs `f` on the stored object of one key, after the checks a get makes, without
-    /// copying it (the RESP front door writes a value straight into its reply this way).
-    pub fn read<T>(
+    /// copying it.
+    pub async fn read<T>(
         &self,
         keyspace: &str,
         key: &[u8],
@@ -82,7 +73,25 @@ impl Service {
     ) -> Result<T, ShardError> {
         self.check_keyspace(keyspace)?;
         self.check_key(key)?;
-        self.engine.read(keyspace, key, f)
+        self.engine.read(keyspace, key, f).await
+    }
+
+    /// Like [`Service::read`], but only when the answer needs no disk read (see
+    /// [`Engine::read_now`]); the RESP front door answers such a GET in place, writing the
+    /// value straight into its reply.
+    pub fn read_now<T>(
+        &self,
+        keyspace: &str,
+        key: &[u8],
+        f: impl FnOnce(Option<&Object>) -> T,
+    ) -> Option<Result<T, ShardError>> {
+        if let Err(e) = self
+            .check_keyspace(keyspace)
+            .and_then(|()| self.check_key(key))
+        {
+            return Some(Err(e));
+        }
+        self.engine.read_now(keyspace, key, f)
     }
 
     /// Writes one value superseding what its context saw (everything, with `overwrite`).
@@ -123,22 +132,18 @@ impl Service {
     }
 
     /// Reads many keys; each item answers on its own.
-    pub fn batch_get(
+    pub async fn batch_get(
         &self,
         r: &BatchGetRequest,
     ) -> Result<Vec<Result<GetResponse, WireError>>, ShardError> {
         self.check_keyspace(&r.keyspace)?;
-        let items: Vec<Result<GetResponse, WireError>> = r
-            .keys
-            .iter()
-            .map(|key| {
-                let one = GetRequest {
-                    keyspace: r.keyspace.clone(),
-                    key: key.clone(),
-                };
-                self.get(&one).map_err(|e| e.to_wire())
-            })
-            .collect();
+        // One key at a time: keys answered from memory cost no `.await`, and a batch's disk
+        // reads are few next to the shard's other work.
+        let mut items: Vec<Result<GetResponse, WireError>> = Vec::with_capacity(r.keys.len());
+        for key in &r.keys {
+            let item = self.read(&r.keyspace, key, get_response).await;
+            items.push(item.map_err(|e| e.to_wire()));
+        }
         check_answer_size(answer_value_bytes(&items))?;
         Ok(items)
     }
@@ -226,6 +231,20 @@ impl Service {
             });
         }
         Ok(())
+    }
+}
+
+/// A get's answer for a stored object (or none).
+pub fn get_response(object: Option<&Object>) -> GetResponse {
+    match object {
+        Some(o) => GetResponse {
+            values: o.live_values().map(<[u8]>::to_vec).collect(),
+            context: o.clock().to_bytes(),
+        },
+        None => GetResponse {
+            values: Vec::new(),
+            context: Vec::new(),
+        },
     }
 }
 

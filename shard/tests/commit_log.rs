@@ -12,19 +12,20 @@ use std::rc::Rc;
 
 use proptest::prelude::*;
 use tessera_core::{NodeId, Object, VersionVector};
+use tessera_io::fs::RealFs;
 use tessera_io::log_writer::LogConfig;
-use tessera_io::{LogError, LogPosition};
+use tessera_io::{LogError, LogPosition, SegmentStart};
 use tessera_shard::engine::{Engine, EngineLimits};
 use tessera_shard::log::format::{
     decode_record, encode_segment_header, segment_path, BATCH_ALIGNMENT, BATCH_HEADER_BYTES,
     SEGMENT_HEADER_BYTES,
 };
 use tessera_shard::log::reader::{scan_segment, SegmentEnd, SegmentScan};
-use tessera_shard::log::{CommitLog, RecoveryError, RecoveryReport, TornTail};
+use tessera_shard::log::{RecoveryError, RecoveryReport, RecoveryStart, TornTail};
 
 use common::{
     append, build_segment, expected, push_batch, record, recover_collect, recover_ok, run,
-    segments, write_batches, RawRecord, Rec, Rng, TestDir,
+    segments, start_log, write_batches, RawRecord, RealLog, Rec, Rng, TestDir,
 };
 
 /// Large enough that nothing rolls or waits for room.
@@ -105,14 +106,16 @@ fn round_trip_recovers_every_record_in_order_and_continues_numbering() {
                 next_record: 0,
             },
             records: 0,
-            segments: 0,
+            records_below_floor: 0,
+            segments: Vec::new(),
             torn_tail: None,
         };
         assert_eq!(report, empty);
+        assert_eq!(report, RecoveryReport::default());
 
         // First run: 200 records appended with no await in between, so one batch takes them.
         let n = 200u64;
-        let log = CommitLog::start(log_dir.clone(), report.next, BIG);
+        let log = start_log(log_dir.clone(), &report, BIG);
         let tickets: Vec<_> = (0..n).map(|i| append(&log, i, 40)).collect();
         for (i, t) in tickets.iter().enumerate() {
             assert_eq!(t.record(), i as u64);
@@ -141,7 +144,11 @@ fn round_trip_recovers_every_record_in_order_and_continues_numbering() {
                     next_record: n,
                 },
                 records: n,
-                segments: 1,
+                records_below_floor: 0,
+                segments: vec![SegmentStart {
+                    segment: 0,
+                    first_record: 0,
+                }],
                 torn_tail: None,
             }
         );
@@ -149,7 +156,7 @@ fn round_trip_recovers_every_record_in_order_and_continues_numbering() {
         assert_eq!(recover_ok(&log_dir).await, (first.clone(), report.clone()));
 
         // Second run continues the numbering in a new segment.
-        let log = CommitLog::start(log_dir.clone(), report.next, BIG);
+        let log = start_log(log_dir.clone(), &report, BIG);
         let second = write_batches(&log, 1_000, n, 5, 10, 25).await;
         log.close().await.unwrap();
         assert_eq!(segments(&log_dir).len(), 2);
@@ -164,7 +171,14 @@ fn round_trip_recovers_every_record_in_order_and_continues_numbering() {
                 next_record: n + 50,
             }
         );
-        assert_eq!((report.records, report.segments), (n + 50, 2));
+        assert_eq!((report.records, report.segments.len()), (n + 50, 2));
+        assert_eq!(
+            report.segments[1],
+            SegmentStart {
+                segment: 1,
+                first_record: n
+            }
+        );
         assert_eq!(report.torn_tail, None);
     });
 }
@@ -305,7 +319,7 @@ fn segments_roll_at_their_size_and_recovery_reads_them_all_in_order() {
 
         let (recs, report) = recover_ok(&log_dir).await;
         assert_eq!(recs, want);
-        assert_eq!(report.segments, files.len());
+        assert_eq!(report.segments.len(), files.len());
         assert_eq!(
             report.next,
             LogPosition {
@@ -315,27 +329,64 @@ fn segments_roll_at_their_size_and_recovery_reads_them_all_in_order() {
         );
 
         // A second run keeps rolling from where the first stopped.
-        let log = CommitLog::start(log_dir.clone(), report.next, SMALL);
+        let log = start_log(log_dir.clone(), &report, SMALL);
         let more = write_batches(&log, 5_000, n, 20, 5, value_len).await;
         log.close().await.unwrap();
         want.extend(more);
         let (recs, report) = recover_ok(&log_dir).await;
         assert_eq!(recs, want);
-        assert!(report.segments > files.len() + 1);
-        assert_eq!(report.segments, segments(&log_dir).len());
+        assert!(report.segments.len() > files.len() + 1);
+        assert_eq!(report.segments.len(), segments(&log_dir).len());
     });
 }
 
-/// A log in `dir` starting at segment 0, record 0.
-fn start_fresh(dir: std::path::PathBuf, config: LogConfig) -> CommitLog {
-    CommitLog::start(
-        dir,
-        LogPosition {
-            segment: 0,
-            next_record: 0,
-        },
-        config,
-    )
+/// On the real file system too: `release_below` removes exactly the segments wholly below the
+/// floor, and recovery at that floor reads the rest.
+#[test]
+fn release_below_removes_old_segment_files_and_recovery_skips_below_the_floor() {
+    run(|| async {
+        let dir = TestDir::new().await;
+        let log_dir = dir.log_dir();
+        let log = start_fresh(log_dir.clone(), SMALL);
+        let all = write_batches(&log, 0, 0, 80, 5, 700).await;
+        let known = log.segments();
+        assert_eq!(known.len(), segments(&log_dir).len());
+        assert!(known.len() >= 4, "{known:?}");
+        let floor = known[2].first_record;
+        assert_eq!(log.release_below(floor).await.unwrap(), 2);
+        let on_disk = segments(&log_dir);
+        let want: Vec<_> = known[2..]
+            .iter()
+            .map(|s| segment_path(&log_dir, s.segment))
+            .collect();
+        assert_eq!(on_disk, want);
+        log.close().await.unwrap();
+
+        let start = RecoveryStart {
+            floor_record: floor,
+            next_segment_min: 0,
+        };
+        let (recs, report) = common::recover_collect_on(&RealFs, &log_dir, start).await;
+        let report = report.unwrap();
+        assert_eq!(recs, all[floor as usize..]);
+        assert_eq!(
+            report.records_below_floor, 0,
+            "segment 2 starts at the floor"
+        );
+        assert_eq!(report.segments[..], known[2..]);
+        // Without the floor, the released records are missing: corruption, not silence.
+        let (_, result) = recover_collect(&log_dir).await;
+        let missing = match &result {
+            Err(RecoveryError::Corruption { what, .. }) => what.contains("above the floor 0"),
+            _ => false,
+        };
+        assert!(missing, "{result:?}");
+    });
+}
+
+/// A log in `dir` (empty) starting at segment 0, record 0.
+fn start_fresh(dir: std::path::PathBuf, config: LogConfig) -> RealLog {
+    start_log(dir, &RecoveryReport::default(), config)
 }
 
 /// Six durable batches of three records in segment 0 of a fresh log in `log_dir`: the
@@ -465,14 +516,14 @@ fn torn_tail_is_dropped_truncated_and_reported() {
                 next_record: 15,
             }
         );
-        let log = CommitLog::start(log_dir.clone(), report.next, BIG);
+        let log = start_log(log_dir.clone(), &report, BIG);
         let more = write_batches(&log, 100, 15, 2, 3, 60).await;
         log.close().await.unwrap();
         let want: Vec<Rec> = before.iter().cloned().chain(more).collect();
         let (recs, report) = recover_ok(&log_dir).await;
         assert_eq!(recs, want);
         assert_eq!(report.torn_tail, None);
-        assert_eq!(report.segments, 2);
+        assert_eq!(report.segments.len(), 2);
     });
 }
 
@@ -535,7 +586,7 @@ fn writer_continues_after_a_torn_segment_header_is_dropped() {
         let (_, report) = recover_ok(&log_dir).await;
         assert!(report.torn_tail.is_some());
 
-        let log = CommitLog::start(log_dir.clone(), report.next, BIG);
+        let log = start_log(log_dir.clone(), &report, BIG);
         all.extend(write_batches(&log, 50, 6, 1, 3, 20).await);
         log.close().await.unwrap();
         let (recs, report) = recover_ok(&log_dir).await;
@@ -679,7 +730,7 @@ fn damage_in_an_earlier_segment_or_a_missing_segment_is_corruption() {
         restore();
         let (recs, report) = recover_ok(&log_dir).await;
         assert_eq!(recs, all);
-        assert_eq!(report.segments, files.len());
+        assert_eq!(report.segments.len(), files.len());
         assert!(in_seg0 + in_seg1 < all.len());
     });
 }
@@ -1037,19 +1088,33 @@ proptest! {
 
 // 7. Engine -------------------------------------------------------------------------------
 
+/// Every key's object, keyspaces alternating as the test writes them.
+async fn snapshot(engine: &Engine, keys: &[Vec<u8>]) -> Vec<Option<Object>> {
+    let mut out = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let ks = if i % 2 == 0 { "users" } else { "events" };
+        out.push(engine.read(ks, key, |o| o.cloned()).await.expect("read"));
+    }
+    out
+}
+
 #[test]
 fn engine_reopen_restores_objects_with_siblings_and_clocks() {
     run(|| async {
         let dir = TestDir::new().await;
         let limits = EngineLimits {
             memtable_bytes_max: 64 << 20,
+            memory_budget_bytes: 256 << 20,
             log: BIG,
+            lsm: tessera_shard::lsm::LsmOptions::default(),
         };
         let node = NodeId(1);
         let keys: Vec<Vec<u8>> = (0..20).map(|i| format!("key-{i}").into_bytes()).collect();
         let empty = VersionVector::new();
 
-        let (engine, report) = Engine::open(dir.root(), node, limits).await.unwrap();
+        let (engine, report) = Engine::open(Rc::new(RealFs), dir.root(), node, limits.clone())
+            .await
+            .unwrap();
         assert_eq!(report.records, 0);
         let mut writes = 0u64;
         let mut clocks = Vec::new();
@@ -1085,16 +1150,7 @@ fn engine_reopen_restores_objects_with_siblings_and_clocks() {
             .unwrap();
         writes += 4;
 
-        let snapshot = |engine: &Engine| -> Vec<Option<Object>> {
-            keys.iter()
-                .enumerate()
-                .map(|(i, key)| {
-                    let ks = if i % 2 == 0 { "users" } else { "events" };
-                    engine.read(ks, key, |o| o.cloned()).unwrap()
-                })
-                .collect()
-        };
-        let before = snapshot(&engine);
+        let before = snapshot(&engine, &keys).await;
         assert_eq!(before[0].as_ref().unwrap().siblings().len(), 2);
         assert_eq!(
             before[2]
@@ -1107,17 +1163,22 @@ fn engine_reopen_restores_objects_with_siblings_and_clocks() {
         assert!(before[4].as_ref().unwrap().is_deleted());
         assert!(before.iter().all(Option::is_some));
         assert_eq!(
-            engine.read("users", b"absent", |o| o.cloned()).unwrap(),
+            engine
+                .read("users", b"absent", |o| o.cloned())
+                .await
+                .unwrap(),
             None
         );
         let key_count = engine.key_count();
         engine.close().await.unwrap();
         drop(engine);
 
-        let (engine, report) = Engine::open(dir.root(), node, limits).await.unwrap();
+        let (engine, report) = Engine::open(Rc::new(RealFs), dir.root(), node, limits.clone())
+            .await
+            .unwrap();
         assert_eq!(report.records, writes);
         assert_eq!(report.torn_tail, None);
-        assert_eq!(snapshot(&engine), before);
+        assert_eq!(snapshot(&engine, &keys).await, before);
         assert_eq!(engine.key_count(), key_count);
 
         // Writing on after a restart orders after the recovered versions.
@@ -1130,9 +1191,11 @@ fn engine_reopen_restores_objects_with_siblings_and_clocks() {
         engine.close().await.unwrap();
         drop(engine);
 
-        let (engine, report) = Engine::open(dir.root(), node, limits).await.unwrap();
+        let (engine, report) = Engine::open(Rc::new(RealFs), dir.root(), node, limits.clone())
+            .await
+            .unwrap();
         assert_eq!(report.records, writes + 1);
-        let after = snapshot(&engine);
+        let after = snapshot(&engine, &keys).await;
         let resolved = after[0].as_ref().unwrap();
         assert_eq!(resolved.live_values().collect::<Vec<_>>(), [b"resolved"]);
         assert_eq!(resolved.clock(), &clock);

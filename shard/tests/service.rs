@@ -17,29 +17,37 @@ use std::rc::Rc;
 use futures::future::join_all;
 use futures_lite::future::yield_now;
 use tessera_core::{NodeId, Object, VersionVector};
+use tessera_io::fs::RealFs;
 use tessera_io::log_writer::LogConfig;
 use tessera_schema::{
     BatchPutRequest, DeleteRequest, Durability, GetRequest, PutItem, PutRequest, DEFAULT_KEYSPACE,
 };
 use tessera_shard::engine::{Engine, EngineLimits};
+use tessera_shard::lsm::LsmOptions;
 use tessera_shard::service::{RequestLimits, Service};
 
 use common::{run, TestDir};
 
-const LIMITS: EngineLimits = EngineLimits {
-    memtable_bytes_max: 64 << 20,
-    log: LogConfig {
-        segment_bytes: 64 << 20,
-        pending_bytes_max: 1 << 20,
-    },
-};
+fn limits(pending_bytes_max: usize) -> EngineLimits {
+    EngineLimits {
+        memtable_bytes_max: 64 << 20,
+        memory_budget_bytes: 256 << 20,
+        log: LogConfig {
+            segment_bytes: 64 << 20,
+            pending_bytes_max,
+        },
+        lsm: LsmOptions::default(),
+    }
+}
 
 async fn open_service(dir: &TestDir) -> Service {
-    open_service_with(dir, LIMITS).await
+    open_service_with(dir, limits(1 << 20)).await
 }
 
 async fn open_service_with(dir: &TestDir, limits: EngineLimits) -> Service {
-    let (engine, _) = Engine::open(dir.root(), NodeId(7), limits).await.unwrap();
+    let (engine, _) = Engine::open(Rc::new(RealFs), dir.root(), NodeId(7), limits)
+        .await
+        .unwrap();
     Service::new(
         engine,
         RequestLimits {
@@ -61,18 +69,19 @@ fn put(key: &[u8], value: &[u8], overwrite: bool) -> PutRequest {
     }
 }
 
-fn values(service: &Service, key: &[u8]) -> Vec<Vec<u8>> {
+async fn values(service: &Service, key: &[u8]) -> Vec<Vec<u8>> {
     let get = GetRequest {
         keyspace: DEFAULT_KEYSPACE.into(),
         key: key.to_vec(),
     };
-    service.get(&get).unwrap().values
+    service.get(&get).await.unwrap().values
 }
 
-fn object(service: &Service, key: &[u8]) -> Object {
+async fn object(service: &Service, key: &[u8]) -> Object {
     service
         .engine()
         .read(DEFAULT_KEYSPACE, key, |o| o.cloned())
+        .await
         .unwrap()
         .unwrap()
 }
@@ -85,19 +94,22 @@ fn overwrites_replace_and_blind_writes_make_siblings() {
 
         service.put(put(b"k", b"one", true)).await.unwrap();
         service.put(put(b"k", b"two", true)).await.unwrap();
-        assert_eq!(values(&service, b"k"), [b"two"]);
-        assert_eq!(object(&service, b"k").siblings().len(), 1);
+        assert_eq!(values(&service, b"k").await, [b"two"]);
+        assert_eq!(object(&service, b"k").await.siblings().len(), 1);
 
         // A blind write next to it is a sibling, as before.
         service.put(put(b"k", b"blind", false)).await.unwrap();
-        assert_eq!(values(&service, b"k"), [b"two".to_vec(), b"blind".to_vec()]);
+        assert_eq!(
+            values(&service, b"k").await,
+            [b"two".to_vec(), b"blind".to_vec()]
+        );
 
         // An overwrite resolves the siblings; a garbage context is ignored, not refused.
         let mut resolve = put(b"k", b"three", true);
         resolve.context = vec![0xff; 5];
         service.put(resolve).await.unwrap();
-        assert_eq!(values(&service, b"k"), [b"three"]);
-        assert_eq!(object(&service, b"k").siblings().len(), 1);
+        assert_eq!(values(&service, b"k").await, [b"three"]);
+        assert_eq!(object(&service, b"k").await.siblings().len(), 1);
         service.engine().close().await.unwrap();
     });
 }
@@ -112,16 +124,16 @@ fn concurrent_overwrites_never_leave_siblings() {
         for outcome in join_all(writes).await {
             outcome.unwrap();
         }
-        let stored = object(&service, b"hot");
+        let stored = object(&service, b"hot").await;
         assert_eq!(stored.siblings().len(), 1, "{stored:?}");
-        assert_eq!(values(&service, b"hot"), [[15u8]]);
+        assert_eq!(values(&service, b"hot").await, [[15u8]]);
 
         // The same many blind writes do make siblings.
         let writes = (0..4u8).map(|i| service.put(put(b"cold", &[i], false)));
         for outcome in join_all(writes).await {
             outcome.unwrap();
         }
-        assert_eq!(object(&service, b"cold").siblings().len(), 4);
+        assert_eq!(object(&service, b"cold").await.siblings().len(), 4);
         service.engine().close().await.unwrap();
     });
 }
@@ -134,7 +146,7 @@ fn batch_put_and_delete_honour_overwrite() {
         for value in [b"a", b"b"] {
             service.put(put(b"x", value, false)).await.unwrap();
         }
-        assert_eq!(values(&service, b"x").len(), 2);
+        assert_eq!(values(&service, b"x").await.len(), 2);
 
         let batch = |overwrite| BatchPutRequest {
             keyspace: DEFAULT_KEYSPACE.into(),
@@ -152,13 +164,13 @@ fn batch_put_and_delete_honour_overwrite() {
         for item in service.batch_put(batch(true)).await.unwrap() {
             item.unwrap();
         }
-        assert_eq!(values(&service, b"x"), [b"batch"]);
-        assert_eq!(values(&service, b"y"), [b"batch"]);
+        assert_eq!(values(&service, b"x").await, [b"batch"]);
+        assert_eq!(values(&service, b"y").await, [b"batch"]);
         for item in service.batch_put(batch(false)).await.unwrap() {
             item.unwrap();
         }
         assert_eq!(
-            values(&service, b"x").len(),
+            values(&service, b"x").await.len(),
             2,
             "blind batch items are siblings"
         );
@@ -171,8 +183,8 @@ fn batch_put_and_delete_honour_overwrite() {
             overwrite: true,
         };
         service.delete(delete).await.unwrap();
-        assert!(values(&service, b"x").is_empty());
-        let stored = object(&service, b"x");
+        assert!(values(&service, b"x").await.is_empty());
+        let stored = object(&service, b"x").await;
         assert!(
             stored.is_deleted() && stored.siblings().len() == 1,
             "{stored:?}"
@@ -183,18 +195,14 @@ fn batch_put_and_delete_honour_overwrite() {
 
 /// A log that holds about two of [`ORDERED_VALUE_BYTES`] values: almost every write waits
 /// for a group commit to free room.
-const SMALL_LOG: EngineLimits = EngineLimits {
-    memtable_bytes_max: 64 << 20,
-    log: LogConfig {
-        segment_bytes: 64 << 20,
-        pending_bytes_max: 16 << 10,
-    },
-};
+fn small_log() -> EngineLimits {
+    limits(16 << 10)
+}
 const ORDERED_VALUE_BYTES: usize = 6 << 10;
 const ORDERED_BURSTS: u64 = 24;
 const ORDERED_PER_BURST: u64 = 4;
 
-/// Value number `i`: its number, then padding so that two or three fill [`SMALL_LOG`].
+/// Value number `i`: its number, then padding so that two or three fill [`small_log`].
 fn ordered_value(i: u64) -> Vec<u8> {
     let mut value = i.to_be_bytes().to_vec();
     value.resize(ORDERED_VALUE_BYTES, 0x5a);
@@ -212,7 +220,7 @@ fn ordered_value(i: u64) -> Vec<u8> {
 fn writes_of_one_key_apply_in_issue_order_while_waiting_for_log_room() {
     run(|| async {
         let dir = TestDir::new().await;
-        let service = Rc::new(open_service_with(&dir, SMALL_LOG).await);
+        let service = Rc::new(open_service_with(&dir, small_log()).await);
         let mut tasks = Vec::new();
         for burst in 0..ORDERED_BURSTS {
             for i in burst * ORDERED_PER_BURST..(burst + 1) * ORDERED_PER_BURST {
@@ -239,14 +247,14 @@ fn writes_of_one_key_apply_in_issue_order_while_waiting_for_log_room() {
             "apply position of each write, in issue order"
         );
         let last = ordered_value(issued - 1);
-        assert_eq!(values(&service, b"hot"), std::slice::from_ref(&last));
-        assert_eq!(object(&service, b"hot").siblings().len(), 1);
+        assert_eq!(values(&service, b"hot").await, std::slice::from_ref(&last));
+        assert_eq!(object(&service, b"hot").await.siblings().len(), 1);
         service.engine().close().await.unwrap();
         drop(service);
 
         // The log holds the writes in the same order: replay ends with the last one too.
-        let service = open_service_with(&dir, SMALL_LOG).await;
-        assert_eq!(values(&service, b"hot"), [last]);
+        let service = open_service_with(&dir, small_log()).await;
+        assert_eq!(values(&service, b"hot").await, [last]);
         service.engine().close().await.unwrap();
     });
 }

@@ -129,17 +129,15 @@ fn print_banner(config: &NodeConfig, node_id: u64) {
     );
 }
 
-/// The banner's memory line: the node budget, one shard's split of it, and (until data can
-/// move to SSTables) the fact that the memtable still holds everything, up to its own cap.
+/// The banner's memory line: the node budget and one shard's split of it.
 fn memory_banner(config: &NodeConfig) -> String {
     let share = config.shard_budget();
     format!(
-        "memory: {} budget (per shard: {} memtable, {} block cache); not enforced yet: \
-         until SSTables land each shard keeps all its data in memory, up to {}",
+        "memory: {} budget (per shard: {} memtables, {} block cache, table indexes and \
+         filters included); data beyond it lives in SSTables on disk",
         format_size(config.memory_budget_bytes),
         format_size(share.memtable_bytes),
         format_size(share.cache_bytes),
-        format_size(config.memtable_bytes_max as u64),
     )
 }
 
@@ -222,8 +220,9 @@ mod tests {
             ..NodeConfig::default()
         };
         assert!(
-            memory_banner(&config)
-                .starts_with("memory: 1GiB budget (per shard: 128MiB memtable, 384MiB block cache); not enforced yet"),
+            memory_banner(&config).starts_with(
+                "memory: 1GiB budget (per shard: 128MiB memtables, 384MiB block cache"
+            ),
             "{}",
             memory_banner(&config)
         );

@@ -6,11 +6,14 @@
 //!   what is not, so crash tests can ask "what could a power cut leave here?" for a seed.
 //!
 //! Contract every implementation keeps (and the engine may rely on nothing more):
-//! - Data written with [`FsFile::write_at`] is durable only after [`FsFile::sync`] on that file.
+//! - Data written with [`FsFile::write_at`], and a length set with [`FsFile::truncate`], is
+//!   durable only after [`FsFile::sync`] on that file.
 //! - A create, rename or remove is durable only after [`Fs::sync_dir`] on the directory that
 //!   holds the name. Until then a crash may undo it; a rename is undone whole or not at all.
 //! - [`Fs::rename`] atomically replaces the target. Both names must be in the same directory,
 //!   which is all a manifest swap needs and keeps "which directory to sync" unambiguous.
+//! - [`Fs::create_dir`] is durable when it returns: the directory and every parent it created
+//!   survive a crash.
 //! - A failed operation is reported as an error and never as a partial success: a write that
 //!   returns `Ok` wrote every byte.
 //!
@@ -63,6 +66,10 @@ pub enum FsOp {
     Len,
     /// [`FsFile::close`].
     Close,
+    /// [`FsFile::truncate`].
+    Truncate,
+    /// [`Fs::create_dir`].
+    CreateDir,
 }
 
 impl fmt::Display for FsOp {
@@ -78,6 +85,8 @@ impl fmt::Display for FsOp {
             Self::List => "list",
             Self::Len => "stat",
             Self::Close => "close",
+            Self::Truncate => "truncate",
+            Self::CreateDir => "create directory",
         };
         f.write_str(name)
     }
@@ -192,6 +201,10 @@ pub trait Fs {
 
     /// Names (not paths) of the regular files in `dir`, sorted.
     async fn list(&self, dir: &Path) -> Result<Vec<String>, FsError>;
+
+    /// Creates the directory `path` and every missing parent, durably: when this returns, a
+    /// crash keeps them. An existing directory is not an error.
+    async fn create_dir(&self, path: &Path) -> Result<(), FsError>;
 }
 
 /// An open file.
@@ -206,7 +219,11 @@ pub trait FsFile {
     /// lies past the end). Durable after [`FsFile::sync`].
     async fn write_at(&self, offset: u64, bytes: Vec<u8>) -> Result<(), FsError>;
 
-    /// Makes every write to this file so far durable (`fdatasync`).
+    /// Sets the file's length to `len`: bytes past it are dropped, and a longer length reads
+    /// as zeros. Durable after [`FsFile::sync`], like a write.
+    async fn truncate(&self, len: u64) -> Result<(), FsError>;
+
+    /// Makes every write and truncate of this file so far durable (`fdatasync`).
     async fn sync(&self) -> Result<(), FsError>;
 
     /// The file's current length in bytes.

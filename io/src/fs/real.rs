@@ -9,14 +9,15 @@
 //!
 //! Paths are made absolute before they reach glommio, which opens relative to no directory fd
 //! (a relative path fails with EBADF). Listing a directory has no io_uring form and uses a
-//! short blocking `read_dir`.
+//! short blocking `read_dir`; [`Fs::create_dir`] checks which parents exist with blocking
+//! `stat`s (it runs at start-up, once per directory).
 
 use std::io;
 use std::path::{Path, PathBuf};
 
-use glommio::io::{BufferedFile, OpenOptions};
+use glommio::io::{BufferedFile, Directory, OpenOptions};
 
-use super::{check_same_dir, Fs, FsError, FsFile, FsOp, OpenMode};
+use super::{check_same_dir, parent_dir, Fs, FsError, FsFile, FsOp, OpenMode};
 
 /// Kernel errors converted at this boundary keep their path and operation.
 fn glommio_err<T>(op: FsOp, path: &Path, err: glommio::GlommioError<T>) -> FsError {
@@ -99,6 +100,30 @@ impl Fs for RealFs {
         names.sort();
         Ok(names)
     }
+
+    async fn create_dir(&self, path: &Path) -> Result<(), FsError> {
+        let abs = absolute(FsOp::CreateDir, path)?;
+        // Outermost first: each new directory's entry is made durable in its parent, which
+        // must itself exist (durably) by then.
+        let missing: Vec<&Path> = abs.ancestors().take_while(|d| !d.is_dir()).collect();
+        for dir in missing.iter().rev() {
+            let created = Directory::create(dir)
+                .await
+                .map_err(|e| glommio_err(FsOp::CreateDir, dir, e))?;
+            created
+                .close()
+                .await
+                .map_err(|e| glommio_err(FsOp::CreateDir, dir, e))?;
+            self.sync_dir(parent_dir(dir)).await?;
+        }
+        if missing.is_empty() {
+            // It existed, but perhaps only since a run that crashed before syncing its
+            // parent (the page cache keeps the entry until a power cut): one more directory
+            // sync makes "exists" mean "durable" either way.
+            self.sync_dir(parent_dir(&abs)).await?;
+        }
+        Ok(())
+    }
 }
 
 impl FsFile for RealFile {
@@ -140,7 +165,15 @@ impl FsFile for RealFile {
         Ok(())
     }
 
+    async fn truncate(&self, len: u64) -> Result<(), FsError> {
+        self.file
+            .truncate(len)
+            .await
+            .map_err(|e| glommio_err(FsOp::Truncate, &self.path, e))
+    }
+
     async fn sync(&self) -> Result<(), FsError> {
+        // fdatasync also writes the file's size, so a truncate is durable after it.
         self.file
             .fdatasync()
             .await
@@ -215,6 +248,34 @@ mod tests {
             assert!(fs.list(&dir).await.unwrap().is_empty());
             let gone = fs.remove(&path).await;
             assert!(matches!(gone, Err(FsError::NotFound { .. })));
+        });
+    }
+
+    #[test]
+    fn truncate_cuts_and_extends_and_create_dir_makes_parents() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        run(move || async move {
+            let fs = RealFs;
+            let nested = dir.join("a").join("b").join("log");
+            fs.create_dir(&nested).await.unwrap();
+            assert!(nested.is_dir());
+            // Existing: not an error.
+            fs.create_dir(&nested).await.unwrap();
+            let path = nested.join("seg");
+            let file = fs.open(&path, OpenMode::CreateNew).await.unwrap();
+            file.write_at(0, b"0123456789".to_vec()).await.unwrap();
+            file.truncate(4).await.unwrap();
+            file.sync().await.unwrap();
+            assert_eq!(file.len().await.unwrap(), 4);
+            assert_eq!(file.read_at(0, 100).await.unwrap(), b"0123");
+            file.truncate(6).await.unwrap();
+            assert_eq!(file.read_at(0, 100).await.unwrap(), b"0123\0\0");
+            file.close().await.unwrap();
+            assert_eq!(std::fs::read(&path).unwrap(), b"0123\0\0");
+            // A file in the way of a directory is an error, not a silent success.
+            let blocked = fs.create_dir(&path.join("sub")).await;
+            assert!(blocked.is_err(), "{blocked:?}");
         });
     }
 

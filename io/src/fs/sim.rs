@@ -8,8 +8,11 @@
 //!
 //! The crash model (what [`SimFs::crash`] may and may not do):
 //! - File data: the content as of the file's last [`FsFile::sync`] always survives. Each write
-//!   since is kept or lost independently; the kept ones are applied in their original order,
-//!   and the last kept one may be torn (only a prefix of it, possibly empty, reaches the disk).
+//!   and each truncate since is kept or lost independently; the kept ones are applied in their
+//!   original order, and the last kept one, if it is a write, may be torn (only a prefix of it,
+//!   possibly empty, reaches the disk). A truncate is never torn: the file gets the new length
+//!   or keeps its old one. So a write followed by a truncate that cuts it off may still leave
+//!   the write's bytes, until a sync.
 //! - Names: every create, rename and remove in a directory made durable by [`Fs::sync_dir`]
 //!   survives. Of the ones since, a prefix (in issue order, possibly empty or all) survives, per
 //!   directory: file systems journal metadata in order, so a later rename never survives an
@@ -22,9 +25,11 @@
 //! [`FsError::Crashed`]. [`SimFs::set_capacity`] bounds the bytes held by named files; a write
 //! that would exceed it fails with [`FsError::NoSpace`] and changes nothing.
 //!
-//! Simplifications: directories are implicit (any directory exists; there is no mkdir in the
-//! seam), paths are compared as spelled (use one spelling per file), and a removed file that is
-//! still open stops counting against the capacity.
+//! Simplifications: directories are implicit (any directory exists; [`Fs::create_dir`] only
+//! counts as an operation, so it is a crash point like the others), paths are compared as
+//! spelled (use one spelling per file), a removed file that is still open stops counting
+//! against the capacity, and a truncate never fails for lack of space (a real one that
+//! extends a file leaves a hole, which takes none).
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -37,20 +42,29 @@ use super::{check_same_dir, parent_dir, Fs, FsError, FsFile, FsOp, OpenMode};
 /// Identifies a file's content independently of its names (an inode).
 type FileId = u64;
 
-/// A write not yet made durable by a sync.
+/// A change to a file's content not yet made durable by a sync.
 #[derive(Clone, Debug)]
-struct PendingWrite {
-    offset: usize,
-    bytes: Vec<u8>,
+enum PendingOp {
+    Write { offset: usize, bytes: Vec<u8> },
+    Truncate { len: usize },
+}
+
+impl PendingOp {
+    fn apply(&self, buf: &mut Vec<u8>) {
+        match self {
+            Self::Write { offset, bytes } => apply_write(buf, *offset, bytes),
+            Self::Truncate { len } => buf.resize(*len, 0),
+        }
+    }
 }
 
 /// One file's content, live and durable.
 #[derive(Clone, Debug, Default)]
 struct SimInode {
     live: Vec<u8>,
-    /// Invariant: `live` is `durable` with every write of `pending` applied in order.
+    /// Invariant: `live` is `durable` with every op of `pending` applied in order.
     durable: Vec<u8>,
-    pending: Vec<PendingWrite>,
+    pending: Vec<PendingOp>,
 }
 
 /// A change to a directory's names not yet made durable by `sync_dir`.
@@ -303,12 +317,17 @@ impl Fs for SimFs {
             .collect();
         Ok(names)
     }
+
+    async fn create_dir(&self, _path: &Path) -> Result<(), FsError> {
+        // Directories are implicit (see the module doc); this is still a crash point.
+        self.state.borrow_mut().begin()
+    }
 }
 
 impl SimFile {
-    fn offset(&self, offset: u64) -> Result<usize, FsError> {
+    fn offset(&self, op: FsOp, offset: u64) -> Result<usize, FsError> {
         usize::try_from(offset).map_err(|_| FsError::Io {
-            op: FsOp::Write,
+            op,
             path: self.path.clone(),
             source: io::Error::new(io::ErrorKind::InvalidInput, "offset beyond memory"),
         })
@@ -326,7 +345,7 @@ impl FsFile for SimFile {
     }
 
     async fn write_at(&self, offset: u64, bytes: Vec<u8>) -> Result<(), FsError> {
-        let offset = self.offset(offset)?;
+        let offset = self.offset(FsOp::Write, offset)?;
         let mut state = self.state.borrow_mut();
         state.begin()?;
         let old_len = state.file(self.id).live.len();
@@ -342,8 +361,20 @@ impl FsFile for SimFile {
             }
         }
         let file = state.file(self.id);
-        apply_write(&mut file.live, offset, &bytes);
-        file.pending.push(PendingWrite { offset, bytes });
+        let op = PendingOp::Write { offset, bytes };
+        op.apply(&mut file.live);
+        file.pending.push(op);
+        Ok(())
+    }
+
+    async fn truncate(&self, len: u64) -> Result<(), FsError> {
+        let len = self.offset(FsOp::Truncate, len)?;
+        let mut state = self.state.borrow_mut();
+        state.begin()?;
+        let file = state.file(self.id);
+        let op = PendingOp::Truncate { len };
+        op.apply(&mut file.live);
+        file.pending.push(op);
         Ok(())
     }
 

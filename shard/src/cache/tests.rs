@@ -15,7 +15,7 @@ fn block(len: usize, fill: u8) -> Rc<[u8]> {
 /// Checks the invariants the module documents, from the inside.
 fn check_invariants(cache: &BlockCache) {
     assert!(cache.used_bytes() <= cache.budget_bytes());
-    let occupied: Vec<&Slot> = cache.slots.iter().flatten().collect();
+    let occupied: Vec<&Slot<[u8]>> = cache.slots.iter().flatten().collect();
     let charged: u64 = occupied.iter().map(|s| charge(s.value.len())).sum();
     assert_eq!(cache.used_bytes(), charged);
     assert_eq!(occupied.len(), cache.len());

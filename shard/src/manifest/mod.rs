@@ -80,7 +80,8 @@ pub struct Manifest {
     pub next_table_id: u64,
     /// The live tables, in commit order.
     pub tables: Vec<TableMeta>,
-    /// The first commit-log segment still needed: segments below it may be released.
+    /// The first commit-log *record* (sequence number) not in a table: recovery replays from
+    /// it, and segments holding only records below it may be released.
     pub log_floor: u64,
 }
 

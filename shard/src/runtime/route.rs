@@ -23,7 +23,7 @@ use tessera_schema::{
 
 use super::turns::Turns;
 use crate::error::ShardError;
-use crate::service::{answer_value_bytes, check_answer_size, Service};
+use crate::service::{answer_value_bytes, check_answer_size, get_response, Service};
 
 /// A request crossing to its owning shard.
 #[derive(Debug)]
@@ -91,12 +91,13 @@ impl ShardCtx {
         }
     }
 
-    /// The answer if `request` can be answered without waiting (a local get or a ping).
+    /// The answer if `request` can be answered without waiting (a local get answered from
+    /// memory, or a ping).
     pub fn execute_now(&self, request: &Request) -> Option<Response> {
         match request {
             Request::Get(r) if self.owner(&r.keyspace, &r.key) == self.shard => Some(
                 self.service
-                    .get(r)
+                    .read_now(&r.keyspace, &r.key, get_response)?
                     .map_or_else(|e| Response::Error(e.to_wire()), Response::Get),
             ),
             Request::Ping(payload) => Some(Response::Pong(payload.clone())),

@@ -21,6 +21,7 @@ use std::time::Duration;
 use futures_lite::StreamExt;
 use glommio::net::TcpListener;
 use tessera_core::{NodeId, ShardMap};
+use tessera_io::fs::RealFs;
 use tessera_io::log_writer::LogConfig;
 use tessera_io::MeshEndpoint;
 use tessera_schema::TopologyInfo;
@@ -32,6 +33,7 @@ use super::turns::Turns;
 use crate::config::NodeConfig;
 use crate::constants::{CONNECTION_WRITE_TIMEOUT_SECS, SHUTDOWN_POLL_MS};
 use crate::engine::{Engine, EngineLimits};
+use crate::lsm::LsmOptions;
 use crate::service::{RequestLimits, Service};
 
 /// What a shard needs to start; built on the main thread and moved into the executor.
@@ -89,20 +91,27 @@ async fn run(
 ) -> Result<(), String> {
     let config = setup.config.clone();
     let shard_dir = config.data_dir.join(format!("shard-{}", setup.shard));
+    let budget = config.shard_budget();
     let limits = EngineLimits {
-        memtable_bytes_max: config.memtable_bytes_max,
+        // The memtable share holds the active memtable and the one being flushed.
+        memtable_bytes_max: usize::try_from(budget.memtable_bytes / 2).unwrap_or(usize::MAX),
+        memory_budget_bytes: budget.memtable_bytes + budget.cache_bytes,
         log: LogConfig {
             segment_bytes: config.log_segment_bytes,
             pending_bytes_max: config.log_pending_bytes_max,
         },
+        lsm: LsmOptions {
+            cache_bytes: budget.cache_bytes,
+            ..LsmOptions::default()
+        },
     };
-    let (engine, report) = Engine::open(&shard_dir, setup.node, limits)
+    let (engine, report) = Engine::open(Rc::new(RealFs), &shard_dir, setup.node, limits)
         .await
         .map_err(|e| e.to_string())?;
     tracing::info!(
         shard = setup.shard,
         records = report.records,
-        segments = report.segments,
+        segments = report.segments.len(),
         "recovered commit log"
     );
     let service = Service::new(

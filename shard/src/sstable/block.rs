@@ -8,8 +8,7 @@
 use std::ops::Range;
 
 use super::format::{
-    check_crc, slice_within, ArchivedBlockHandle, Compression, BLOCK_RAW_BYTES_MAX,
-    BLOCK_TRAILER_LEN, ENTRY_HEADER_LEN,
+    check_crc, Compression, BLOCK_RAW_BYTES_MAX, BLOCK_TRAILER_LEN, ENTRY_HEADER_LEN,
 };
 use super::SstError;
 
@@ -39,31 +38,19 @@ pub fn write_block(out: &mut Vec<u8>, raw: &[u8], zstd_level: i32) -> u64 {
     payload.len() as u64
 }
 
-/// The entries of the block `handle` names, read from `table`, whose data blocks end at
-/// `data_end`.
-pub fn read_block(
-    table: &[u8],
-    handle: &ArchivedBlockHandle,
-    data_end: usize,
-) -> Result<DecodedBlock, SstError> {
-    let stored_len = handle.stored_len.to_native();
-    let framed_len = stored_len
-        .checked_add(BLOCK_TRAILER_LEN as u64)
-        .ok_or_else(|| SstError::corrupt("data block", "length overflows"))?;
-    let framed = slice_within(
-        table,
-        handle.offset.to_native(),
-        framed_len,
-        data_end,
-        "data block",
-    )?;
-    let (payload, trailer) = framed.split_at(framed.len() - BLOCK_TRAILER_LEN);
+/// Checks and decodes one stored block: `framed` is its payload and trailer, `raw_len` the
+/// decompressed length the index gives (itself bounded by `BLOCK_RAW_BYTES_MAX`).
+pub fn decode_framed(framed: &[u8], raw_len: u64) -> Result<DecodedBlock, SstError> {
+    let payload_len = framed
+        .len()
+        .checked_sub(BLOCK_TRAILER_LEN)
+        .ok_or_else(|| SstError::corrupt("data block", "shorter than its trailer"))?;
+    let (payload, trailer) = framed.split_at(payload_len);
     let kind_byte = trailer[0];
     let mut stored_crc = [0u8; 4];
     stored_crc.copy_from_slice(&trailer[1..]);
     let crc = crc32c::crc32c_append(crc32c::crc32c(payload), &[kind_byte]);
     check_crc("data block", crc, u32::from_le_bytes(stored_crc))?;
-    let raw_len = handle.raw_len.to_native();
     let raw = match Compression::from_byte(kind_byte) {
         Some(Compression::None) => payload.to_vec(),
         Some(Compression::Zstd) => decompress(payload, raw_len)?,
@@ -80,14 +67,7 @@ pub fn read_block(
             format!("{} bytes, index says {raw_len}", raw.len()),
         ));
     }
-    let block = DecodedBlock::decode(raw)?;
-    if block.key(block.len() - 1) != handle.last_key.as_slice() {
-        return Err(SstError::corrupt(
-            "data block",
-            "last key differs from the index",
-        ));
-    }
-    Ok(block)
+    DecodedBlock::decode(raw)
 }
 
 /// `payload` decompressed, refusing more than `raw_len` (itself bounded) bytes.
@@ -140,7 +120,13 @@ impl DecodedBlock {
         Ok(Self { raw, spans })
     }
 
+    /// Bytes of memory the block holds, for the block cache's budget.
+    pub fn memory_bytes(&self) -> usize {
+        self.raw.capacity() + self.spans.capacity() * std::mem::size_of::<Span>()
+    }
+
     /// Number of entries (at least one).
+    #[allow(clippy::len_without_is_empty)] // never empty: decode refuses an empty block
     pub fn len(&self) -> usize {
         self.spans.len()
     }

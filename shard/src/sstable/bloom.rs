@@ -112,6 +112,11 @@ impl Bloom {
         Ok(Self { filter, seed })
     }
 
+    /// Bytes of memory the filter holds.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of_val(self.filter.as_slice())
+    }
+
     /// False if `key` is certainly not in the table.
     pub fn may_contain(&self, key: &[u8]) -> bool {
         self.filter.contains_hash(key_hash(self.seed, key))

@@ -2,7 +2,9 @@
 //!
 //! Invariants: `block` holds the raw entries not yet written, all with keys greater than every
 //! key in `index`; `out` holds only complete stored blocks until `finish` appends the sections
-//! and footer.
+//! and footer. `written` bytes of the table were handed out by [`TableBuilder::take_ready`]
+//! before `out`'s first byte, so every offset is `written + position in out`: a caller can
+//! stream a large table to its file block by block and hold only one block in memory.
 
 use super::block::{encode_entry, write_block};
 use super::bloom::{self, BLOOM_KIND_FASTBLOOM_SIP13, DEFAULT_BLOOM_SEED};
@@ -41,6 +43,7 @@ impl Default for TableOptions {
 #[derive(Debug)]
 pub struct TableBuilder {
     options: TableOptions,
+    written: u64,
     out: Vec<u8>,
     block: Vec<u8>,
     index: Vec<BlockHandle>,
@@ -55,6 +58,7 @@ impl TableBuilder {
     pub fn new(options: TableOptions) -> Self {
         Self {
             options,
+            written: 0,
             out: Vec::new(),
             block: Vec::new(),
             index: Vec::new(),
@@ -100,13 +104,38 @@ impl TableBuilder {
         self.entry_count == 0
     }
 
+    /// Takes the complete stored blocks not taken yet: the table's bytes from where the last
+    /// call's ended. Write them at [`TableBuilder::taken_bytes`] (before the call).
+    pub fn take_ready(&mut self) -> Vec<u8> {
+        let ready = std::mem::take(&mut self.out);
+        self.written += ready.len() as u64;
+        ready
+    }
+
+    /// Bytes handed out by [`TableBuilder::take_ready`] so far.
+    pub fn taken_bytes(&self) -> u64 {
+        self.written
+    }
+
+    /// Bytes of complete stored blocks waiting to be taken.
+    pub fn ready_bytes(&self) -> usize {
+        self.out.len()
+    }
+
+    /// About how large the table is so far (stored blocks plus the open block's raw bytes),
+    /// for splitting outputs by size.
+    pub fn estimated_bytes(&self) -> u64 {
+        self.written + (self.out.len() + self.block.len()) as u64
+    }
+
     /// Writes the open block, the index, meta and bloom sections and the footer; returns the
-    /// table image.
+    /// table's bytes not taken yet (the whole image if [`TableBuilder::take_ready`] was never
+    /// called).
     pub fn finish(mut self) -> Result<Vec<u8>, SstError> {
         if !self.block.is_empty() {
             self.close_block();
         }
-        let data_len = self.out.len() as u64;
+        let data_len = self.written + self.out.len() as u64;
         let block_count = self.index.len() as u64;
         let index = to_archive(
             &IndexSection {
@@ -141,7 +170,7 @@ impl TableBuilder {
 
     /// Stores the open block and indexes it under the last key added.
     fn close_block(&mut self) {
-        let offset = self.out.len() as u64;
+        let offset = self.written + self.out.len() as u64;
         let stored_len = write_block(&mut self.out, &self.block, self.options.zstd_level);
         self.index.push(BlockHandle {
             last_key: self.last_key.clone(),
@@ -153,7 +182,7 @@ impl TableBuilder {
     }
 
     fn append_section(&mut self, bytes: &[u8]) -> Section {
-        let offset = self.out.len() as u64;
+        let offset = self.written + self.out.len() as u64;
         self.out.extend_from_slice(bytes);
         Section {
             offset,

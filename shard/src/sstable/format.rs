@@ -167,18 +167,6 @@ pub fn slice_within<'a>(
     Ok(&table[start..end])
 }
 
-/// A section's bytes, bounds- and checksum-checked: `limit` is where the section must end by.
-pub fn checked_section<'a>(
-    table: &'a [u8],
-    section: Section,
-    limit: usize,
-    what: &'static str,
-) -> Result<&'a [u8], SstError> {
-    let bytes = slice_within(table, section.offset, section.len, limit, what)?;
-    check_crc(what, crc32c::crc32c(bytes), section.crc)?;
-    Ok(bytes)
-}
-
 /// `Err(Corrupt)` unless the computed and stored checksums agree.
 pub fn check_crc(what: &'static str, computed: u32, stored: u32) -> Result<(), SstError> {
     if computed == stored {

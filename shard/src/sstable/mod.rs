@@ -18,13 +18,16 @@ mod block;
 mod bloom;
 mod builder;
 mod format;
+mod index;
 mod reader;
 #[cfg(test)]
 mod tests;
 
+pub use block::DecodedBlock;
 pub use bloom::DEFAULT_BLOOM_SEED;
 pub use builder::{TableBuilder, TableOptions};
-pub use format::{FORMAT_VERSION, MAGIC};
+pub use format::{Footer, FOOTER_LEN, FORMAT_VERSION, MAGIC};
+pub use index::{tail_start, BlockLoc, TableIndex};
 pub use reader::{Table, TableRange};
 
 /// What can go wrong building or reading a table.

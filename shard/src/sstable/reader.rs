@@ -1,87 +1,60 @@
-//! The table reader: opens a table image in place and answers point and range reads.
+//! The in-memory table reader: opens a whole table image in place and answers point and range
+//! reads. Tables on disk are read block by block by the engine through the same
+//! [`TableIndex`]; this reader serves tests, tools and small images.
 //!
-//! `open` checks the footer, the checksum of every section before touching its bytes, the
-//! rkyv archives (validated access), and the index against the meta: after it succeeds every
-//! block handle lies inside the data region and the index keys strictly increase. Data blocks
-//! are checked when read.
+//! `open` checks everything [`TableIndex::open`] checks; data blocks are checked when read.
 
-use super::block::{read_block, DecodedBlock};
-use super::bloom::Bloom;
-use super::format::{
-    access_archive, checked_section, ArchivedBlockHandle, ArchivedIndexSection,
-    ArchivedMetaSection, Footer, BLOCK_RAW_BYTES_MAX, BLOCK_TRAILER_LEN, FOOTER_LEN,
-    FORMAT_VERSION,
-};
+use super::block::DecodedBlock;
+use super::format::{slice_within, Footer};
+use super::index::{tail_start, TableIndex};
 use super::SstError;
 
 /// An open table borrowing its image.
 #[derive(Debug)]
 pub struct Table<'a> {
     bytes: &'a [u8],
-    index: &'a ArchivedIndexSection,
-    meta: &'a ArchivedMetaSection,
-    bloom: Bloom,
-    /// End of the data blocks; checked to be inside the table.
-    data_end: usize,
+    index: TableIndex,
 }
 
 impl<'a> Table<'a> {
     /// Checks `bytes` and opens it as a table.
     pub fn open(bytes: &'a [u8]) -> Result<Self, SstError> {
         let footer = Footer::decode(bytes)?;
-        let footer_start = bytes.len() - FOOTER_LEN; // decode checked the length
-        let index = checked_section(bytes, footer.index, footer_start, "index")?;
-        let index = access_archive::<ArchivedIndexSection>(index, "index")?;
-        let meta = checked_section(bytes, footer.meta, footer_start, "meta")?;
-        let meta = access_archive::<ArchivedMetaSection>(meta, "meta")?;
-        if meta.format_version.to_native() != FORMAT_VERSION {
-            return Err(SstError::corrupt(
-                "meta",
-                "format version differs from the footer",
-            ));
-        }
-        let bloom = checked_section(bytes, footer.bloom, footer_start, "bloom")?;
-        let bloom = Bloom::load(
-            bloom,
-            meta.bloom_kind,
-            meta.bloom_seed.to_native(),
-            meta.bloom_hashes.to_native(),
-            meta.bloom_words.to_native(),
-        )?;
-        let data_end = data_end(meta, footer_start)?;
-        check_index(index, meta, data_end)?;
-        Ok(Self {
+        let start = tail_start(&footer);
+        let tail = slice_within(
             bytes,
-            index,
-            meta,
-            bloom,
-            data_end,
-        })
+            start,
+            (bytes.len() as u64).saturating_sub(start),
+            bytes.len(),
+            "footer sections",
+        )?;
+        let index = TableIndex::open(tail, start)?;
+        Ok(Self { bytes, index })
+    }
+
+    /// The checked index.
+    pub fn index(&self) -> &TableIndex {
+        &self.index
     }
 
     /// Number of entries.
     pub fn len(&self) -> u64 {
-        self.meta.entry_count.to_native()
+        self.index.len()
     }
 
     /// Whether the table holds no entry.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.index.is_empty()
     }
 
     /// Smallest and largest key, or `None` in an empty table.
-    pub fn key_range(&self) -> Option<(&'a [u8], &'a [u8])> {
-        (!self.is_empty()).then(|| {
-            (
-                self.meta.first_key.as_slice(),
-                self.meta.last_key.as_slice(),
-            )
-        })
+    pub fn key_range(&self) -> Option<(&[u8], &[u8])> {
+        self.index.key_range()
     }
 
     /// False if `key` is certainly absent (the bloom filter says so).
     pub fn may_contain(&self, key: &[u8]) -> bool {
-        self.bloom.may_contain(key)
+        self.index.may_contain(key)
     }
 
     /// The value stored for `key`: bloom filter, then the index, then one block.
@@ -89,8 +62,8 @@ impl<'a> Table<'a> {
         if !self.may_contain(key) {
             return Ok(None);
         }
-        let i = self.block_for(key);
-        if i == self.index.blocks.len() {
+        let i = self.index.block_for(key);
+        if i == self.index.block_count() {
             return Ok(None);
         }
         let block = self.read(i)?;
@@ -103,7 +76,7 @@ impl<'a> Table<'a> {
             table: self,
             start: start.to_vec(),
             end: end.map(<[u8]>::to_vec),
-            next_block: self.block_for(start),
+            next_block: self.index.block_for(start),
             block: None,
             done: false,
         }
@@ -114,73 +87,17 @@ impl<'a> Table<'a> {
         self.range(&[], None)
     }
 
-    /// Index of the first block whose last key is `>= key` (the only one that may hold it).
-    fn block_for(&self, key: &[u8]) -> usize {
-        self.index
-            .blocks
-            .partition_point(|b| b.last_key.as_slice() < key)
-    }
-
     fn read(&self, i: usize) -> Result<DecodedBlock, SstError> {
-        read_block(self.bytes, &self.index.blocks[i], self.data_end)
+        let loc = self.index.loc(i);
+        let framed = slice_within(
+            self.bytes,
+            loc.offset,
+            loc.framed_len(),
+            self.bytes.len(),
+            "data block",
+        )?;
+        self.index.decode_block(i, framed)
     }
-}
-
-/// Where the data blocks end, checked to precede the footer.
-fn data_end(meta: &ArchivedMetaSection, footer_start: usize) -> Result<usize, SstError> {
-    let data_len = meta.data_len.to_native();
-    usize::try_from(data_len)
-        .ok()
-        .filter(|&end| end <= footer_start)
-        .ok_or_else(|| SstError::corrupt("meta", format!("data length {data_len}")))
-}
-
-/// Checks the index against the meta and the data region: counts agree, handles lie inside
-/// the data and have bounded sizes, keys strictly increase and end at the meta's last key.
-fn check_index(
-    index: &ArchivedIndexSection,
-    meta: &ArchivedMetaSection,
-    data_end: usize,
-) -> Result<(), SstError> {
-    let blocks = &index.blocks;
-    let entries = meta.entry_count.to_native();
-    if blocks.len() as u64 != meta.block_count.to_native() || (entries == 0) != blocks.is_empty() {
-        return Err(SstError::corrupt(
-            "index",
-            "block count differs from the meta",
-        ));
-    }
-    let mut previous: Option<&ArchivedBlockHandle> = None;
-    for handle in blocks.iter() {
-        check_handle(handle, data_end)?;
-        if previous.is_some_and(|p| p.last_key.as_slice() >= handle.last_key.as_slice()) {
-            return Err(SstError::corrupt("index", "keys out of order"));
-        }
-        previous = Some(handle);
-    }
-    if let Some(last) = previous {
-        if last.last_key.as_slice() != meta.last_key.as_slice()
-            || meta.first_key.as_slice() > meta.last_key.as_slice()
-        {
-            return Err(SstError::corrupt(
-                "meta",
-                "key range differs from the index",
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn check_handle(handle: &ArchivedBlockHandle, data_end: usize) -> Result<(), SstError> {
-    let end = handle
-        .offset
-        .to_native()
-        .checked_add(handle.stored_len.to_native())
-        .and_then(|e| e.checked_add(BLOCK_TRAILER_LEN as u64));
-    if end.is_none_or(|e| e > data_end as u64) || handle.raw_len.to_native() > BLOCK_RAW_BYTES_MAX {
-        return Err(SstError::corrupt("index", "block handle outside the data"));
-    }
-    Ok(())
 }
 
 /// Entries of a key range, in order. After an error it yields nothing more.
@@ -198,13 +115,13 @@ pub struct TableRange<'t, 'a> {
 impl TableRange<'_, '_> {
     /// Loads the next block, positioned at the first entry `>= start`; false at the end.
     fn load_next(&mut self) -> Result<bool, SstError> {
-        let blocks = &self.table.index.blocks;
-        if self.next_block >= blocks.len() {
+        let index = &self.table.index;
+        if self.next_block >= index.block_count() {
             return Ok(false);
         }
         // Every later block's keys exceed the previous block's last key.
         if let (Some(end), Some(prev)) = (&self.end, self.next_block.checked_sub(1)) {
-            if blocks[prev].last_key.as_slice() >= end.as_slice() {
+            if index.last_key_of(prev) >= end.as_slice() {
                 return Ok(false);
             }
         }

@@ -296,3 +296,28 @@ fn opens_in_place_at_any_alignment() {
         assert_eq!(table.iter().count(), 50);
     }
 }
+
+#[test]
+fn streaming_blocks_out_gives_the_same_image() {
+    let model: Model = (0u16..400)
+        .map(|i| (i.to_be_bytes().to_vec(), vec![(i % 7) as u8; 30]))
+        .collect();
+    let options = TableOptions {
+        block_bytes_target: 256,
+        ..TableOptions::default()
+    };
+    let mut whole = TableBuilder::new(options.clone());
+    let mut streamed = TableBuilder::new(options);
+    let mut image = Vec::new();
+    for (k, v) in &model {
+        whole.add(k, v).unwrap();
+        streamed.add(k, v).unwrap();
+        if streamed.ready_bytes() > 0 {
+            assert_eq!(streamed.taken_bytes(), image.len() as u64);
+            image.extend(streamed.take_ready());
+        }
+    }
+    assert!(streamed.taken_bytes() > 0, "blocks were streamed");
+    image.extend(streamed.finish().unwrap());
+    assert_eq!(image, whole.finish().unwrap());
+}

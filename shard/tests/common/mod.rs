@@ -3,13 +3,27 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use tessera_core::{NodeId, Object, VersionVector};
+use tessera_io::fs::{Fs, RealFs};
 use tessera_shard::log::format::{
     encode_object_record, encode_segment_header, parse_segment_name, seal_batch_header,
     BATCH_ALIGNMENT, BATCH_HEADER_BYTES,
 };
-use tessera_shard::log::{recover, CommitLog, RecoveryError, RecoveryReport};
+use tessera_shard::log::{recover, CommitLog, RecoveryError, RecoveryReport, RecoveryStart};
+
+/// The commit log as the tests use it: on the kernel's file system.
+pub type RealLog = CommitLog<RealFs>;
+
+/// Starts a log on the real file system in `dir` from `recovered`.
+pub fn start_log(
+    dir: PathBuf,
+    recovered: &RecoveryReport,
+    config: tessera_io::LogConfig,
+) -> RealLog {
+    CommitLog::start(Rc::new(RealFs), dir, recovered, config)
+}
 
 /// Runs `make()` to completion on a fresh unbound glommio executor; a panic inside fails the
 /// test.
@@ -113,7 +127,7 @@ pub fn expected(seq: u64, i: u64, value_len: usize) -> Rec {
 }
 
 /// Appends test record `i` without waiting.
-pub fn append(log: &CommitLog, i: u64, value_len: usize) -> tessera_io::Ticket {
+pub fn append<F: Fs>(log: &CommitLog<F>, i: u64, value_len: usize) -> tessera_io::Ticket {
     let (keyspace, key, object) = record(i, value_len);
     log.append_object(&keyspace, &key, &object)
         .expect("append accepted")
@@ -123,8 +137,8 @@ pub fn append(log: &CommitLog, i: u64, value_len: usize) -> tessera_io::Ticket {
 /// records: each batch is appended with no `.await` in between and made durable before the
 /// next starts, so each is exactly one group-commit write. Returns what recovery should give,
 /// numbered from `first_seq`.
-pub async fn write_batches(
-    log: &CommitLog,
+pub async fn write_batches<F: Fs>(
+    log: &CommitLog<F>,
     first: u64,
     first_seq: u64,
     count: u64,
@@ -153,8 +167,17 @@ pub async fn write_batches(
 /// Recovers the log in `dir`, returning every record handed out (even when recovery then
 /// fails) and the outcome.
 pub async fn recover_collect(dir: &Path) -> (Vec<Rec>, Result<RecoveryReport, RecoveryError>) {
+    recover_collect_on(&RealFs, dir, RecoveryStart::default()).await
+}
+
+/// [`recover_collect`] on any file system, from `start`.
+pub async fn recover_collect_on<F: Fs>(
+    fs: &F,
+    dir: &Path,
+    start: RecoveryStart,
+) -> (Vec<Rec>, Result<RecoveryReport, RecoveryError>) {
     let mut recs = Vec::new();
-    let result = recover(dir, |seq, r| {
+    let result = recover(fs, dir, start, |seq, r| {
         let object = Object::decode(r.object).map_err(|e| e.to_string())?;
         recs.push(Rec {
             seq,

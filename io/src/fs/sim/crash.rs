@@ -10,22 +10,27 @@ use std::rc::Rc;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{apply_write, FileId, PendingWrite, SimFs, SimInode, State};
+use super::{apply_write, FileId, PendingOp, SimFs, SimInode, State};
 
-/// The durable content plus a seeded choice of the pending writes (see the module doc).
+/// The durable content plus a seeded choice of the pending writes and truncates (see the
+/// module doc).
 fn crashed_content(file: &SimInode, rng: &mut StdRng) -> Vec<u8> {
-    let kept: Vec<&PendingWrite> = file.pending.iter().filter(|_| rng.gen_bool(0.5)).collect();
+    let kept: Vec<&PendingOp> = file.pending.iter().filter(|_| rng.gen_bool(0.5)).collect();
+    // Only a write can tear; a truncate is one metadata change.
     let torn_len = match kept.last() {
-        Some(last) if rng.gen_bool(0.5) => Some(rng.gen_range(0..last.bytes.len().max(1))),
+        Some(PendingOp::Write { bytes, .. }) if rng.gen_bool(0.5) => {
+            Some(rng.gen_range(0..bytes.len().max(1)))
+        }
         _ => None,
     };
     let mut content = file.durable.clone();
-    for (i, write) in kept.iter().enumerate() {
-        let bytes = match torn_len {
-            Some(len) if i + 1 == kept.len() => &write.bytes[..len.min(write.bytes.len())],
-            _ => &write.bytes[..],
-        };
-        apply_write(&mut content, write.offset, bytes);
+    for (i, op) in kept.iter().enumerate() {
+        match (op, torn_len) {
+            (PendingOp::Write { offset, bytes }, Some(len)) if i + 1 == kept.len() => {
+                apply_write(&mut content, *offset, &bytes[..len.min(bytes.len())]);
+            }
+            _ => op.apply(&mut content),
+        }
     }
     content
 }

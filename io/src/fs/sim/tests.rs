@@ -322,3 +322,100 @@ fn crash_cuts_the_power_of_the_file_system_it_is_called_on() {
         after.list(dir()).await.unwrap();
     });
 }
+
+#[test]
+fn an_unsynced_truncate_survives_or_not_and_a_synced_one_always() {
+    block_on(async {
+        let fs = SimFs::new();
+        write(&fs, &p("seg"), 0, b"HEADTAIL", true).await;
+        fs.sync_dir(dir()).await.unwrap();
+        let file = fs.open(&p("seg"), OpenMode::Existing).await.unwrap();
+        file.truncate(4).await.unwrap();
+        assert_eq!(
+            file.len().await.unwrap(),
+            4,
+            "a reader sees the new length at once"
+        );
+        let (mut cut, mut kept) = (0, 0);
+        for seed in 0..SEEDS {
+            match read(&fs.crash_image(seed), &p("seg")).await.as_deref() {
+                Some(b"HEAD") => cut += 1,
+                Some(b"HEADTAIL") => kept += 1,
+                // Never torn: a truncate is all or nothing.
+                other => panic!("seed {seed}: {other:?}"),
+            }
+        }
+        assert!(cut > 0 && kept > 0, "{cut} cut, {kept} kept");
+
+        file.sync().await.unwrap();
+        for seed in 0..SEEDS {
+            let got = read(&fs.crash_image(seed), &p("seg")).await;
+            assert_eq!(got.as_deref(), Some(&b"HEAD"[..]), "seed {seed}");
+        }
+        // Extending reads as zeros, and is pending like any truncate.
+        file.truncate(6).await.unwrap();
+        assert_eq!(file.read_at(0, 10).await.unwrap(), b"HEAD\0\0");
+        let extended = (0..SEEDS).filter(|&seed| {
+            let got = block_on(read(&fs.crash_image(seed), &p("seg")));
+            assert!(matches!(got.as_deref(), Some(b"HEAD") | Some(b"HEAD\0\0")));
+            got.as_deref() == Some(b"HEAD\0\0")
+        });
+        assert!(extended.count() > 0);
+        file.close().await.unwrap();
+    });
+}
+
+/// The commit log's recovery from a failed write: cut the file back to its durable end, sync
+/// that, then write again. No crash may bring the failed write's bytes back.
+#[test]
+fn a_write_cut_off_by_a_synced_truncate_never_comes_back() {
+    block_on(async {
+        let fs = SimFs::new();
+        write(&fs, &p("seg"), 0, b"HEAD", true).await;
+        fs.sync_dir(dir()).await.unwrap();
+        let file = fs.open(&p("seg"), OpenMode::Existing).await.unwrap();
+        file.write_at(4, b"XXXXXXXX".to_vec()).await.unwrap();
+        // Before the cut is synced, the failed bytes may survive (in whole or torn).
+        file.truncate(4).await.unwrap();
+        let back = (0..SEEDS)
+            .filter(|&seed| {
+                let got = block_on(read(&fs.crash_image(seed), &p("seg"))).unwrap();
+                assert!(b"HEADXXXXXXXX".starts_with(&got), "seed {seed}: {got:?}");
+                got.len() > 4
+            })
+            .count();
+        assert!(
+            back > 0,
+            "an unsynced cut never let the failed bytes survive"
+        );
+
+        file.sync().await.unwrap();
+        file.write_at(4, b"YY".to_vec()).await.unwrap();
+        let mut retried = 0;
+        for seed in 0..SEEDS {
+            let got = read(&fs.crash_image(seed), &p("seg")).await.unwrap();
+            assert!(
+                b"HEADYY".starts_with(&got) && got.len() >= 4,
+                "seed {seed}: {got:?}"
+            );
+            retried += usize::from(got == b"HEADYY");
+        }
+        assert!(retried > 0);
+        file.close().await.unwrap();
+    });
+}
+
+#[test]
+fn create_dir_and_truncate_are_crash_points() {
+    block_on(async {
+        let fs = SimFs::new();
+        let file = fs.open(&p("a"), OpenMode::Create).await.unwrap();
+        fs.crash_after(2);
+        fs.create_dir(Path::new("data/sub")).await.unwrap();
+        file.truncate(0).await.unwrap();
+        assert!(matches!(file.truncate(1).await, Err(FsError::Crashed)));
+        let again = fs.create_dir(Path::new("data/other")).await;
+        assert!(matches!(again, Err(FsError::Crashed)));
+        assert_eq!(fs.ops_done(), 3);
+    });
+}

@@ -53,6 +53,18 @@ impl Conn {
         }
     }
 
+    /// Like [`Conn::reply_now`] for a `write` that may decline (see [`Replies::try_now`]).
+    fn try_reply_now(&self, write: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
+        if self.broken.get() {
+            return true;
+        }
+        let answered = self.replies.borrow_mut().try_now(write);
+        if answered {
+            self.out_ready.notify();
+        }
+        answered
+    }
+
     /// Waits until `command` may start: room for it, and no earlier command it depends on
     /// still running. False if the connection broke meanwhile.
     async fn wait_turn(&self, command: &Command, inflight_max: usize) -> bool {
@@ -158,10 +170,11 @@ async fn start(conn: &Rc<Conn>, ctx: &Rc<ShardCtx>, shared: &RespShared, args: V
             conn.reply_now(|out| write_simple(out, b"OK"));
             return Flow::Close;
         }
-        // Nothing it depends on runs (`wait_turn`), so the memtable holds what it must see.
-        Command::Get(ref key) if ctx.owns(DEFAULT_KEYSPACE, key) => {
-            conn.reply_now(|out| store::get_local(ctx, key, out));
-        }
+        // Nothing it depends on runs (`wait_turn`), so memory holds what it must see; a GET
+        // that needs a disk read runs in a task like any data command.
+        Command::Get(ref key)
+            if ctx.owns(DEFAULT_KEYSPACE, key)
+                && conn.try_reply_now(|out| store::get_local(ctx, key, out)) => {}
         command if command.touches_store() => spawn(conn, ctx, command),
         command => conn.reply_now(|out| admin::answer(command, ctx, shared, out)),
     }

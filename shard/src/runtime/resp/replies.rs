@@ -37,6 +37,22 @@ impl Replies {
         }
     }
 
+    /// Like [`Replies::now`] for a `write` that may decline (returning false, having written
+    /// nothing): then no reply is added and the command is answered some other way.
+    pub fn try_now(&mut self, write: impl FnOnce(&mut Vec<u8>) -> bool) -> bool {
+        if self.queue.is_empty() {
+            write(&mut self.out)
+        } else {
+            let mut buf = self.buffer();
+            if !write(&mut buf) {
+                return false;
+            }
+            self.queued_bytes += buf.len();
+            self.queue.push_back(Some(buf));
+            true
+        }
+    }
+
     /// Reserves the place of the next command's reply, answered later with
     /// [`Replies::fill`]; returns its sequence number and a buffer to write the reply into.
     pub fn reserve(&mut self) -> (u64, Vec<u8>) {

@@ -22,14 +22,20 @@ use super::command::{Arg, Command};
 use crate::constants::ANSWER_VALUE_BYTES_MAX;
 use crate::runtime::route::ShardCtx;
 
-/// Answers a GET of a key this shard owns without waiting, writing the value straight from
-/// the memtable into `out` (no copy of it in between).
-pub fn get_local(ctx: &ShardCtx, key: &[u8], out: &mut Vec<u8>) {
-    let written = ctx.service.read(DEFAULT_KEYSPACE, key, |object| {
+/// Answers a GET of a key this shard owns without waiting if the answer is in memory,
+/// writing the value straight from the memtable or cached block into `out` (no copy of it in
+/// between). False, with nothing written, if the answer needs a disk read.
+pub fn get_local(ctx: &ShardCtx, key: &[u8], out: &mut Vec<u8>) -> bool {
+    let written = ctx.service.read_now(DEFAULT_KEYSPACE, key, |object| {
         write_value(out, object.into_iter().flat_map(|o| o.live_values()));
     });
-    if let Err(e) = written {
-        write_wire_error(out, &e.to_wire());
+    match written {
+        None => false,
+        Some(Ok(())) => true,
+        Some(Err(e)) => {
+            write_wire_error(out, &e.to_wire());
+            true
+        }
     }
 }
 
