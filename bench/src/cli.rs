@@ -72,6 +72,9 @@ pub enum Command {
     Run(RunArgs),
     /// A glommio TCP echo server of length-prefixed frames: the ceiling for `run --protocol echo`.
     EchoServer(EchoServerArgs),
+    /// One shard's storage engine alone, in process, measured like RocksDB's db_bench
+    /// (fillrandom, readrandom, readmissing, overwrite).
+    Storage(crate::storage::StorageArgs),
 }
 
 /// The protocol to speak.
@@ -293,6 +296,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
     let outcome = match args.command {
         Command::Run(a) => run_command(&a),
         Command::EchoServer(a) => run_echo_server(&a).map(|()| true),
+        Command::Storage(a) => crate::storage::run_storage(&a).map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,

@@ -32,6 +32,7 @@ pub mod plot;
 pub mod proto;
 pub mod report;
 pub mod run;
+pub mod storage;
 pub mod striped;
 pub mod workload;
 

@@ -24,22 +24,23 @@ pub enum ShardError {
     /// The keyspace does not exist.
     #[error("keyspace '{0}' does not exist (this node serves 'default')")]
     NoSuchKeyspace(String),
-    /// The shard's memory budget is used up.
-    #[error("shard memory budget of {max} bytes is used up; raise it or add nodes")]
-    MemoryFull {
-        /// The budget.
-        max: usize,
-    },
     /// The version layer refused the write (too many siblings...).
     #[error("{0}")]
     Version(#[from] CoreError),
     /// The commit log refused or failed the write.
     #[error("{0}")]
     Log(#[from] LogError),
+    /// Writes wait for a flush or compaction that keeps failing (a full disk): refused rather
+    /// than queued without bound. Free disk space; writes resume on their own.
+    #[error("writes are refused until this shard can write its tables again: {0}")]
+    WritesStalled(String),
     /// The shard's tables could not be read or written (damage, or I/O): the data is not
     /// returned rather than returned wrong. Restore the shard from a replica.
     #[error("storage error: {0}")]
     Storage(String),
+    /// The shard is closing: the write was not applied.
+    #[error("the shard is shutting down; retry on another replica or after restart")]
+    Closing,
     /// The owning shard cannot be reached (shutting down).
     #[error("shard {0} is unavailable (the node is shutting down)")]
     ShardUnavailable(u16),
@@ -52,7 +53,6 @@ impl ShardError {
             Self::BadRequest(_) => ErrorCode::BadRequest,
             Self::TooLarge { .. } => ErrorCode::TooLarge,
             Self::NoSuchKeyspace(_) => ErrorCode::NotFound,
-            Self::MemoryFull { .. } => ErrorCode::Overloaded,
             Self::Version(CoreError::ValueTooLarge { .. }) => ErrorCode::TooLarge,
             Self::Version(_) => ErrorCode::BadRequest,
             Self::Log(LogError::RecordTooLarge { .. }) => ErrorCode::TooLarge,
@@ -60,6 +60,7 @@ impl ShardError {
             Self::Log(LogError::NoSpace(_)) => ErrorCode::Unavailable,
             Self::Log(_) | Self::ShardUnavailable(_) => ErrorCode::Unavailable,
             Self::Storage(_) => ErrorCode::Internal,
+            Self::WritesStalled(_) | Self::Closing => ErrorCode::Unavailable,
         }
     }
 

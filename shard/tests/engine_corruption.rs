@@ -49,6 +49,7 @@ fn limits() -> EngineLimits {
             },
             compaction_bytes_per_sec: 1 << 30,
             cache_bytes: 0,
+            l0_stall_tables: 6,
         },
     }
 }

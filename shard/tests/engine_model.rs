@@ -86,6 +86,7 @@ fn limits() -> EngineLimits {
             },
             compaction_bytes_per_sec: 1 << 30,
             cache_bytes: 16 << 10,
+            l0_stall_tables: 6,
         },
     }
 }

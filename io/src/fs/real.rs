@@ -128,21 +128,27 @@ impl Fs for RealFs {
 
 impl FsFile for RealFile {
     async fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, FsError> {
-        let mut out = Vec::with_capacity(len);
+        // `pread` on the executor thread, not an io_uring read: see the module doc.
+        use std::os::fd::{AsRawFd, FromRawFd};
+        use std::os::unix::fs::FileExt;
+        // SAFETY: the descriptor belongs to `self.file`, which outlives this borrow; the
+        // `ManuallyDrop` keeps this temporary `File` from closing it.
+        let file = std::mem::ManuallyDrop::new(unsafe {
+            std::fs::File::from_raw_fd(self.file.as_raw_fd())
+        });
+        let mut out = vec![0u8; len];
+        let mut filled = 0;
         // A read of a regular file returns short only at the end of the file, but a short
         // read before it is not an error in POSIX: keep reading until `len` or EOF.
-        while out.len() < len {
-            let pos = offset + out.len() as u64;
-            let chunk = self
-                .file
-                .read_at(pos, len - out.len())
-                .await
-                .map_err(|e| glommio_err(FsOp::Read, &self.path, e))?;
-            if chunk.is_empty() {
-                break;
+        while filled < len {
+            match file.read_at(&mut out[filled..], offset + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(FsError::from_io(FsOp::Read, &self.path, e)),
             }
-            out.extend_from_slice(&chunk);
         }
+        out.truncate(filled);
         Ok(out)
     }
 

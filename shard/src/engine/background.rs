@@ -15,8 +15,20 @@ use tessera_io::fs::Fs;
 
 use super::Shared;
 
-/// Pause before a failed flush or compaction is tried again.
+/// Pause before a failed flush or compaction is first tried again; it doubles with every
+/// failure in a row, up to [`RETRY_AFTER_MAX`], so a failure that lasts (a damaged table, a
+/// disk that stays full) costs little I/O and log noise.
 pub const RETRY_AFTER: Duration = Duration::from_millis(200);
+
+/// The longest pause between retries.
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(10);
+
+/// The pause after `failures` failures in a row.
+fn backoff(failures: u32) -> Duration {
+    RETRY_AFTER
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(RETRY_AFTER_MAX)
+}
 
 /// CPU shares of the compaction queue; foreground tasks run in the default queue (1000
 /// shares), so a busy shard gives compaction about one part in eleven.
@@ -41,6 +53,7 @@ pub(crate) fn spawn<F: Fs + 'static>(shared: &Rc<Shared<F>>) -> Vec<glommio::tas
 }
 
 async fn flush_loop<F: Fs + 'static>(s: Rc<Shared<F>>) {
+    let mut failures = 0;
     loop {
         let job = s
             .frozen
@@ -51,10 +64,14 @@ async fn flush_loop<F: Fs + 'static>(s: Rc<Shared<F>>) {
             s.flush_wanted.notified().await;
             continue;
         };
+        tracing::trace!(keys = memtable.len(), log_floor, "memtable flush starts");
         match s.lsm.flush(&memtable, log_floor).await {
             Ok(()) => {
+                failures = 0;
                 *s.frozen.borrow_mut() = None;
                 s.flush_failing.set(false);
+                // Writers waiting for room may go now, before the log's segments are released.
+                s.flushed.signal();
                 tracing::debug!(keys = memtable.len(), log_floor, "memtable flushed");
                 match s.log.release_below(log_floor).await {
                     Ok(released) => tracing::debug!(released, "commit-log segments released"),
@@ -64,28 +81,40 @@ async fn flush_loop<F: Fs + 'static>(s: Rc<Shared<F>>) {
                 s.fit_cache();
                 s.compaction_wanted.notify();
                 s.maybe_freeze();
-                s.flushed.signal();
             }
             Err(error) => {
                 tracing::warn!(%error, "memtable flush failed; retrying");
                 *s.last_error.borrow_mut() = Some(error.to_string());
                 s.flush_failing.set(true);
                 s.flushed.signal();
-                glommio::timer::sleep(RETRY_AFTER).await;
+                failures += 1;
+                glommio::timer::sleep(backoff(failures)).await;
             }
         }
     }
 }
 
 async fn compaction_loop<F: Fs + 'static>(s: Rc<Shared<F>>) {
+    let mut failures = 0;
     loop {
         match s.lsm.compact_once().await {
-            Ok(true) => s.fit_cache(),
-            Ok(false) => s.compaction_wanted.notified().await,
+            Ok(true) => {
+                failures = 0;
+                s.compaction_failing.set(false);
+                s.fit_cache();
+                s.flushed.signal();
+            }
+            Ok(false) => {
+                s.compaction_failing.set(false);
+                s.compaction_wanted.notified().await;
+            }
             Err(error) => {
                 tracing::warn!(%error, "compaction failed; retrying");
                 *s.last_error.borrow_mut() = Some(error.to_string());
-                glommio::timer::sleep(RETRY_AFTER).await;
+                s.compaction_failing.set(true);
+                s.flushed.signal();
+                failures += 1;
+                glommio::timer::sleep(backoff(failures)).await;
             }
         }
     }

@@ -5,7 +5,8 @@
 //! commit log → compute the new object → append it to the log → apply it to the memtable →
 //! acknowledge once the record is durable (if the write asked for durability). From the log
 //! room onwards there is no `.await` until the append, so the log holds records in memtable
-//! order; the key's turn, held from arrival to apply, makes the writes of one key read and
+//! order; the key's turn, held from arrival to apply (not through the wait for durability),
+//! makes the writes of one key read and
 //! apply one at a time in arrival order, so none builds on an object another write replaced
 //! and a client's pipelined writes of a key apply in the order sent.
 //!
@@ -25,7 +26,8 @@
 //! frozen one to a level-0 table and commits it with the log floor (the number of the first
 //! record it does not hold), then releases the commit-log segments wholly below the floor.
 //! Writes wait only when the active memtable is full while the previous one is still being
-//! flushed. Compaction runs in its own low-priority task queue, paced by an I/O budget.
+//! flushed, or while level 0 holds `l0_stall_tables` tables (compaction is behind).
+//! Compaction runs in its own low-priority task queue, paced by an I/O budget.
 //!
 //! A full disk ([`LogError::NoSpace`](tessera_io::LogError::NoSpace)) is not a failure of the
 //! log: writes are refused and reads go on. What that means for the memtable:
@@ -84,6 +86,31 @@ pub struct EngineLimits {
     pub lsm: LsmOptions,
 }
 
+/// The least `memtable_bytes_max`: below it every write would freeze its own memtable.
+pub const MEMTABLE_BYTES_MIN: usize = 256;
+
+impl EngineLimits {
+    /// Checks the limits work together: a memtable that holds a few entries, a valid
+    /// compaction policy, and a level-0 stall above the level-0 compaction trigger (or writes
+    /// would wait for a compaction the policy never starts).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.memtable_bytes_max < MEMTABLE_BYTES_MIN {
+            return Err(format!(
+                "memtable_bytes_max {} is below {MEMTABLE_BYTES_MIN}",
+                self.memtable_bytes_max
+            ));
+        }
+        self.lsm.policy.validate().map_err(|e| e.to_string())?;
+        if self.lsm.l0_stall_tables <= self.lsm.policy.l0_trigger {
+            return Err(format!(
+                "l0_stall_tables {} must exceed the level-0 compaction trigger {}",
+                self.lsm.l0_stall_tables, self.lsm.policy.l0_trigger
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The outcome of a write: the key's clock after it, which is the context for the next write.
 pub type WriteOutcome = VersionVector;
 
@@ -119,6 +146,9 @@ pub enum OpenError {
     /// The commit log could not be recovered.
     #[error(transparent)]
     Log(#[from] RecoveryError),
+    /// The limits do not work together.
+    #[error("invalid engine limits: {0}")]
+    Invalid(String),
 }
 
 /// A frozen memtable and the log floor that holds once it is in a table.
@@ -142,10 +172,16 @@ pub(crate) struct Shared<F: Fs> {
     flush_wanted: tessera_io::Notify,
     /// Wakes the compaction task.
     compaction_wanted: tessera_io::Notify,
-    /// Signalled whenever a flush finishes or fails: writers waiting for memtable room.
+    /// Signalled whenever a flush finishes or fails, or a compaction finishes: writers
+    /// waiting for memtable room or for level 0 to shrink.
     flushed: Signal,
     /// The last flush failed (and is being retried): writes that need room are refused.
     flush_failing: Cell<bool>,
+    /// The last compaction failed (and is being retried): writes stalled on level 0 are
+    /// refused.
+    compaction_failing: Cell<bool>,
+    /// The engine is closing: waiting writers give up.
+    closed: Cell<bool>,
     /// The last background failure, for operators.
     last_error: RefCell<Option<String>>,
     scratch: RefCell<Vec<u8>>,
@@ -195,6 +231,7 @@ impl<F: Fs + 'static> Engine<F> {
         node: NodeId,
         limits: EngineLimits,
     ) -> Result<(Self, RecoveryReport), OpenError> {
+        limits.validate().map_err(OpenError::Invalid)?;
         let sst_dir = dir.join("sst");
         let lsm = Lsm::open(fs.clone(), &sst_dir, limits.lsm.clone())
             .await
@@ -229,6 +266,8 @@ impl<F: Fs + 'static> Engine<F> {
             compaction_wanted: tessera_io::Notify::new(),
             flushed: Signal::default(),
             flush_failing: Cell::new(false),
+            compaction_failing: Cell::new(false),
+            closed: Cell::new(false),
             last_error: RefCell::new(None),
             scratch: RefCell::new(Vec::new()),
         });
@@ -345,19 +384,30 @@ impl<F: Fs + 'static> Engine<F> {
         let mem_key = mem_key(keyspace, key);
         // Taken before any `.await`: see the module doc and `keys.rs`.
         let queue = s.keys.queue(&mem_key);
-        let _turn = queue.turns().take().await;
-        s.wait_for_room().await?;
-        let stored = match s.in_memtables(&mem_key, |o| o.cloned()) {
-            Ok(object) => object,
-            Err(_) => s.lsm.get(&mem_key).await.map_err(storage)?,
+        let turn = queue.turns().take().await;
+        let stored = loop {
+            s.wait_for_room().await?;
+            let stored = match s.in_memtables(&mem_key, |o| o.cloned()) {
+                Ok(object) => object,
+                Err(_) => s.lsm.get(&mem_key).await.map_err(storage)?,
+            };
+            // First come, first served: writes leave this wait in the order they reached it.
+            s.log.ready().await;
+            // The memtable may have filled during those waits: then wait again, so that the
+            // memtables stay within their share of the budget.
+            if s.has_room() {
+                break stored;
+            }
         };
-        // First come, first served: writes leave this wait in the order they reached it.
-        s.log.ready().await;
         // From here to the append there is no `.await` (see the module doc). The key's turn
         // kept every other write of it out since `stored` was read, and flushes only move
         // objects between memtables and tables, so `stored` is still the key's object.
         let (ticket, clock) = s.apply(keyspace, key, stored, supersedes, value)?;
         s.maybe_freeze();
+        // The write's place in the log is fixed: the next write of this key may go ahead
+        // (and share this one's group commit) while this one waits to be durable.
+        drop(turn);
+        drop(queue);
         if durable {
             s.log.wait_durable(ticket).await?;
         }
@@ -435,6 +485,8 @@ impl<F: Fs + 'static> Engine<F> {
     /// Makes every write durable, stops the background tasks and closes the log. A flush cut
     /// short leaves an orphan table, removed at the next open; the log holds its data.
     pub async fn close(&self) -> Result<(), ShardError> {
+        self.shared.closed.set(true);
+        self.shared.flushed.signal();
         let tasks: Vec<_> = self.tasks.borrow_mut().drain(..).collect();
         for task in tasks {
             task.cancel();
@@ -479,23 +531,41 @@ impl<F: Fs + 'static> Shared<F> {
         }
     }
 
-    /// Waits while the active memtable is full and the previous one is still flushing;
-    /// refuses the write if that flush is failing (a full disk), so writes do not queue
-    /// without bound.
+    /// Waits while the active memtable is full and the previous one is still flushing, or
+    /// while level 0 holds too many tables (compaction is behind); refuses the write if the
+    /// flush is failing (a full disk), so writes do not queue without bound.
     async fn wait_for_room(&self) -> Result<(), ShardError> {
         loop {
-            let full = self.active.borrow().bytes() >= self.limits.memtable_bytes_max;
-            if !full || self.frozen.borrow().is_none() {
+            if self.closed.get() {
+                return Err(ShardError::Closing);
+            }
+            let waiting_flush = self.waiting_flush();
+            let stalled = self.lsm.stalled();
+            if !waiting_flush && !stalled {
                 return Ok(());
             }
-            if self.flush_failing.get() {
-                return Err(ShardError::MemoryFull {
-                    max: self.limits.memtable_bytes_max,
-                });
+            if (waiting_flush && self.flush_failing.get())
+                || (stalled && self.compaction_failing.get())
+            {
+                let why = self.last_error.borrow().clone().unwrap_or_default();
+                return Err(ShardError::WritesStalled(why));
             }
+            tracing::trace!(waiting_flush, stalled, "a write waits for room");
             let seen = self.flushed.generation();
             self.flushed.changed(seen).await;
         }
+    }
+
+    /// The active memtable is full and the previous one is still being flushed.
+    fn waiting_flush(&self) -> bool {
+        self.active.borrow().bytes() >= self.limits.memtable_bytes_max
+            && self.frozen.borrow().is_some()
+    }
+
+    /// Whether a write may apply now without taking the memtables past their share or
+    /// adding to a level 0 that is already too deep.
+    fn has_room(&self) -> bool {
+        !self.waiting_flush() && !self.lsm.stalled()
     }
 
     /// Computes and appends the new object and applies it to the active memtable.
@@ -548,6 +618,11 @@ impl<F: Fs + 'static> Shared<F> {
     /// log's next record number is the floor once this memtable is in a table.
     fn freeze(&self) {
         let memtable = std::mem::take(&mut *self.active.borrow_mut());
+        tracing::trace!(
+            keys = memtable.len(),
+            bytes = memtable.bytes(),
+            "memtable frozen"
+        );
         *self.frozen.borrow_mut() = Some(Frozen {
             memtable: Rc::new(memtable),
             log_floor: self.log.next_record(),

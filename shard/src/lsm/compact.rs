@@ -61,15 +61,25 @@ pub async fn run_once<F: Fs>(lsm: &Lsm<F>) -> Result<bool, LsmError> {
     match merge_into_tables(lsm, &inputs, gc, &mut created).await {
         Ok(outputs) => install(lsm, &job, outputs).await?,
         Err(error) => {
-            for id in created {
-                let path = lsm.dir.join(super::table::table_file_name(id));
-                // Best effort: an output left behind is an orphan, removed at the next open.
-                let _ = lsm.fs.remove(&path).await;
-            }
+            remove_outputs(lsm, &created).await;
             return Err(error);
         }
     }
     Ok(true)
+}
+
+/// Removes output tables the manifest does not name (a job that failed). Best effort: an
+/// output left behind is an orphan, removed at the next open.
+async fn remove_outputs<F: Fs>(lsm: &Lsm<F>, ids: &[u64]) {
+    for id in ids {
+        if lsm.open.borrow().contains_key(id) {
+            continue;
+        }
+        let _ = lsm
+            .fs
+            .remove(&lsm.dir.join(super::table::table_file_name(*id)))
+            .await;
+    }
 }
 
 /// Whether no table outside the job, at a deeper level than its output, overlaps its inputs:
@@ -195,12 +205,22 @@ async fn install<F: Fs>(
     outputs: Vec<TableMeta>,
 ) -> Result<(), LsmError> {
     // Output names must be durable before the manifest refers to them.
-    lsm.fs.sync_dir(&lsm.dir).await?;
+    if let Err(error) = lsm.fs.sync_dir(&lsm.dir).await {
+        let created: Vec<u64> = outputs.iter().map(|t| t.id).collect();
+        remove_outputs(lsm, &created).await;
+        return Err(error.into());
+    }
     let written: u64 = outputs.iter().map(|t| t.file_size).sum();
-    // Computed against the manifest of now: a flush may have committed meanwhile, which
-    // only adds to level 0 and so leaves the job's inputs live and its output level as is.
-    let edit = apply_job(&lsm.manifest.borrow(), job, outputs)?;
-    lsm.install(edit).await?;
+    // Checked against the manifest the edit applies to (inside the commit turn): a flush may
+    // have committed since the job was picked.
+    let created: Vec<u64> = outputs.iter().map(|t| t.id).collect();
+    if let Err(error) = lsm
+        .install(|manifest| Ok(apply_job(manifest, job, outputs)?))
+        .await
+    {
+        remove_outputs(lsm, &created).await;
+        return Err(error);
+    }
     for id in &job.inputs {
         lsm.cache.borrow_mut().remove_table(*id);
         let path = lsm.dir.join(super::table::table_file_name(*id));

@@ -1,5 +1,5 @@
 //! The on-disk half of a shard's engine: the live SSTables, the manifest that names them, the
-//! block cache, flush of a frozen memtable and compaction. The engine (`engine.rs`) owns the
+//! block cache, flush of a frozen memtable and compaction. The engine (`engine/`) owns the
 //! memtables and the commit log and calls in here.
 //!
 //! Layout: every file lives in one directory (`<shard>/sst`): tables `<id>.sst` (20 digits),
@@ -41,7 +41,7 @@ mod scan;
 pub mod table;
 pub mod write;
 
-use table::parse_table_file_name;
+use table::{parse_table_file_name, table_file_name};
 pub use table::{Cache, SsTable};
 use write::TableWriter;
 
@@ -105,6 +105,10 @@ pub struct LsmOptions {
     pub compaction_bytes_per_sec: u64,
     /// Block cache budget.
     pub cache_bytes: u64,
+    /// Writes wait while level 0 holds this many tables (compaction is behind): without a
+    /// bound, a sustained write load would pile up level-0 tables, each one more probe for
+    /// every read.
+    pub l0_stall_tables: usize,
 }
 
 impl Default for LsmOptions {
@@ -112,8 +116,9 @@ impl Default for LsmOptions {
         Self {
             table: TableOptions::default(),
             policy: Policy::default(),
-            compaction_bytes_per_sec: 64 << 20,
+            compaction_bytes_per_sec: 256 << 20,
             cache_bytes: 32 << 20,
+            l0_stall_tables: 20,
         }
     }
 }
@@ -206,9 +211,12 @@ pub struct Lsm<F: Fs> {
     version: RefCell<Rc<Version<F>>>,
     cache: Cache,
     next_id: Cell<u64>,
-    /// Bumped whenever a flush installs tables.
-    generation: Cell<u64>,
+    /// One manifest commit at a time.
     commits: Turns,
+    /// One compaction at a time (the policy does not know about a job in flight).
+    compactions: Turns,
+    /// A commit failed and the manifest could not be read back yet: do it before the next.
+    resync_needed: Cell<bool>,
     budget: RefCell<IoBudget>,
     stats: Cell<LsmStats>,
     tombstone_gc: RefCell<Option<TombstoneGc>>,
@@ -226,7 +234,7 @@ impl<F: Fs> std::fmt::Debug for Lsm<F> {
 
 impl<F: Fs> Lsm<F> {
     /// Opens the tables of `dir`: recovers the manifest, removes orphans, opens and checks
-    /// every live table. Returns the engine and the manifest's commit-log floor.
+    /// every live table.
     pub async fn open(fs: Rc<F>, dir: &Path, options: LsmOptions) -> Result<Self, LsmError> {
         fs.create_dir(dir).await?;
         let manifest = Manifest::recover(&*fs, dir).await?;
@@ -252,8 +260,9 @@ impl<F: Fs> Lsm<F> {
             manifest: RefCell::new(manifest),
             open: RefCell::new(open),
             version: RefCell::new(Rc::new(version)),
-            generation: Cell::new(0),
             commits: Turns::default(),
+            compactions: Turns::default(),
+            resync_needed: Cell::new(false),
             budget: RefCell::new(budget),
             stats: Cell::new(LsmStats::default()),
             tombstone_gc: RefCell::new(None),
@@ -263,12 +272,6 @@ impl<F: Fs> Lsm<F> {
     /// The commit-log floor: records below it are in tables.
     pub fn log_floor(&self) -> u64 {
         self.manifest.borrow().log_floor
-    }
-
-    /// Bumped whenever a flush installs a table: a writer that read a key from the tables
-    /// and finds it changed must read again (see `engine.rs`).
-    pub fn generation(&self) -> u64 {
-        self.generation.get()
     }
 
     /// The newest stored object of a memtable key, if any table holds one.
@@ -344,21 +347,34 @@ impl<F: Fs> Lsm<F> {
             self.stats.set(stats);
             add.push(meta);
             // The table's name must be durable before the manifest refers to it.
-            self.fs.sync_dir(&self.dir).await?;
+            if let Err(error) = self.fs.sync_dir(&self.dir).await {
+                let _ = self.fs.remove(&path).await;
+                return Err(error.into());
+            }
         }
         let edit = ManifestEdit {
             add,
             remove: Vec::new(),
             log_floor: Some(log_floor),
         };
-        self.install(edit).await?;
-        self.generation.set(self.generation.get() + 1);
-        Ok(())
+        self.install(|_| Ok(edit)).await
     }
 
-    /// Runs one compaction if the policy asks for one; returns whether it did.
+    /// Runs one compaction if the policy asks for one; returns whether it did. Callers
+    /// queue: one job runs at a time.
     pub async fn compact_once(&self) -> Result<bool, LsmError> {
+        let _turn = self.compactions.take().await;
         compact::run_once(self).await
+    }
+
+    /// Tables in level 0.
+    pub fn l0_tables(&self) -> usize {
+        self.version.borrow().l0.len()
+    }
+
+    /// Whether writes should wait for compaction (see [`LsmOptions::l0_stall_tables`]).
+    pub fn stalled(&self) -> bool {
+        self.l0_tables() >= self.options.l0_stall_tables.max(1)
     }
 
     /// Sets the hook that decides whether a tombstone may be dropped (see the module doc).
@@ -416,18 +432,67 @@ impl<F: Fs> Lsm<F> {
         id
     }
 
-    /// Commits `edit` (one commit at a time), opens the tables it adds and installs the new
-    /// version. The tables it removes are the caller's to delete.
-    async fn install(&self, edit: ManifestEdit) -> Result<(), LsmError> {
+    /// Commits the edit `make_edit` computes from the manifest of the moment (one commit at a
+    /// time, so the edit is checked against exactly the manifest it applies to), opens the
+    /// tables it adds and installs the new version. The tables it removes are the caller's
+    /// to delete.
+    ///
+    /// A failed commit may or may not have reached the disk, and leaves files (a numbered
+    /// manifest, `CURRENT.tmp`) that would make the next commit fail: so the manifest is
+    /// recovered from disk at once and adopted. If the edit landed after all, this returns
+    /// `Ok`; if not, the tables it would have added are removed and the error returned, and
+    /// the caller may retry. Should that recovery fail too, it is tried again before the next
+    /// commit.
+    async fn install(
+        &self,
+        make_edit: impl FnOnce(&Manifest) -> Result<ManifestEdit, LsmError>,
+    ) -> Result<(), LsmError> {
         let _turn = self.commits.take().await;
+        if self.resync_needed.get() {
+            self.resync(Vec::new()).await?;
+        }
+        let edit = make_edit(&self.manifest.borrow())?;
         let mut added = Vec::new();
         for meta in &edit.add {
-            added.push(Rc::new(
-                SsTable::open(&*self.fs, &self.dir, meta.clone()).await?,
-            ));
+            match SsTable::open(&*self.fs, &self.dir, meta.clone()).await {
+                Ok(table) => added.push(Rc::new(table)),
+                Err(error) => {
+                    for table in &edit.add {
+                        let _ = self
+                            .fs
+                            .remove(&self.dir.join(table_file_name(table.id)))
+                            .await;
+                    }
+                    return Err(error);
+                }
+            }
         }
         let mut manifest = self.manifest.borrow().clone();
-        manifest.commit(&*self.fs, &self.dir, edit.clone()).await?;
+        if let Err(error) = manifest.commit(&*self.fs, &self.dir, edit.clone()).await {
+            tracing::warn!(%error, "manifest commit failed; recovering the manifest from disk");
+            self.resync(added).await?;
+            let landed = {
+                let now = self.manifest.borrow();
+                edit.add
+                    .iter()
+                    .all(|t| now.tables.iter().any(|n| n.id == t.id))
+                    && edit
+                        .remove
+                        .iter()
+                        .all(|id| now.tables.iter().all(|n| n.id != *id))
+            };
+            if landed {
+                return Ok(());
+            }
+            for table in &edit.add {
+                // Best effort: an orphan left here is removed at the next open.
+                let _ = self
+                    .fs
+                    .remove(&self.dir.join(table_file_name(table.id)))
+                    .await;
+            }
+            return Err(error.into());
+        }
         let mut open = self.open.borrow_mut();
         for table in added {
             open.insert(table.id(), table);
@@ -437,6 +502,35 @@ impl<F: Fs> Lsm<F> {
         }
         *self.version.borrow_mut() = Rc::new(Version::build(&manifest, &open));
         *self.manifest.borrow_mut() = manifest;
+        Ok(())
+    }
+
+    /// Reads the manifest back from disk (removing what a failed commit left) and makes it
+    /// the live one, opening any table it names that is not open (`fresh` holds tables just
+    /// opened for the failed edit). The caller holds the commit turn.
+    async fn resync(&self, fresh: Vec<Rc<SsTable<F>>>) -> Result<(), LsmError> {
+        self.resync_needed.set(true);
+        let manifest = Manifest::recover(&*self.fs, &self.dir).await?;
+        let mut tables = HashMap::new();
+        for meta in &manifest.tables {
+            let known = self
+                .open
+                .borrow()
+                .get(&meta.id)
+                .cloned()
+                .or_else(|| fresh.iter().find(|t| t.id() == meta.id).cloned());
+            let table = match known {
+                Some(table) => table,
+                None => Rc::new(SsTable::open(&*self.fs, &self.dir, meta.clone()).await?),
+            };
+            tables.insert(meta.id, table);
+        }
+        *self.version.borrow_mut() = Rc::new(Version::build(&manifest, &tables));
+        *self.open.borrow_mut() = tables;
+        self.next_id
+            .set(self.next_id.get().max(manifest.next_table_id));
+        *self.manifest.borrow_mut() = manifest;
+        self.resync_needed.set(false);
         Ok(())
     }
 }

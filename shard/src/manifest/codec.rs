@@ -87,7 +87,15 @@ pub fn decode_current(bytes: &[u8]) -> Result<u64, Corruption> {
         });
     }
     let (name, rest) = bytes.split_at(CURRENT_NAME_BYTES);
-    let crc_text = rest.get(1..9).and_then(|t| std::str::from_utf8(t).ok());
+    // Lowercase hex only, as written: `from_str_radix` would also take uppercase, and a
+    // flipped case bit would then pass unnoticed.
+    let crc_text = rest
+        .get(1..9)
+        .filter(|t| {
+            t.iter()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+        })
+        .and_then(|t| std::str::from_utf8(t).ok());
     let stored = crc_text.and_then(|t| u32::from_str_radix(t, 16).ok());
     if rest[0] != b' ' || rest[9] != b'\n' || stored.is_none() {
         return Err(Corruption::CurrentSyntax);
