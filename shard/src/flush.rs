@@ -1,8 +1,9 @@
 //! Flush: turning a sorted run of `(memtable key, Object)` entries into an SSTable image.
 //!
 //! Pure code: [`build_table`] takes entries (a [`Memtable::iter`] or a [`crate::merge`] output)
-//! and returns the table bytes; writing and fsyncing the file, and swapping it into the engine,
-//! belong to the engine, which does not call this yet.
+//! and returns the whole table image in memory, for tests and tools. The engine streams its
+//! flushes to disk block by block instead (`lsm/write.rs`), with the same builder and the same
+//! value encoding.
 //!
 //! Invariants:
 //! - Every entry given is written, tombstone-only objects included. A tombstone is what stops an

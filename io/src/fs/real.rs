@@ -7,6 +7,14 @@
 //! files go through glommio's ordinary ring, need no alignment, and are as durable: a write is
 //! durable once `fdatasync` returns, which is all this seam promises.
 //!
+//! Reads are the exception: [`FsFile::read_at`] is a `pread` on the executor thread, not an
+//! io_uring read. glommio's buffered reads were seen to lose their completion under a mixed
+//! load (a 1M-key fill with compaction: about one run in three hung for good with the read
+//! neither in the ring nor completed, on kernel 6.18); with `pread` ten runs in a row
+//! passed. A table read is a page-cache hit or one SSD read (tens of microseconds) and the
+//! block cache absorbs repeats, so the executor blocks briefly and rarely; writes, syncs and
+//! directory operations stay on glommio.
+//!
 //! Paths are made absolute before they reach glommio, which opens relative to no directory fd
 //! (a relative path fails with EBADF). Listing a directory has no io_uring form and uses a
 //! short blocking `read_dir`; [`Fs::create_dir`] checks which parents exist with blocking

@@ -2,9 +2,9 @@
 //!
 //! Pure: [`pick`] reads a [`Manifest`] and a [`Policy`] and names a [`CompactionJob`];
 //! [`apply_job`] turns the job and the tables the merge wrote into one [`ManifestEdit`]. The
-//! engine owns running the job (reading the inputs newest first through `merge.rs`, writing the
-//! outputs with `flush.rs`'s builder, committing the edit) in a lower-priority task queue paced
-//! by an [`IoBudget`]. None of that is wired in yet.
+//! engine runs the job (`lsm/compact.rs`: reading the inputs newest first through `merge.rs`,
+//! writing the outputs with `lsm/write.rs`, committing the edit) in a lower-priority task
+//! queue paced by an [`IoBudget`].
 //!
 //! # Strategy: leveled
 //!
@@ -58,7 +58,8 @@
 //! - A job from [`pick`] holds every table of the output level that overlaps its sources.
 //!   [`apply_job`] checks the inputs are still live and the outputs go to `output_level >= 1`,
 //!   disjoint from each other and from the tables of that level that stay.
-//! - The engine runs one job per shard at a time: [`pick`] does not know about a job in flight.
+//! - The engine runs one job per shard at a time (`Lsm::compact_once` takes a turn): [`pick`]
+//!   does not know about a job in flight.
 
 use crate::manifest::{Manifest, ManifestEdit, TableMeta, MANIFEST_LEVELS_MAX};
 
