@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use tessera_core::NodeId;
@@ -262,8 +263,12 @@ async fn write_phase(
     let mut latency = new_histogram();
     let mut value = vec![0u8; s.value_size];
     let io_before = device_write_bytes();
+    let bar = progress(name, ops);
     let start = Instant::now();
-    for _ in 0..ops {
+    for op in 0..ops {
+        if op % PROGRESS_EVERY == 0 {
+            bar.set_position(op);
+        }
         let k = rng.gen_range(0..s.num);
         fill_value(rng, &mut value);
         let op_start = Instant::now();
@@ -281,6 +286,7 @@ async fn write_phase(
         present[k as usize] = true;
     }
     let elapsed = start.elapsed();
+    bar.finish_and_clear();
     // Count what the writes caused, including the flush of what they left in memory.
     engine.sync().await.map_err(|e| e.to_string())?;
     Ok(Figures {
@@ -303,8 +309,12 @@ async fn read_phase(
 ) -> Result<Figures, String> {
     let mut latency = new_histogram();
     let mut found = 0;
+    let bar = progress(name, s.reads);
     let start = Instant::now();
-    for _ in 0..s.reads {
+    for op in 0..s.reads {
+        if op % PROGRESS_EVERY == 0 {
+            bar.set_position(op);
+        }
         // Missing keys lie past the key space: same length, never written.
         let k = if missing {
             s.num + rng.gen_range(0..s.num)
@@ -321,10 +331,12 @@ async fn read_phase(
         record(&mut latency, op_start);
         found += u64::from(hit);
     }
+    let elapsed = start.elapsed();
+    bar.finish_and_clear();
     Ok(Figures {
         name: name.into(),
         ops: s.reads,
-        elapsed: start.elapsed(),
+        elapsed,
         latency,
         found: Some(found),
         device_write_bytes: 0,
@@ -346,6 +358,20 @@ fn fill_value(rng: &mut StdRng, value: &mut [u8]) {
         value[i] = value[i - half];
     }
 }
+
+/// A progress bar for one benchmark (stderr; hidden when it is not a terminal).
+fn progress(name: &str, ops: u64) -> ProgressBar {
+    let bar = ProgressBar::new(ops);
+    let template =
+        format!("{name:<12} [{{bar:30}}] {{pos}}/{{len}} ops ({{per_sec}}, {{eta}} left)");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// Operations between progress bar updates.
+const PROGRESS_EVERY: u64 = 4096;
 
 fn new_histogram() -> Histogram<u64> {
     // Auto-resizing, 3 significant digits.
