@@ -65,6 +65,10 @@ pub struct StorageArgs {
     /// Memory budget of the shard: memtables, block cache, table indexes and filters.
     #[arg(long, default_value = "64MiB", value_parser = parse_budget)]
     pub memory_budget: u64,
+    /// Target size of level 1 (each deeper level is ten times the one above)
+    /// [default: the engine's].
+    #[arg(long, value_parser = parse_budget)]
+    pub level_base: Option<u64>,
     /// Seed of the key and value generator.
     #[arg(long, default_value_t = 301)]
     pub seed: u64,
@@ -162,6 +166,7 @@ pub fn run_storage(args: &StorageArgs) -> Result<(), BenchError> {
         value_size: args.value_size,
         sync: args.sync,
         budget: args.memory_budget,
+        level_base: args.level_base,
         seed: args.seed,
     };
     println!(
@@ -194,6 +199,7 @@ struct Settings {
     value_size: usize,
     sync: bool,
     budget: u64,
+    level_base: Option<u64>,
     seed: u64,
 }
 
@@ -212,6 +218,10 @@ async fn run_all(s: &Settings) -> Result<String, String> {
             ..LsmOptions::default()
         },
     };
+    let mut limits = limits;
+    if let Some(bytes) = s.level_base {
+        limits.lsm.policy.level_base_bytes = bytes;
+    }
     let (engine, _) = Engine::open(Rc::new(RealFs), &s.dir, NodeId(1), limits)
         .await
         .map_err(|e| e.to_string())?;
