@@ -93,4 +93,46 @@ pub enum CoreError {
         /// The coordinating node whose counter would overflow.
         node: NodeId,
     },
+
+    /// A tictac tree shape outside the supported bounds.
+    #[error(
+        "tictac tree shape of {levels} levels of {level_bits} bits is invalid: choose 1 to \
+         {bits_max} bits per level and at most {segment_bits_max} segment bits in all",
+        bits_max = crate::constants::AE_TREE_LEVEL_BITS_MAX,
+        segment_bits_max = crate::constants::AE_TREE_SEGMENT_BITS_MAX
+    )]
+    InvalidTreeShape {
+        /// Bits per branch level asked for.
+        level_bits: u8,
+        /// Levels below the root asked for.
+        levels: u8,
+    },
+
+    /// Too many outgoing partition transfers are already waiting to start.
+    #[error(
+        "{queued} partition transfers are already waiting to start (limit {max}): start this \
+         one again once some have finished"
+    )]
+    TransferQueueFull {
+        /// Transfers waiting.
+        queued: usize,
+        /// The limit ([`crate::constants::TRANSFERS_QUEUED_MAX`]).
+        max: usize,
+    },
+
+    /// A ring member set that cannot be placed: empty, too large, a duplicate node id, a zero
+    /// or oversized weight, or an oversized rack or datacenter name.
+    #[error("ring members are invalid: {detail}; fix the member list and try again")]
+    InvalidMembers {
+        /// What is wrong with the members.
+        detail: String,
+    },
+
+    /// A replication setting that cannot be honoured: no replicas, too many, or a datacenter
+    /// named twice.
+    #[error("replication setting is invalid: {detail}; fix the keyspace's replication")]
+    InvalidReplication {
+        /// What is wrong with the setting.
+        detail: String,
+    },
 }

@@ -14,15 +14,25 @@
 //!   (also the client's causal context), [`Sibling`] and [`Object`] (a key's state on one
 //!   replica), with their stable byte formats.
 
+pub mod antientropy;
 pub mod constants;
 pub mod error;
+pub mod handoff;
 pub mod ids;
+pub mod membership;
+pub mod node;
+pub mod placement;
+pub mod quorum;
 pub mod ring;
+pub mod sim;
+pub mod tick;
 pub mod token;
+pub mod transfer;
 pub mod version;
 
 pub use error::CoreError;
 pub use ids::{NodeId, PartitionId, ShardId, Token};
 pub use ring::{PartitionCount, ShardMap};
+pub use tick::Tick;
 pub use token::token_of;
 pub use version::{Dot, Object, Sibling, VersionVector};

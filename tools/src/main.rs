@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod kv;
 mod server;
+mod sim;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -44,6 +45,8 @@ enum Command {
     Status(kv::StatusArgs),
     /// YCSB-style benchmark runner and TCP echo ceiling (same as the `tessera-bench` binary).
     Bench(tessera_bench::BenchArgs),
+    /// Run the deterministic cluster simulator over many seeds (faults, workloads, checkers).
+    Sim(sim::SimArgs),
 }
 
 /// Where the server is; shared by the client commands.
@@ -68,6 +71,7 @@ fn main() -> ExitCode {
         Command::Del(args) => kv::del(args),
         Command::Status(args) => kv::status(args),
         Command::Bench(args) => return tessera_bench::run(args),
+        Command::Sim(args) => return sim::run_sim(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,268 @@
+//! What a cluster node exchanges with its peers and asks of its storage.
+//!
+//! [`PeerMessage`] is everything one node sends another; [`StorageOp`] is everything a node
+//! asks its driver's storage to do, answered by a [`StorageResult`]. Both are plain data: the
+//! shard runtime maps them to flatbuffers and to its storage engine, the simulator to its
+//! in-memory network and disks. `wire_bytes` estimates each message's encoded size so that
+//! simulations can count traffic.
+
+use crate::antientropy::{AeMessage, ListingRequest, SegmentListing};
+use crate::error::CoreError;
+use crate::ids::{NodeId, Token};
+use crate::membership::GossipMessage;
+use crate::placement::Ring;
+use crate::quorum::RequestId;
+use crate::transfer::TransferMessage;
+use crate::version::{Object, VersionVector};
+
+/// A key as the cluster sees it: its ring position and its storage bytes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    /// `token_of(keyspace, key)`.
+    pub token: Token,
+    /// The key's bytes in storage (keyspace and key, as the driver encodes them).
+    pub bytes: Vec<u8>,
+}
+
+impl Key {
+    /// Estimated encoded size.
+    pub fn wire_bytes(&self) -> usize {
+        8 + 4 + self.bytes.len()
+    }
+}
+
+/// A message between two cluster nodes. `op` fields name the coordinator's request, so that
+/// answers find their coordinator; they are unique per coordinating node.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PeerMessage {
+    /// Coordinator → updater: apply this write to your own copy, assigning the dot.
+    Update {
+        /// The coordinator's request.
+        op: RequestId,
+        /// The key.
+        key: Key,
+        /// What the client read (empty for a blind write).
+        context: VersionVector,
+        /// The value, `None` for a delete.
+        value: Option<Vec<u8>>,
+        /// The coordinator's wall clock, for last-write-wins keyspaces.
+        timestamp_ms: u64,
+        /// Sync before answering.
+        durable: bool,
+    },
+    /// Updater → coordinator: the object after the update, or why it refused.
+    Updated {
+        /// The coordinator's request.
+        op: RequestId,
+        /// The result.
+        result: Result<Object, CoreError>,
+    },
+    /// Coordinator → replica or fallback: merge this object (or keep it as a hint).
+    Replicate {
+        /// The coordinator's request.
+        op: RequestId,
+        /// The key.
+        key: Key,
+        /// The updated object.
+        object: Object,
+        /// For a fallback: the owner it keeps the write for.
+        hint_for: Option<NodeId>,
+        /// Sync before acknowledging.
+        durable: bool,
+    },
+    /// Replica → coordinator: the replicated object is stored (durably if asked).
+    ReplicateAck {
+        /// The coordinator's request.
+        op: RequestId,
+    },
+    /// Coordinator → replica: send me your copy of this key.
+    Read {
+        /// The coordinator's request.
+        op: RequestId,
+        /// The key.
+        key: Key,
+    },
+    /// Replica → coordinator: my copy (empty if I have none).
+    ReadReply {
+        /// The coordinator's request.
+        op: RequestId,
+        /// The copy.
+        object: Object,
+    },
+    /// Read repair or an anti-entropy push: merge this object. Not acknowledged.
+    Repair {
+        /// The key.
+        key: Key,
+        /// What to merge.
+        object: Object,
+    },
+    /// Anti-entropy pull: send me (as [`PeerMessage::Repair`]) your copies of these keys.
+    Fetch {
+        /// The keys, of one partition.
+        keys: Vec<Key>,
+    },
+    /// Fallback → owner: a hinted write, handed back.
+    HintDeliver {
+        /// Names the attempt.
+        delivery: u64,
+        /// The key.
+        key: Key,
+        /// The hint's object.
+        object: Object,
+    },
+    /// Owner → fallback: the delivered hint is merged durably; the fallback may forget it.
+    HintAck {
+        /// The attempt.
+        delivery: u64,
+    },
+    /// Membership gossip.
+    Gossip(GossipMessage),
+    /// A Merkle-tree exchange.
+    Ae(AeMessage),
+    /// A partition transfer.
+    Transfer(TransferMessage),
+    /// A newer ring, pushed to a peer whose gossip shows an older one.
+    Ring(Box<Ring>),
+}
+
+impl PeerMessage {
+    /// Estimated encoded size in bytes (a tag and the fields).
+    pub fn wire_bytes(&self) -> usize {
+        let object = |o: &Object| o.encoded_len();
+        1 + match self {
+            PeerMessage::Update {
+                key,
+                context,
+                value,
+                ..
+            } => {
+                8 + key.wire_bytes()
+                    + 4
+                    + 16 * context.len()
+                    + 5
+                    + value.as_ref().map_or(0, Vec::len)
+                    + 9
+            }
+            PeerMessage::Updated { result, .. } => 8 + result.as_ref().map_or(16, object),
+            PeerMessage::Replicate { key, object: o, .. } => 8 + key.wire_bytes() + object(o) + 10,
+            PeerMessage::ReplicateAck { .. } => 8,
+            PeerMessage::Read { key, .. } => 8 + key.wire_bytes(),
+            PeerMessage::ReadReply { object: o, .. } => 8 + object(o),
+            PeerMessage::Repair { key, object: o } => key.wire_bytes() + object(o),
+            PeerMessage::Fetch { keys } => 4 + keys.iter().map(Key::wire_bytes).sum::<usize>(),
+            PeerMessage::HintDeliver { key, object: o, .. } => 8 + key.wire_bytes() + object(o),
+            PeerMessage::HintAck { .. } => 8,
+            PeerMessage::Gossip(m) => m.wire_bytes(),
+            PeerMessage::Ae(m) => m.wire_bytes(),
+            PeerMessage::Transfer(m) => m.wire_bytes(),
+            PeerMessage::Ring(r) => 16 + 8 * r.partitions().get() as usize + 64 * r.members().len(),
+        }
+    }
+}
+
+/// Something the node asks its storage to do. Every op is answered by exactly one
+/// [`StorageResult`] with the same id, unless the node crashes first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageOp {
+    /// Apply a coordinated write to this node's copy: `Object::update(context, me, ts,
+    /// value)`; in a last-write-wins keyspace (`lww`), the write replaces every sibling.
+    /// Answered by [`StorageResult::Changed`] or [`StorageResult::Refused`].
+    Update {
+        /// The key.
+        key: Key,
+        /// What the client read.
+        context: VersionVector,
+        /// The value, `None` for a delete.
+        value: Option<Vec<u8>>,
+        /// The coordinator's wall clock.
+        timestamp_ms: u64,
+        /// Last-write-wins keyspace.
+        lww: bool,
+    },
+    /// Merge an object into this node's copy (`Object::merge`; in a last-write-wins keyspace
+    /// followed by [`lww_resolve`]). Answered by [`StorageResult::Changed`].
+    Merge {
+        /// The key.
+        key: Key,
+        /// What to merge.
+        object: Object,
+        /// Last-write-wins keyspace.
+        lww: bool,
+    },
+    /// Read this node's copy. Answered by [`StorageResult::Read`].
+    Read {
+        /// The key.
+        key: Key,
+    },
+    /// Persist a hint (replacing the one held for this owner and key). Answered by
+    /// [`StorageResult::Done`].
+    PutHint {
+        /// The owner the hint is for.
+        owner: NodeId,
+        /// The key.
+        key: Key,
+        /// The hint's object.
+        object: Object,
+    },
+    /// Forget a hint. Answered by [`StorageResult::Done`].
+    DeleteHint {
+        /// The owner the hint was for.
+        owner: NodeId,
+        /// The key.
+        key: Key,
+    },
+    /// List one page of an anti-entropy segment request: every key whose token lies in one of
+    /// `ranges` (inclusive, in order), fed in `(token, key)` order to a
+    /// [`crate::antientropy::ListingBuilder`] for `request`. Answered by
+    /// [`StorageResult::Listed`].
+    List {
+        /// The request (partition, segments, cursor).
+        request: ListingRequest,
+        /// Its segments' token ranges.
+        ranges: Vec<(u64, u64)>,
+    },
+    /// Read the objects of `keys` (anti-entropy push or a fetch from a peer). Answered by
+    /// [`StorageResult::Objects`].
+    ReadMany {
+        /// The keys.
+        keys: Vec<Key>,
+    },
+}
+
+/// What storage answers to a [`StorageOp`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StorageResult {
+    /// The key's copy before and after an update or merge; synced if the op was durable.
+    Changed {
+        /// Before (empty if the key was absent).
+        before: Object,
+        /// After.
+        after: Object,
+    },
+    /// The update was refused (too many siblings...); nothing changed.
+    Refused(CoreError),
+    /// The key's copy (empty if absent).
+    Read(Object),
+    /// Done (synced if durable).
+    Done,
+    /// One page of a segment listing.
+    Listed(SegmentListing),
+    /// Copies of the keys asked for (empty objects for absent keys), in the same order.
+    Objects(Vec<(Key, Object)>),
+    /// Storage failed (disk full, corruption): the op did nothing.
+    Failed(String),
+}
+
+/// Keeps only the newest sibling by `(timestamp_ms, dot)`: what a last-write-wins keyspace
+/// stores after every merge. The clock is kept whole, so the dropped siblings stay "seen".
+pub fn lww_resolve(object: Object) -> Object {
+    let (clock, siblings) = object.into_parts();
+    let newest = siblings
+        .into_iter()
+        .max_by(|a, b| (a.timestamp_ms, a.dot).cmp(&(b.timestamp_ms, b.dot)));
+    // One sibling out of a valid object is still covered by the same clock.
+    match Object::from_parts(clock.clone(), newest.into_iter().collect()) {
+        Ok(o) => o,
+        Err(_) => Object::from_parts(clock, Vec::new()).unwrap_or_default(),
+    }
+}

@@ -1,0 +1,690 @@
+//! One cluster node as a sans-IO state machine: the composition of every protocol in `core/`.
+//!
+//! A [`Node`] is fed [`Input`]s (client requests, peer messages, storage completions, clock
+//! ticks) through [`Node::step`] and answers with [`Action`]s (sends, storage operations,
+//! client replies). It owns the coordinators of its client requests ([`crate::quorum`]), its
+//! hints ([`crate::handoff`]), its membership view and failure detector
+//! ([`crate::membership`]), its Merkle trees and exchanges ([`crate::antientropy`]) and its
+//! view of the ring ([`crate::placement`]). The shard runtime drives it in production and the
+//! simulator ([`crate::sim`]) drives many of them in one thread; neither re-implements any of
+//! this logic.
+//!
+//! Invariants:
+//! - every [`StorageOp`] the node issues has a distinct id and is remembered until its result
+//!   arrives; a result with an unknown id (from before a restart) is ignored;
+//! - a replica acknowledges a write only after storage reported it done (and synced, when
+//!   durable): an acknowledgement is a promise that the data survives a crash;
+//! - a fallback acknowledges a hinted write only after the hint is persisted;
+//! - the Merkle tree of a partition is updated from storage's before/after copies of every
+//!   change, so it always matches what storage holds (given completions in storage order).
+
+mod ae;
+mod replica;
+
+pub mod message;
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rand_core::RngCore;
+
+use crate::antientropy::{version_hash, TicTacTree, TreeShape};
+use crate::handoff::{HintBook, HINT_RETRY_TICKS_DEFAULT};
+use crate::ids::{NodeId, PartitionId};
+use crate::membership::{Gossip, GossipAction, GossipConfig, GossipInput, MemberRecord};
+use crate::placement::{Replication, Ring};
+use crate::quorum::{
+    choose_targets, GetAction, GetCoordinator, PutAction, PutCoordinator, QuorumError,
+    QuorumOptions, RequestId,
+};
+use crate::tick::Tick;
+use crate::version::{Object, VersionVector};
+
+pub use message::{lww_resolve, Key, PeerMessage, StorageOp, StorageResult};
+
+/// Default deadline of a client request.
+pub const REQUEST_TIMEOUT_TICKS_DEFAULT: u64 = 2_000;
+
+/// Default interval between anti-entropy exchanges a node starts.
+pub const AE_INTERVAL_TICKS_DEFAULT: u64 = 1_000;
+
+/// Default interval between hint delivery rounds.
+pub const HINT_ROUND_TICKS_DEFAULT: u64 = 200;
+
+/// Most client requests one node coordinates at once; more are refused as overload.
+pub const REQUESTS_IN_FLIGHT_MAX: usize = 16_384;
+
+/// Most storage operations in flight on one node.
+pub const STORAGE_OPS_IN_FLIGHT_MAX: usize = 65_536;
+
+/// How many recent coordinated updates a replica remembers, so that a duplicated `Update`
+/// message is answered again instead of applied twice (which would mint a second dot).
+pub const UPDATES_REMEMBERED_MAX: usize = 4_096;
+
+/// How a keyspace resolves concurrent writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConflictMode {
+    /// Concurrent writes become siblings that clients reconcile (the default).
+    Siblings,
+    /// The newest timestamp wins; concurrent writes are silently dropped. For data where that
+    /// is acceptable, and as the simulator's canary.
+    LastWriteWins,
+}
+
+/// Everything a node is configured with.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// This node.
+    pub id: NodeId,
+    /// Replicas per key.
+    pub replication: Replication,
+    /// Request defaults.
+    pub quorum: QuorumOptions,
+    /// Deadline of a client request.
+    pub request_timeout_ticks: u64,
+    /// Interval between hint delivery rounds.
+    pub hint_round_ticks: u64,
+    /// Retry interval of an unacknowledged hint delivery.
+    pub hint_retry_ticks: u64,
+    /// Interval between anti-entropy exchanges started by this node; 0 turns them off.
+    pub ae_interval_ticks: u64,
+    /// Shape of the Merkle trees.
+    pub tree_shape: TreeShape,
+    /// Concurrent writes: siblings or last-write-wins.
+    pub conflict: ConflictMode,
+    /// Read repair on (always, except in the simulator's canary).
+    pub read_repair: bool,
+    /// Hint delivery on (always, except in the simulator's canary).
+    pub hint_delivery: bool,
+    /// Membership gossip and failure detection.
+    pub gossip: GossipConfig,
+}
+
+impl NodeConfig {
+    /// Production defaults for node `id` with `replication`.
+    pub fn new(id: NodeId, replication: Replication) -> NodeConfig {
+        NodeConfig {
+            id,
+            replication,
+            quorum: QuorumOptions::default(),
+            request_timeout_ticks: REQUEST_TIMEOUT_TICKS_DEFAULT,
+            hint_round_ticks: HINT_ROUND_TICKS_DEFAULT,
+            hint_retry_ticks: HINT_RETRY_TICKS_DEFAULT,
+            ae_interval_ticks: AE_INTERVAL_TICKS_DEFAULT,
+            tree_shape: TreeShape::default(),
+            conflict: ConflictMode::Siblings,
+            read_repair: true,
+            hint_delivery: true,
+            gossip: GossipConfig::default(),
+        }
+    }
+}
+
+/// A client operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientOp {
+    /// Read every sibling and the causal context.
+    Get {
+        /// The key.
+        key: Key,
+    },
+    /// Write `value`, superseding what `context` covers.
+    Put {
+        /// The key.
+        key: Key,
+        /// What the client read (empty: a blind write).
+        context: VersionVector,
+        /// The value.
+        value: Vec<u8>,
+    },
+    /// Write a tombstone, superseding what `context` covers.
+    Delete {
+        /// The key.
+        key: Key,
+        /// What the client read.
+        context: VersionVector,
+    },
+}
+
+/// What the driver feeds a node.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// The clock advanced; the driver sends one at least every few ticks.
+    Tick,
+    /// A client request, named by an id the driver chose (unique on this node).
+    Client {
+        /// Names the request in the reply.
+        request: RequestId,
+        /// The operation.
+        op: ClientOp,
+        /// r, w, sloppy, durable.
+        options: QuorumOptions,
+    },
+    /// A message from a peer.
+    Peer {
+        /// The sender.
+        from: NodeId,
+        /// The message.
+        message: PeerMessage,
+    },
+    /// A storage operation finished.
+    Storage {
+        /// The id of the [`Action::Storage`] it answers.
+        id: u64,
+        /// Its result.
+        result: StorageResult,
+    },
+}
+
+/// What a node asks its driver to do.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Send a message to a peer (never to this node itself).
+    Send {
+        /// The peer.
+        to: NodeId,
+        /// The message.
+        message: PeerMessage,
+    },
+    /// Run a storage operation and answer with [`Input::Storage`] and the same id.
+    Storage {
+        /// Names the operation.
+        id: u64,
+        /// The operation.
+        op: StorageOp,
+        /// Sync before answering.
+        durable: bool,
+    },
+    /// Answer a client request: the merged object (for a write, the object after it, whose
+    /// clock is the new causal context) or why it failed.
+    Reply {
+        /// The request.
+        request: RequestId,
+        /// The answer.
+        result: Result<Object, QuorumError>,
+    },
+}
+
+/// What a node remembers about a storage operation in flight, to act on its result.
+#[derive(Debug)]
+enum Pending {
+    /// A coordinated update for `coordinator`'s request `op`.
+    Update {
+        coordinator: NodeId,
+        op: RequestId,
+        key: Key,
+    },
+    /// A replicated object to acknowledge to `coordinator`.
+    Replicate {
+        coordinator: NodeId,
+        op: RequestId,
+        key: Key,
+    },
+    /// A hinted write to acknowledge once persisted.
+    HintStored { coordinator: NodeId, op: RequestId },
+    /// A read for `coordinator`'s request `op`.
+    Read { coordinator: NodeId, op: RequestId },
+    /// A repair merge (read repair, anti-entropy, transfer): nobody to answer.
+    Repair { key: Key },
+    /// A delivered hint merged here; acknowledge to the fallback `from`.
+    HintMerged {
+        from: NodeId,
+        delivery: u64,
+        key: Key,
+    },
+    /// Hint bookkeeping that needs no answer.
+    Quiet,
+    /// Anti-entropy storage work.
+    Ae(replica::AePending),
+}
+
+/// A write being coordinated here.
+#[derive(Debug)]
+struct PutState {
+    coordinator: PutCoordinator,
+    key: Key,
+    context: VersionVector,
+    value: Option<Vec<u8>>,
+    timestamp_ms: u64,
+    durable: bool,
+}
+
+/// A read being coordinated here.
+#[derive(Debug)]
+struct GetState {
+    coordinator: GetCoordinator,
+    key: Key,
+}
+
+/// Counters of what a node did, for tests, the simulator's coverage report and `status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Hinted writes this node accepted as a fallback.
+    pub hints_stored: u64,
+    /// Hints delivered and acknowledged.
+    pub hints_delivered: u64,
+    /// Read-repair objects sent.
+    pub read_repairs: u64,
+    /// Anti-entropy exchanges completed.
+    pub ae_exchanges: u64,
+    /// Keys repaired by anti-entropy (pushed or pulled).
+    pub ae_keys_repaired: u64,
+    /// Writes coordinated through a sloppy quorum with at least one fallback.
+    pub sloppy_writes: u64,
+}
+
+/// One cluster node. See the module docs.
+#[derive(Debug)]
+pub struct Node {
+    config: NodeConfig,
+    ring: Ring,
+    gossip: Gossip,
+    hints: HintBook,
+    trees: BTreeMap<PartitionId, TicTacTree>,
+    puts: BTreeMap<RequestId, PutState>,
+    gets: BTreeMap<RequestId, GetState>,
+    pending: BTreeMap<u64, Pending>,
+    next_storage_id: u64,
+    /// Recent coordinated updates by (coordinator, op): `None` while in progress.
+    updates: BTreeMap<(NodeId, RequestId), Option<PeerMessage>>,
+    updates_order: VecDeque<(NodeId, RequestId)>,
+    last_hint_round: Tick,
+    ae: replica::AeState,
+    stats: NodeStats,
+}
+
+/// What a node recovers from its storage at start-up.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Every persisted hint.
+    pub hints: Vec<crate::handoff::Hint>,
+    /// Every stored key with its object, to rebuild the Merkle trees.
+    pub objects: Vec<(Key, Object)>,
+}
+
+impl Node {
+    /// A node starting (or restarting) with `ring`, its membership record `me` (whose
+    /// generation the driver made larger than any before), the `seeds` it gossips with first,
+    /// and what it recovered from storage.
+    pub fn new(
+        config: NodeConfig,
+        ring: Ring,
+        me: MemberRecord,
+        seeds: Vec<NodeId>,
+        recovered: Recovered,
+        now: Tick,
+    ) -> Node {
+        let gossip = Gossip::new(me, seeds, config.gossip);
+        let mut hints = HintBook::new(config.hint_retry_ticks);
+        hints.restore(recovered.hints);
+        let mut node = Node {
+            gossip,
+            hints,
+            ring,
+            trees: BTreeMap::new(),
+            puts: BTreeMap::new(),
+            gets: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            next_storage_id: 0,
+            updates: BTreeMap::new(),
+            updates_order: VecDeque::new(),
+            last_hint_round: now,
+            ae: replica::AeState::new(now),
+            stats: NodeStats::default(),
+            config,
+        };
+        for (key, object) in &recovered.objects {
+            node.track_change(key, &Object::new(), object);
+        }
+        node
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.config.id
+    }
+
+    /// The ring as this node sees it.
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// The membership view.
+    pub fn gossip(&self) -> &Gossip {
+        &self.gossip
+    }
+
+    /// The hints held.
+    pub fn hints(&self) -> &HintBook {
+        &self.hints
+    }
+
+    /// The Merkle tree root of partition `p` (0, the empty root, if nothing was stored).
+    pub fn tree_root(&self, p: PartitionId) -> u64 {
+        self.trees.get(&p).map_or(0, TicTacTree::root)
+    }
+
+    /// What the node has done so far.
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    /// Client requests still being coordinated.
+    pub fn requests_in_flight(&self) -> usize {
+        self.puts.len() + self.gets.len()
+    }
+
+    /// Turns anti-entropy on or off (the simulator pauses it in some checking phases).
+    pub fn set_anti_entropy(&mut self, interval_ticks: u64) {
+        self.config.ae_interval_ticks = interval_ticks;
+    }
+
+    /// Advances the node by one input. `wall_ms` is the wall clock for last-write-wins
+    /// timestamps (it may jump; `now` may not go backwards).
+    pub fn step(
+        &mut self,
+        now: Tick,
+        wall_ms: u64,
+        input: Input,
+        rng: &mut impl RngCore,
+        out: &mut Vec<Action>,
+    ) {
+        match input {
+            Input::Tick => self.on_tick(now, rng, out),
+            Input::Client {
+                request,
+                op,
+                options,
+            } => self.on_client(now, wall_ms, request, op, options, out),
+            Input::Peer { from, message } => self.on_peer(now, from, message, rng, out),
+            Input::Storage { id, result } => self.on_storage(now, id, result, out),
+        }
+    }
+
+    fn on_tick(&mut self, now: Tick, rng: &mut impl RngCore, out: &mut Vec<Action>) {
+        let mut gossip_out = Vec::new();
+        self.gossip
+            .step(now, GossipInput::Tick, rng, &mut gossip_out);
+        self.forward_gossip(gossip_out, out);
+
+        let mut put_actions = Vec::new();
+        for (request, put) in self.puts.iter_mut() {
+            let mut actions = Vec::new();
+            put.coordinator.on_tick(now, &mut actions);
+            put_actions.extend(actions.into_iter().map(|a| (*request, a)));
+        }
+        for (request, action) in put_actions {
+            self.run_put_action(now, request, action, out);
+        }
+        let mut get_actions = Vec::new();
+        for (request, get) in self.gets.iter_mut() {
+            let mut actions = Vec::new();
+            get.coordinator.on_tick(now, &mut actions);
+            get_actions.extend(actions.into_iter().map(|a| (*request, a)));
+        }
+        for (request, action) in get_actions {
+            self.run_get_action(now, request, action, out);
+        }
+        self.puts.retain(|_, p| !p.coordinator.is_finished());
+        self.gets.retain(|_, g| !g.coordinator.is_finished());
+
+        if self.config.hint_delivery
+            && now.since(self.last_hint_round) >= self.config.hint_round_ticks
+        {
+            self.last_hint_round = now;
+            let gossip = &self.gossip;
+            for delivery in self.hints.due(now, |n| gossip.is_alive(n, now)) {
+                let key = Key {
+                    token: delivery.hint.token,
+                    bytes: delivery.hint.key,
+                };
+                out.push(Action::Send {
+                    to: delivery.hint.owner,
+                    message: PeerMessage::HintDeliver {
+                        delivery: delivery.delivery,
+                        key,
+                        object: delivery.hint.object,
+                    },
+                });
+            }
+        }
+        self.ae_tick(now, rng, out);
+    }
+
+    fn forward_gossip(&mut self, actions: Vec<GossipAction>, out: &mut Vec<Action>) {
+        for GossipAction::Send { to, msg } in actions {
+            if to != self.config.id {
+                out.push(Action::Send {
+                    to,
+                    message: PeerMessage::Gossip(msg),
+                });
+            }
+        }
+    }
+
+    fn on_client(
+        &mut self,
+        now: Tick,
+        wall_ms: u64,
+        request: RequestId,
+        op: ClientOp,
+        options: QuorumOptions,
+        out: &mut Vec<Action>,
+    ) {
+        if self.requests_in_flight() >= REQUESTS_IN_FLIGHT_MAX {
+            out.push(Action::Reply {
+                request,
+                result: Err(QuorumError::Unavailable {
+                    reachable: 0,
+                    needed: options.r.max(options.w),
+                }),
+            });
+            return;
+        }
+        let (key, write) = match op {
+            ClientOp::Get { key } => (key, None),
+            ClientOp::Put {
+                key,
+                context,
+                value,
+            } => (key, Some((context, Some(value)))),
+            ClientOp::Delete { key, context } => (key, Some((context, None))),
+        };
+        let p = self.ring.partitions().partition_of(key.token);
+        let preference = self.ring.preference_list(p, &self.config.replication);
+        let fallbacks = self.ring.fallbacks(p, &self.config.replication);
+        let n = self
+            .config
+            .replication
+            .total()
+            .min(self.ring.members().len());
+        let gossip = &self.gossip;
+        let targets = choose_targets(&preference, &fallbacks, options.sloppy, |node| {
+            gossip.is_alive(node, now)
+        });
+        let timeout = self.config.request_timeout_ticks;
+        match write {
+            None => {
+                let mut actions = Vec::new();
+                let coordinator = GetCoordinator::start(
+                    now,
+                    targets,
+                    &options,
+                    n,
+                    timeout,
+                    self.config.read_repair,
+                    &mut actions,
+                );
+                self.gets.insert(request, GetState { coordinator, key });
+                for action in actions {
+                    self.run_get_action(now, request, action, out);
+                }
+            }
+            Some((context, value)) => {
+                if targets.iter().any(|t| t.hint_for.is_some()) {
+                    self.stats.sloppy_writes += 1;
+                }
+                let mut actions = Vec::new();
+                let coordinator = PutCoordinator::start(
+                    now,
+                    self.config.id,
+                    targets,
+                    &options,
+                    n,
+                    timeout,
+                    &mut actions,
+                );
+                self.puts.insert(
+                    request,
+                    PutState {
+                        coordinator,
+                        key,
+                        context,
+                        value,
+                        timestamp_ms: wall_ms,
+                        durable: options.durable,
+                    },
+                );
+                for action in actions {
+                    self.run_put_action(now, request, action, out);
+                }
+            }
+        }
+        self.puts.retain(|_, p| !p.coordinator.is_finished());
+        self.gets.retain(|_, g| !g.coordinator.is_finished());
+    }
+
+    fn run_put_action(
+        &mut self,
+        now: Tick,
+        request: RequestId,
+        action: PutAction,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(put) = self.puts.get(&request) else {
+            return;
+        };
+        let message = match action {
+            PutAction::Reply(result) => {
+                out.push(Action::Reply { request, result });
+                return;
+            }
+            PutAction::Update { at } => (
+                at,
+                PeerMessage::Update {
+                    op: request,
+                    key: put.key.clone(),
+                    context: put.context.clone(),
+                    value: put.value.clone(),
+                    timestamp_ms: put.timestamp_ms,
+                    durable: put.durable,
+                },
+            ),
+            PutAction::Replicate { target, object } => (
+                target.node,
+                PeerMessage::Replicate {
+                    op: request,
+                    key: put.key.clone(),
+                    object,
+                    hint_for: target.hint_for,
+                    durable: put.durable,
+                },
+            ),
+        };
+        self.send(now, message.0, message.1, out);
+    }
+
+    fn run_get_action(
+        &mut self,
+        now: Tick,
+        request: RequestId,
+        action: GetAction,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(get) = self.gets.get(&request) else {
+            return;
+        };
+        let key = get.key.clone();
+        match action {
+            GetAction::Reply(result) => out.push(Action::Reply { request, result }),
+            GetAction::Read { at } => {
+                self.send(now, at, PeerMessage::Read { op: request, key }, out)
+            }
+            GetAction::Repair { to, object } => {
+                self.stats.read_repairs += 1;
+                self.send(now, to, PeerMessage::Repair { key, object }, out)
+            }
+        }
+    }
+
+    /// Sends `message` to `to`; a message to this node itself is handled at once, so that the
+    /// coordinator treats its own replica exactly like a remote one.
+    fn send(&mut self, now: Tick, to: NodeId, message: PeerMessage, out: &mut Vec<Action>) {
+        if to == self.config.id {
+            self.on_data_message(now, to, message, out);
+        } else {
+            out.push(Action::Send { to, message });
+        }
+    }
+
+    fn on_peer(
+        &mut self,
+        now: Tick,
+        from: NodeId,
+        message: PeerMessage,
+        rng: &mut impl RngCore,
+        out: &mut Vec<Action>,
+    ) {
+        match message {
+            PeerMessage::Gossip(msg) => {
+                let mut gossip_out = Vec::new();
+                self.gossip.step(
+                    now,
+                    GossipInput::Message { from, msg },
+                    rng,
+                    &mut gossip_out,
+                );
+                self.forward_gossip(gossip_out, out);
+            }
+            PeerMessage::Ring(ring) => {
+                if ring.version() > self.ring.version() {
+                    self.ring = *ring;
+                    self.gossip.set_ring_version(self.ring.version());
+                }
+            }
+            other => self.on_data_message(now, from, other, out),
+        }
+    }
+
+    /// Issues a storage operation, remembering what to do with its result.
+    fn storage(&mut self, op: StorageOp, durable: bool, pending: Pending, out: &mut Vec<Action>) {
+        if self.pending.len() >= STORAGE_OPS_IN_FLIGHT_MAX {
+            // Overload: drop the work. Whoever waits for it times out and retries; nothing
+            // acknowledged depends on an op that was never issued.
+            return;
+        }
+        self.next_storage_id += 1;
+        let id = self.next_storage_id;
+        self.pending.insert(id, pending);
+        out.push(Action::Storage { id, op, durable });
+    }
+
+    /// Keeps the partition's Merkle tree in step with a change storage reported.
+    fn track_change(&mut self, key: &Key, before: &Object, after: &Object) {
+        let p = self.ring.partitions().partition_of(key.token);
+        let shape = self.config.tree_shape;
+        let partitions = self.ring.partitions();
+        let tree = self
+            .trees
+            .entry(p)
+            .or_insert_with(|| TicTacTree::new(partitions, p, shape));
+        let old = (!before.is_empty()).then(|| version_hash(before));
+        let new = (!after.is_empty()).then(|| version_hash(after));
+        if old != new {
+            tree.update(key.token, &key.bytes, old, new);
+        }
+    }
+
+    fn lww(&self) -> bool {
+        self.config.conflict == ConflictMode::LastWriteWins
+    }
+}

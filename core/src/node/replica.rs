@@ -1,0 +1,341 @@
+//! The replica side of a node: what it does with data messages from coordinators and peers,
+//! and with the storage results they lead to.
+
+use super::{
+    Action, Key, Node, PeerMessage, Pending, StorageOp, StorageResult, UPDATES_REMEMBERED_MAX,
+};
+use crate::ids::NodeId;
+use crate::quorum::RequestId;
+use crate::tick::Tick;
+use crate::version::Object;
+
+pub(super) use super::ae::{AePending, AeState};
+
+impl Node {
+    /// Handles a data message (anything but gossip and rings); `from` may be this node.
+    pub(super) fn on_data_message(
+        &mut self,
+        now: Tick,
+        from: NodeId,
+        message: PeerMessage,
+        out: &mut Vec<Action>,
+    ) {
+        match message {
+            PeerMessage::Update {
+                op,
+                key,
+                context,
+                value,
+                timestamp_ms,
+                durable,
+            } => self.on_update(
+                now,
+                from,
+                op,
+                key,
+                context,
+                value,
+                timestamp_ms,
+                durable,
+                out,
+            ),
+            PeerMessage::Updated { op, result } => {
+                let mut actions = Vec::new();
+                if let Some(put) = self.puts.get_mut(&op) {
+                    put.coordinator.on_updated(from, result, &mut actions);
+                }
+                self.run_put_actions(now, op, actions, out);
+            }
+            PeerMessage::Replicate {
+                op,
+                key,
+                object,
+                hint_for,
+                durable,
+            } => self.on_replicate(from, op, key, object, hint_for, durable, out),
+            PeerMessage::ReplicateAck { op } => {
+                let mut actions = Vec::new();
+                if let Some(put) = self.puts.get_mut(&op) {
+                    put.coordinator.on_ack(from, &mut actions);
+                }
+                self.run_put_actions(now, op, actions, out);
+            }
+            PeerMessage::Read { op, key } => self.storage(
+                StorageOp::Read { key },
+                false,
+                Pending::Read {
+                    coordinator: from,
+                    op,
+                },
+                out,
+            ),
+            PeerMessage::ReadReply { op, object } => {
+                let mut actions = Vec::new();
+                if let Some(get) = self.gets.get_mut(&op) {
+                    get.coordinator.on_reply(from, object, &mut actions);
+                }
+                for action in actions {
+                    self.run_get_action(now, op, action, out);
+                }
+                self.gets.retain(|_, g| !g.coordinator.is_finished());
+            }
+            PeerMessage::Repair { key, object } => {
+                let lww = self.lww();
+                self.storage(
+                    StorageOp::Merge {
+                        key: key.clone(),
+                        object,
+                        lww,
+                    },
+                    false,
+                    Pending::Repair { key },
+                    out,
+                );
+            }
+            PeerMessage::Fetch { keys } => self.on_fetch(from, keys, out),
+            PeerMessage::HintDeliver {
+                delivery,
+                key,
+                object,
+            } => {
+                let lww = self.lww();
+                self.storage(
+                    StorageOp::Merge {
+                        key: key.clone(),
+                        object,
+                        lww,
+                    },
+                    true,
+                    Pending::HintMerged {
+                        from,
+                        delivery,
+                        key,
+                    },
+                    out,
+                );
+            }
+            PeerMessage::HintAck { delivery } => {
+                if let Some((owner, token, bytes)) = self.hints.on_delivered(delivery) {
+                    self.stats.hints_delivered += 1;
+                    let key = Key { token, bytes };
+                    self.storage(
+                        StorageOp::DeleteHint { owner, key },
+                        false,
+                        Pending::Quiet,
+                        out,
+                    );
+                }
+            }
+            PeerMessage::Ae(message) => self.on_ae_message(now, from, message, out),
+            PeerMessage::Transfer(_) | PeerMessage::Gossip(_) | PeerMessage::Ring(_) => {}
+        }
+    }
+
+    fn run_put_actions(
+        &mut self,
+        now: Tick,
+        op: RequestId,
+        actions: Vec<crate::quorum::PutAction>,
+        out: &mut Vec<Action>,
+    ) {
+        for action in actions {
+            self.run_put_action(now, op, action, out);
+        }
+        self.puts.retain(|_, p| !p.coordinator.is_finished());
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_update(
+        &mut self,
+        now: Tick,
+        coordinator: NodeId,
+        op: RequestId,
+        key: Key,
+        context: crate::version::VersionVector,
+        value: Option<Vec<u8>>,
+        timestamp_ms: u64,
+        durable: bool,
+        out: &mut Vec<Action>,
+    ) {
+        match self.updates.get(&(coordinator, op)) {
+            Some(Some(answer)) => {
+                // A duplicate of an update already applied: answer again, never apply twice.
+                let answer = answer.clone();
+                self.send_answer_at(now, coordinator, answer, out);
+                return;
+            }
+            Some(None) => return, // in progress; its answer is on the way
+            None => {}
+        }
+        if self.updates_order.len() >= UPDATES_REMEMBERED_MAX {
+            if let Some(oldest) = self.updates_order.pop_front() {
+                self.updates.remove(&oldest);
+            }
+        }
+        self.updates.insert((coordinator, op), None);
+        self.updates_order.push_back((coordinator, op));
+        let lww = self.lww();
+        self.storage(
+            StorageOp::Update {
+                key: key.clone(),
+                context,
+                value,
+                timestamp_ms,
+                lww,
+            },
+            durable,
+            Pending::Update {
+                coordinator,
+                op,
+                key,
+            },
+            out,
+        );
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_replicate(
+        &mut self,
+        coordinator: NodeId,
+        op: RequestId,
+        key: Key,
+        object: Object,
+        hint_for: Option<NodeId>,
+        durable: bool,
+        out: &mut Vec<Action>,
+    ) {
+        match hint_for {
+            Some(owner) if owner != self.config.id => {
+                if !self.hints.can_accept(owner, &key.bytes) {
+                    return; // full: do not acknowledge; the write counts on others
+                }
+                let merged = self.hints.add(owner, key.token, key.bytes.clone(), &object);
+                self.stats.hints_stored += 1;
+                self.storage(
+                    StorageOp::PutHint {
+                        owner,
+                        key,
+                        object: merged,
+                    },
+                    true,
+                    Pending::HintStored { coordinator, op },
+                    out,
+                );
+            }
+            _ => {
+                let lww = self.lww();
+                self.storage(
+                    StorageOp::Merge {
+                        key: key.clone(),
+                        object,
+                        lww,
+                    },
+                    durable,
+                    Pending::Replicate {
+                        coordinator,
+                        op,
+                        key,
+                    },
+                    out,
+                );
+            }
+        }
+    }
+
+    /// A storage operation finished.
+    pub(super) fn on_storage(
+        &mut self,
+        now: Tick,
+        id: u64,
+        result: StorageResult,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(pending) = self.pending.remove(&id) else {
+            return; // issued before a restart, or a duplicate
+        };
+        match pending {
+            Pending::Update {
+                coordinator,
+                op,
+                key,
+            } => {
+                let result = match result {
+                    StorageResult::Changed { before, after } => {
+                        self.track_change(&key, &before, &after);
+                        Ok(after)
+                    }
+                    StorageResult::Refused(e) => Err(e),
+                    _ => {
+                        // Storage failed: forget the update so a retry may apply it, and let
+                        // the coordinator time out.
+                        self.updates.remove(&(coordinator, op));
+                        return;
+                    }
+                };
+                let answer = PeerMessage::Updated { op, result };
+                self.updates.insert((coordinator, op), Some(answer.clone()));
+                self.send_answer_at(now, coordinator, answer, out);
+            }
+            Pending::Replicate {
+                coordinator,
+                op,
+                key,
+            } => {
+                if let StorageResult::Changed { before, after } = result {
+                    self.track_change(&key, &before, &after);
+                    self.send_answer_at(now, coordinator, PeerMessage::ReplicateAck { op }, out);
+                }
+            }
+            Pending::HintStored { coordinator, op } => {
+                if result == StorageResult::Done {
+                    self.send_answer_at(now, coordinator, PeerMessage::ReplicateAck { op }, out);
+                }
+            }
+            Pending::Read { coordinator, op } => {
+                if let StorageResult::Read(object) = result {
+                    self.send_answer_at(
+                        now,
+                        coordinator,
+                        PeerMessage::ReadReply { op, object },
+                        out,
+                    );
+                }
+            }
+            Pending::Repair { key } => {
+                if let StorageResult::Changed { before, after } = result {
+                    self.track_change(&key, &before, &after);
+                }
+            }
+            Pending::HintMerged {
+                from,
+                delivery,
+                key,
+            } => {
+                if let StorageResult::Changed { before, after } = result {
+                    self.track_change(&key, &before, &after);
+                    self.send_answer_at(now, from, PeerMessage::HintAck { delivery }, out);
+                }
+            }
+            Pending::Quiet => {}
+            Pending::Ae(ae) => self.on_ae_storage(now, ae, result, out),
+        }
+    }
+
+    /// Sends `answer` to `to`, handling it here if `to` is this node.
+    fn send_answer_at(
+        &mut self,
+        now: Tick,
+        to: NodeId,
+        answer: PeerMessage,
+        out: &mut Vec<Action>,
+    ) {
+        if to == self.config.id {
+            self.on_data_message(now, to, answer, out);
+        } else {
+            out.push(Action::Send {
+                to,
+                message: answer,
+            });
+        }
+    }
+}

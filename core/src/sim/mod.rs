@@ -1,0 +1,400 @@
+//! The deterministic simulator: whole clusters of [`crate::node::Node`]s in one thread.
+//!
+//! One seeded generator drives everything: the network's delays, drops, duplicates and
+//! partitions ([`network`]), the disks that lose unsynced writes on a crash ([`disk`]), node
+//! crashes, restarts, pauses and wall-clock jumps, and the clients of a workload
+//! ([`workload`]). Virtual time advances from event to event ([`cluster`]), so a run of a
+//! minute of cluster time takes milliseconds, and the same seed gives the same run: its trace
+//! hash (every event's time, kind and parties) is printed with every failure together with
+//! the one command that replays it.
+//!
+//! A run has a workload phase with faults, then three checking phases on a healed, calm
+//! cluster, each checking one mechanism so that a broken one cannot hide behind another:
+//! 1. **Hints**: clients stop, anti-entropy pauses; within [`HINT_DRAIN_TICKS_MAX`] every hint
+//!    must be delivered (no node holds any).
+//! 2. **Read repair**: a read with r = n of every even-numbered key; afterwards every replica of
+//!    those keys must hold the same object.
+//! 3. **Anti-entropy**: exchanges resume; within [`AE_CONVERGE_TICKS_MAX`] every replica of
+//!    every key must hold the same object and every partition's Merkle roots must agree.
+//!
+//! Then the workload's own check: no acknowledged add lost (set), no stale read (register).
+//! The canaries break one mechanism on purpose ([`Canary`]); a run with a canary *must* fail.
+
+pub mod cluster;
+pub mod disk;
+pub mod network;
+pub mod workload;
+
+use rand_core::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::ids::NodeId;
+use crate::node::{ClientOp, ConflictMode, NodeConfig};
+use crate::placement::{Member, Replication, Ring};
+use crate::quorum::QuorumOptions;
+use crate::ring::PartitionCount;
+use crate::tick::Tick;
+
+use cluster::World;
+use network::{NetFaults, Network};
+use workload::{ClientRequest, Step, Workload, WorkloadKind};
+
+/// Ticks of the hint phase, at most.
+pub const HINT_DRAIN_TICKS_MAX: u64 = 30_000;
+
+/// Ticks the anti-entropy phase may take to converge, at most.
+pub const AE_CONVERGE_TICKS_MAX: u64 = 60_000;
+
+/// Ticks between convergence checks in the checking phases.
+const CHECK_EVERY_TICKS: u64 = 500;
+
+/// A mechanism broken on purpose, to prove the checkers catch it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Canary {
+    /// Last-write-wins instead of siblings: concurrent adds are dropped.
+    Lww,
+    /// Reads never repair stale replicas.
+    NoReadRepair,
+    /// Fallbacks never hand hints back.
+    NoHints,
+}
+
+impl Canary {
+    /// The name `tessera sim --canary` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Canary::Lww => "lww",
+            Canary::NoReadRepair => "no-read-repair",
+            Canary::NoHints => "no-hints",
+        }
+    }
+}
+
+/// One simulation run.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// The seed: everything follows from it.
+    pub seed: u64,
+    /// The workload.
+    pub workload: WorkloadKind,
+    /// A mechanism to break, or none.
+    pub canary: Option<Canary>,
+    /// Ticks of the workload phase (with faults).
+    pub workload_ticks: u64,
+}
+
+impl SimConfig {
+    /// The default run for `seed`.
+    pub fn new(seed: u64, workload: WorkloadKind, canary: Option<Canary>) -> SimConfig {
+        SimConfig {
+            seed,
+            workload,
+            canary,
+            workload_ticks: 20_000,
+        }
+    }
+
+    /// The command that replays this run.
+    pub fn replay_command(&self) -> String {
+        let workload = match self.workload {
+            WorkloadKind::Set => "set",
+            WorkloadKind::Register => "register",
+        };
+        let canary = self
+            .canary
+            .map(|c| format!(" --canary {}", c.name()))
+            .unwrap_or_default();
+        format!(
+            "tessera sim --seeds 1 --first-seed {} --workload {workload}{canary}",
+            self.seed
+        )
+    }
+}
+
+/// What a run found.
+#[derive(Clone, Debug, Default)]
+pub struct SimReport {
+    /// The seed.
+    pub seed: u64,
+    /// Hash of the whole trace; equal for equal seeds.
+    pub trace_hash: u64,
+    /// Checker failures; empty if the run passed.
+    pub violations: Vec<String>,
+    /// Nodes in the cluster.
+    pub nodes: usize,
+    /// Client operations acknowledged and failed.
+    pub acknowledged: u64,
+    /// Client operations that failed or timed out.
+    pub failed: u64,
+    /// Acknowledged adds (set workload).
+    pub acked_adds: usize,
+    /// Faults injected.
+    pub faults: u64,
+    /// Events processed.
+    pub events: u64,
+    /// Coverage: hints stored and delivered, read repairs, writes through sloppy quorums,
+    /// anti-entropy exchanges and keys they repaired, summed over nodes.
+    pub hints_stored: u64,
+    /// See `hints_stored`.
+    pub hints_delivered: u64,
+    /// See `hints_stored`.
+    pub read_repairs: u64,
+    /// See `hints_stored`.
+    pub sloppy_writes: u64,
+    /// See `hints_stored`.
+    pub ae_exchanges: u64,
+    /// See `hints_stored`.
+    pub ae_keys_repaired: u64,
+}
+
+impl SimReport {
+    /// Whether every checker passed.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+/// Runs one simulation.
+pub fn run(config: &SimConfig) -> SimReport {
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(config.seed);
+    use rand_core::RngCore;
+    let nodes = 3 + (rng.next_u64() % 3) as usize; // 3 to 5 nodes
+    let members: Vec<Member> = (0..nodes)
+        .map(|i| Member::new(NodeId(i as u64 + 1), format!("rack-{}", i % 2), "dc-1", 1))
+        .collect();
+    let partitions = PartitionCount::new(16).unwrap_or_default();
+    let ring = match Ring::new(partitions, members) {
+        Ok(r) => r,
+        Err(e) => {
+            return SimReport {
+                seed: config.seed,
+                violations: vec![format!("the ring could not be built: {e}")],
+                ..SimReport::default()
+            }
+        }
+    };
+    let configs = (0..nodes)
+        .map(|i| node_config(NodeId(i as u64 + 1), config.canary))
+        .collect();
+    let (keys, clients) = match config.workload {
+        WorkloadKind::Set => (4, 5),
+        WorkloadKind::Register => (3, 6),
+    };
+    let faults = NetFaults {
+        drop_per_mille: 20 + (rng.next_u32() % 60),
+        duplicate_per_mille: 20,
+        delay_min_ticks: 1,
+        delay_max_ticks: 20,
+    };
+    let mut world = World::new(
+        rng,
+        ring,
+        configs,
+        Network::new(faults),
+        Workload::new(config.workload, keys),
+        clients,
+    );
+    // Let gossip find everyone before the clients start.
+    world.run_until(Tick(2_000));
+    world.set_clients_active(true);
+    let fault_count = faults::run_with_faults(&mut world, config.workload_ticks);
+    let mut violations = check_phases(&mut world);
+    match config.workload {
+        WorkloadKind::Set => {
+            for (k, key) in world.workload.keys().to_vec().iter().enumerate() {
+                for (i, node) in replicas_of(&world, key) {
+                    let copy = world.stored(i, key);
+                    violations.extend(world.workload.check_set_copy(k, &node.to_string(), &copy));
+                }
+            }
+        }
+        WorkloadKind::Register => violations.extend(world.workload.check_register()),
+    }
+    let mut report = SimReport {
+        seed: config.seed,
+        trace_hash: world.trace_hash(),
+        violations,
+        nodes,
+        acknowledged: world.workload.acknowledged,
+        failed: world.workload.failed,
+        acked_adds: world.workload.acked_adds(),
+        faults: fault_count,
+        events: world.events_processed,
+        ..SimReport::default()
+    };
+    for slot in &world.slots {
+        if let Some(node) = &slot.node {
+            let s = node.stats();
+            report.hints_stored += s.hints_stored;
+            report.hints_delivered += s.hints_delivered;
+            report.read_repairs += s.read_repairs;
+            report.sloppy_writes += s.sloppy_writes;
+            report.ae_exchanges += s.ae_exchanges;
+            report.ae_keys_repaired += s.ae_keys_repaired;
+        }
+    }
+    report
+}
+
+fn node_config(id: NodeId, canary: Option<Canary>) -> NodeConfig {
+    let mut c = NodeConfig::new(id, Replication::uniform(3));
+    c.quorum = QuorumOptions::default();
+    c.tree_shape = crate::antientropy::TreeShape::new(2, 2).unwrap_or_default();
+    c.ae_interval_ticks = 300;
+    match canary {
+        Some(Canary::Lww) => c.conflict = ConflictMode::LastWriteWins,
+        Some(Canary::NoReadRepair) => c.read_repair = false,
+        Some(Canary::NoHints) => c.hint_delivery = false,
+        None => {}
+    }
+    c
+}
+
+/// The replicas of `key` under the world's ring: (slot index, node id).
+fn replicas_of(world: &World, key: &crate::node::Key) -> Vec<(usize, NodeId)> {
+    let p = world.ring.partitions().partition_of(key.token);
+    world
+        .ring
+        .preference_list(p, &Replication::uniform(3))
+        .into_iter()
+        .map(|n| ((n.0 - 1) as usize, n))
+        .collect()
+}
+
+/// Keys whose replicas hold different objects.
+fn divergent_keys(world: &World, keys: &[crate::node::Key]) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in keys {
+        let copies: Vec<_> = replicas_of(world, key)
+            .into_iter()
+            .map(|(i, _)| world.stored(i, key))
+            .collect();
+        if copies.windows(2).any(|w| w[0] != w[1]) {
+            out.push(String::from_utf8_lossy(&key.bytes).into_owned());
+        }
+    }
+    out
+}
+
+/// Partitions whose replicas' Merkle roots differ.
+fn divergent_roots(world: &World) -> Vec<String> {
+    let rep = Replication::uniform(3);
+    let mut out = Vec::new();
+    for p in world.ring.partitions().iter() {
+        let roots: Vec<u64> = world
+            .ring
+            .preference_list(p, &rep)
+            .into_iter()
+            .filter_map(|n| world.slots[(n.0 - 1) as usize].node.as_ref())
+            .map(|node| node.tree_root(p))
+            .collect();
+        if roots.windows(2).any(|w| w[0] != w[1]) {
+            out.push(p.to_string());
+        }
+    }
+    out
+}
+
+/// The three checking phases; returns their violations.
+fn check_phases(world: &mut World) -> Vec<String> {
+    let mut violations = Vec::new();
+    world.set_clients_active(false);
+    world.network.heal();
+    world.network.set_faults(NetFaults::CALM);
+    world.unpause_all();
+    for i in 0..world.slots.len() {
+        world.start_node(i);
+        if let Some(node) = world.slots[i].node.as_mut() {
+            node.set_anti_entropy(0);
+        }
+    }
+    // 1. Hints drain.
+    let start = world.now;
+    loop {
+        let held: usize = world
+            .slots
+            .iter()
+            .filter_map(|s| s.node.as_ref())
+            .map(|n| n.hints().len())
+            .sum();
+        if held == 0 && !world.clients_busy() {
+            break;
+        }
+        if world.now.since(start) >= HINT_DRAIN_TICKS_MAX {
+            violations.push(format!(
+                "hints did not drain: {held} hints still held {HINT_DRAIN_TICKS_MAX} ticks after the faults ended"
+            ));
+            break;
+        }
+        let next = world.now + CHECK_EVERY_TICKS;
+        world.run_until(next);
+    }
+    // 2. Read repair of the even-numbered keys.
+    let keys = world.workload.keys().to_vec();
+    let even: Vec<_> = keys.iter().step_by(2).cloned().collect();
+    for key in &even {
+        let node = world.below(world.slots.len() as u64) as usize;
+        let body = ClientRequest {
+            op: ClientOp::Get { key: key.clone() },
+            options: QuorumOptions {
+                r: 3,
+                w: 3,
+                sloppy: false,
+                durable: true,
+            },
+            step: Step::RegisterRead { key: 0 },
+        };
+        world.checker_request(node, body);
+    }
+    let until = world.now + 5_000;
+    world.run_until(until);
+    let stale = divergent_keys(world, &even);
+    if !stale.is_empty() {
+        violations.push(format!(
+            "replicas differ after a read with r = n (read repair): keys {stale:?}"
+        ));
+    }
+    // 3. Anti-entropy.
+    for slot in &mut world.slots {
+        if let Some(node) = slot.node.as_mut() {
+            node.set_anti_entropy(100);
+        }
+    }
+    let start = world.now;
+    loop {
+        let keys_left = divergent_keys(world, &keys);
+        let roots_left = divergent_roots(world);
+        if keys_left.is_empty() && roots_left.is_empty() {
+            break;
+        }
+        if world.now.since(start) >= AE_CONVERGE_TICKS_MAX {
+            if std::env::var("SIMDBG").is_ok() {
+                for key in &keys {
+                    for (i, n) in replicas_of(world, key) {
+                        let o = world.stored(i, key);
+                        let node = world.slots[i].node.as_ref();
+                        let p = world.ring.partitions().partition_of(key.token);
+                        eprintln!(
+                            "{:?} {n} vh={:x} root={:x} alive={:?}",
+                            String::from_utf8_lossy(&key.bytes),
+                            crate::antientropy::version_hash(&o),
+                            node.map(|x| x.tree_root(p)).unwrap_or(0),
+                            node.map(|x| (1..=world.slots.len() as u64)
+                                .map(|j| x.gossip().is_alive(NodeId(j), world.now))
+                                .collect::<Vec<_>>())
+                        );
+                    }
+                }
+            }
+            violations.push(format!(
+                "anti-entropy did not converge in {AE_CONVERGE_TICKS_MAX} ticks: keys {keys_left:?}, partitions {roots_left:?}"
+            ));
+            break;
+        }
+        let next = world.now + CHECK_EVERY_TICKS;
+        world.run_until(next);
+    }
+    violations
+}
+
+mod faults;

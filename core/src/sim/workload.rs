@@ -1,0 +1,300 @@
+//! Workloads: what simulated clients do, what they record, and the checks on the record.
+//!
+//! - **Set**: clients add unique elements to a few keys by read-modify-write: read the key,
+//!   take the union of every sibling's set, add one element, write it back with the read's
+//!   context. Writes use a sloppy or a strict quorum at random. Invariant: **no acknowledged
+//!   add is lost**: after the cluster heals, every replica's union holds every element whose
+//!   write was acknowledged.
+//! - **Register**: one writer per key writes 1, 2, 3... with a strict quorum (r + w > n,
+//!   sloppy off); other clients read. Invariant: a read returns at least the latest value
+//!   whose write was acknowledged before the read began.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand_core::RngCore;
+
+use crate::node::{ClientOp, Key};
+use crate::quorum::{QuorumError, QuorumOptions};
+use crate::tick::Tick;
+use crate::token::token_of;
+use crate::version::{Object, VersionVector};
+
+/// Which workload a run uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkloadKind {
+    /// Read-modify-write adds to sets; checks that no acknowledged add is lost.
+    Set,
+    /// One writer per key, strict quorum; checks that reads see the latest acknowledged write.
+    Register,
+}
+
+/// What a client is waiting for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Set: the read before an add.
+    SetRead { key: usize },
+    /// Set: the write of `element`.
+    SetWrite { key: usize, element: u64 },
+    /// Register: the writer's write of `value`.
+    RegisterWrite { key: usize, value: u64 },
+    /// Register: the writer re-reads after a failed write, for a fresh context.
+    RegisterRefresh { key: usize },
+    /// Register: a reader's read.
+    RegisterRead { key: usize },
+}
+
+/// A request a client wants to send.
+#[derive(Clone, Debug)]
+pub struct ClientRequest {
+    /// The operation.
+    pub op: ClientOp,
+    /// Its quorum options.
+    pub options: QuorumOptions,
+    /// What it is, for the reply.
+    pub step: Step,
+}
+
+/// The clients' shared state and their record.
+#[derive(Debug)]
+pub struct Workload {
+    kind: WorkloadKind,
+    keys: Vec<Key>,
+    /// Register: each writer's context and next value; set: each client's element counter.
+    contexts: BTreeMap<usize, VersionVector>,
+    counters: BTreeMap<usize, u64>,
+    /// Set: acknowledged elements per key.
+    acked: BTreeMap<usize, BTreeSet<u64>>,
+    /// Register: (value, acknowledged at) per key.
+    writes: BTreeMap<usize, Vec<(u64, Tick)>>,
+    /// Register: (key, began at, largest value read).
+    reads: Vec<(usize, Tick, u64)>,
+    /// Operations acknowledged and failed.
+    pub acknowledged: u64,
+    /// Operations that failed or timed out (indeterminate).
+    pub failed: u64,
+}
+
+impl Workload {
+    /// A workload over `keys` keys.
+    pub fn new(kind: WorkloadKind, keys: usize) -> Workload {
+        let keys = (0..keys)
+            .map(|i| {
+                let bytes = format!("key-{i}").into_bytes();
+                Key {
+                    token: token_of(crate::constants::DEFAULT_KEYSPACE, &bytes),
+                    bytes,
+                }
+            })
+            .collect();
+        Workload {
+            kind,
+            keys,
+            contexts: BTreeMap::new(),
+            counters: BTreeMap::new(),
+            acked: BTreeMap::new(),
+            writes: BTreeMap::new(),
+            reads: Vec::new(),
+            acknowledged: 0,
+            failed: 0,
+        }
+    }
+
+    /// The keys.
+    pub fn keys(&self) -> &[Key] {
+        &self.keys
+    }
+
+    /// The next request of idle `client`.
+    pub fn next(&mut self, client: usize, rng: &mut impl RngCore) -> ClientRequest {
+        match self.kind {
+            WorkloadKind::Set => {
+                let key = (rng.next_u64() % self.keys.len() as u64) as usize;
+                self.read(key, Step::SetRead { key }, sloppy_or_strict(rng))
+            }
+            WorkloadKind::Register => {
+                // Clients 0..keys are the writers, one per key; the rest read.
+                if client < self.keys.len() {
+                    let value = self.counters.entry(client).or_insert(0);
+                    *value += 1;
+                    let value = *value;
+                    self.register_write(client, value)
+                } else {
+                    let key = (rng.next_u64() % self.keys.len() as u64) as usize;
+                    self.read(key, Step::RegisterRead { key }, strict())
+                }
+            }
+        }
+    }
+
+    /// Feeds a reply (`None`: the client gave up waiting) and returns a follow-up request
+    /// to send at once, if the step has one.
+    pub fn on_reply(
+        &mut self,
+        client: usize,
+        step: Step,
+        began: Tick,
+        now: Tick,
+        reply: Option<Result<Object, QuorumError>>,
+        rng: &mut impl RngCore,
+    ) -> Option<ClientRequest> {
+        let ok = match reply {
+            Some(Ok(o)) => {
+                self.acknowledged += 1;
+                Some(o)
+            }
+            _ => {
+                self.failed += 1;
+                None
+            }
+        };
+        match (step, ok) {
+            (Step::SetRead { key }, Some(object)) => {
+                let counter = self.counters.entry(client).or_insert(0);
+                *counter += 1;
+                let element = ((client as u64) << 32) | *counter;
+                let mut set = union_of(&object);
+                set.insert(element);
+                Some(ClientRequest {
+                    op: ClientOp::Put {
+                        key: self.keys[key].clone(),
+                        context: object.clock().clone(),
+                        value: encode_set(&set),
+                    },
+                    options: sloppy_or_strict(rng),
+                    step: Step::SetWrite { key, element },
+                })
+            }
+            (Step::SetWrite { key, element }, Some(_)) => {
+                self.acked.entry(key).or_default().insert(element);
+                None
+            }
+            (Step::RegisterWrite { key, value }, Some(object)) => {
+                self.writes.entry(key).or_default().push((value, now));
+                self.contexts.insert(key, object.clock().clone());
+                None
+            }
+            (Step::RegisterWrite { key, .. }, None) => {
+                Some(self.read(key, Step::RegisterRefresh { key }, strict()))
+            }
+            (Step::RegisterRefresh { key }, Some(object)) => {
+                self.contexts.insert(key, object.clock().clone());
+                None
+            }
+            (Step::RegisterRead { key }, Some(object)) => {
+                let largest = object
+                    .live_values()
+                    .filter_map(decode_u64)
+                    .max()
+                    .unwrap_or(0);
+                self.reads.push((key, began, largest));
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// Checks the register record: every read saw at least the latest write acknowledged
+    /// before it began. Returns the violations.
+    pub fn check_register(&self) -> Vec<String> {
+        let mut violations = Vec::new();
+        for &(key, began, seen) in &self.reads {
+            let latest = self
+                .writes
+                .get(&key)
+                .into_iter()
+                .flatten()
+                .filter(|(_, acked)| *acked < began)
+                .map(|(v, _)| *v)
+                .max()
+                .unwrap_or(0);
+            if seen < latest {
+                violations.push(format!(
+                    "stale read: key-{key} read at {began} returned {seen}, but {latest} was \
+                     acknowledged before the read began"
+                ));
+            }
+        }
+        violations
+    }
+
+    /// Checks one replica's final copy of key `key` against the acknowledged adds.
+    pub fn check_set_copy(&self, key: usize, replica: &str, copy: &Object) -> Vec<String> {
+        let have = union_of(copy);
+        let lost: Vec<u64> = self
+            .acked
+            .get(&key)
+            .into_iter()
+            .flatten()
+            .filter(|e| !have.contains(e))
+            .copied()
+            .collect();
+        if lost.is_empty() {
+            return Vec::new();
+        }
+        vec![format!(
+            "lost acknowledged adds: {} of key-{key}'s acknowledged elements are missing on \
+             {replica} (first: {:#x})",
+            lost.len(),
+            lost[0]
+        )]
+    }
+
+    /// Acknowledged adds in all (set workload).
+    pub fn acked_adds(&self) -> usize {
+        self.acked.values().map(BTreeSet::len).sum()
+    }
+
+    fn read(&self, key: usize, step: Step, options: QuorumOptions) -> ClientRequest {
+        ClientRequest {
+            op: ClientOp::Get {
+                key: self.keys[key].clone(),
+            },
+            options,
+            step,
+        }
+    }
+
+    fn register_write(&self, key: usize, value: u64) -> ClientRequest {
+        ClientRequest {
+            op: ClientOp::Put {
+                key: self.keys[key].clone(),
+                context: self.contexts.get(&key).cloned().unwrap_or_default(),
+                value: value.to_le_bytes().to_vec(),
+            },
+            options: strict(),
+            step: Step::RegisterWrite { key, value },
+        }
+    }
+}
+
+fn strict() -> QuorumOptions {
+    QuorumOptions {
+        r: 2,
+        w: 2,
+        sloppy: false,
+        durable: true,
+    }
+}
+
+fn sloppy_or_strict(rng: &mut impl RngCore) -> QuorumOptions {
+    QuorumOptions {
+        sloppy: rng.next_u32() & 1 == 0,
+        ..strict()
+    }
+}
+
+/// The union of the element sets of every live sibling.
+pub fn union_of(object: &Object) -> BTreeSet<u64> {
+    object
+        .live_values()
+        .flat_map(|v| v.chunks_exact(8).filter_map(decode_u64))
+        .collect()
+}
+
+fn encode_set(set: &BTreeSet<u64>) -> Vec<u8> {
+    set.iter().flat_map(|e| e.to_le_bytes()).collect()
+}
+
+fn decode_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
+}
