@@ -277,7 +277,18 @@ impl Gossip {
                     .is_none_or(|p| p.record.status != Status::Left)
             })
             .collect();
-        if !seeds.is_empty() && !targets.iter().any(|t| seeds.contains(t)) {
+        // A seed this node has never heard from comes first, whatever else was picked: with
+        // every node a seed of every other, two nodes that first found each other would
+        // otherwise gossip only with each other forever (an island), since each already is
+        // the other's seed. The set of unheard seeds only shrinks, so this costs a few rounds.
+        let unheard: Vec<NodeId> = seeds
+            .iter()
+            .copied()
+            .filter(|s| !self.peers.contains_key(s))
+            .collect();
+        if !unheard.is_empty() {
+            targets.push(unheard[below(rng, unheard.len())]);
+        } else if !seeds.is_empty() && !targets.iter().any(|t| seeds.contains(t)) {
             let known = live.len() + dead.len();
             if live.is_empty() || below(rng, known.max(1)) < seeds.len() {
                 targets.push(seeds[below(rng, seeds.len())]);

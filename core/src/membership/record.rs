@@ -6,7 +6,7 @@
 //! of the record. So for one node the versions are totally ordered, and "keep the newer record"
 //! is a join: commutative, associative and idempotent, whatever order gossip delivers them in.
 
-use crate::constants::{MEMBER_ADDR_BYTES_MAX, MEMBER_LABEL_BYTES_MAX};
+use crate::constants::{MEMBER_ADDR_BYTES_MAX, MEMBER_LABEL_BYTES_MAX, MEMBER_WEIGHT_MAX};
 use crate::ids::NodeId;
 
 /// Where a node is in its life in the cluster.
@@ -59,7 +59,8 @@ pub struct MemberRecord {
     pub rack: String,
     /// Datacenter label, at most [`MEMBER_LABEL_BYTES_MAX`] bytes.
     pub dc: String,
-    /// Relative capacity: partitions are claimed in proportion to it.
+    /// Relative capacity: partitions are claimed in proportion to it. At most
+    /// [`MEMBER_WEIGHT_MAX`].
     pub weight: u32,
     /// Life-cycle status.
     pub status: Status,
@@ -92,6 +93,7 @@ impl MemberRecord {
         self.addr.len() <= MEMBER_ADDR_BYTES_MAX
             && self.rack.len() <= MEMBER_LABEL_BYTES_MAX
             && self.dc.len() <= MEMBER_LABEL_BYTES_MAX
+            && self.weight <= MEMBER_WEIGHT_MAX
     }
 
     /// Estimated encoded size: 8 bytes per `u64`, a 4-byte length plus the bytes per string,
@@ -174,6 +176,9 @@ mod tests {
         assert!(!r.is_well_formed());
         let mut r = record(1);
         r.dc = "x".repeat(MEMBER_LABEL_BYTES_MAX + 1);
+        assert!(!r.is_well_formed());
+        let mut r = record(1);
+        r.weight = MEMBER_WEIGHT_MAX + 1;
         assert!(!r.is_well_formed());
     }
 }

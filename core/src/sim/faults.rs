@@ -10,7 +10,7 @@ use super::cluster::World;
 use crate::tick::Tick;
 
 /// Ticks at the end of the workload during which one node is isolated.
-const FINAL_ISOLATION_TICKS: u64 = 3_000;
+const FINAL_ISOLATION_TICKS: u64 = 6_000;
 
 /// Runs the workload phase for `ticks` with faults; returns how many faults were injected.
 pub fn run_with_faults(world: &mut World, ticks: u64) -> u64 {

@@ -158,7 +158,9 @@ impl SimReport {
 pub fn run(config: &SimConfig) -> SimReport {
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(config.seed);
     use rand_core::RngCore;
-    let nodes = 3 + (rng.next_u64() % 3) as usize; // 3 to 5 nodes
+    // 4 or 5 nodes: with n = 3 there is always a node outside a preference list to act as
+    // a fallback, so sloppy quorums and hints happen.
+    let nodes = 4 + (rng.next_u64() % 2) as usize;
     let members: Vec<Member> = (0..nodes)
         .map(|i| Member::new(NodeId(i as u64 + 1), format!("rack-{}", i % 2), "dc-1", 1))
         .collect();
@@ -368,24 +370,6 @@ fn check_phases(world: &mut World) -> Vec<String> {
             break;
         }
         if world.now.since(start) >= AE_CONVERGE_TICKS_MAX {
-            if std::env::var("SIMDBG").is_ok() {
-                for key in &keys {
-                    for (i, n) in replicas_of(world, key) {
-                        let o = world.stored(i, key);
-                        let node = world.slots[i].node.as_ref();
-                        let p = world.ring.partitions().partition_of(key.token);
-                        eprintln!(
-                            "{:?} {n} vh={:x} root={:x} alive={:?}",
-                            String::from_utf8_lossy(&key.bytes),
-                            crate::antientropy::version_hash(&o),
-                            node.map(|x| x.tree_root(p)).unwrap_or(0),
-                            node.map(|x| (1..=world.slots.len() as u64)
-                                .map(|j| x.gossip().is_alive(NodeId(j), world.now))
-                                .collect::<Vec<_>>())
-                        );
-                    }
-                }
-            }
             violations.push(format!(
                 "anti-entropy did not converge in {AE_CONVERGE_TICKS_MAX} ticks: keys {keys_left:?}, partitions {roots_left:?}"
             ));
