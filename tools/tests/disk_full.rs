@@ -137,19 +137,9 @@ fn run(command: &mut Command, what: &str) {
     );
 }
 
-/// Value `i`: its number, then pseudo-random bytes derived from it (xorshift), which zstd
-/// cannot shrink, so tables take as much disk as the log did.
+/// Value `i`, incompressible, so tables take as much disk as the log did.
 fn value(i: usize) -> Vec<u8> {
-    let mut v = format!("value-{i}-").into_bytes();
-    let mut state = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    while v.len() < VALUE_BYTES {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        v.extend_from_slice(&state.to_le_bytes());
-    }
-    v.truncate(VALUE_BYTES);
-    v
+    common::incompressible_value(i, VALUE_BYTES)
 }
 
 /// The refusal of a write on a full disk: by the commit log, or by a shard whose memtable

@@ -27,16 +27,7 @@ const PUTS: usize = (10 * BUDGET_BYTES as usize) / VALUE_BYTES;
 const BATCH: usize = 32;
 
 fn value(i: usize) -> Vec<u8> {
-    let mut v = format!("value-{i}-").into_bytes();
-    let mut state = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    while v.len() < VALUE_BYTES {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        v.extend_from_slice(&state.to_le_bytes());
-    }
-    v.truncate(VALUE_BYTES);
-    v
+    common::incompressible_value(i, VALUE_BYTES)
 }
 
 fn key(i: usize) -> Vec<u8> {

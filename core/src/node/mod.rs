@@ -671,12 +671,7 @@ impl Node {
     /// Keeps the partition's Merkle tree in step with a change storage reported.
     fn track_change(&mut self, key: &Key, before: &Object, after: &Object) {
         let p = self.ring.partitions().partition_of(key.token);
-        let shape = self.config.tree_shape;
-        let partitions = self.ring.partitions();
-        let tree = self
-            .trees
-            .entry(p)
-            .or_insert_with(|| TicTacTree::new(partitions, p, shape));
+        let tree = self.tree_mut(p);
         let old = (!before.is_empty()).then(|| version_hash(before));
         let new = (!after.is_empty()).then(|| version_hash(after));
         if old != new {

@@ -39,13 +39,9 @@ impl Node {
                 durable,
                 out,
             ),
-            PeerMessage::Updated { op, result } => {
-                let mut actions = Vec::new();
-                if let Some(put) = self.puts.get_mut(&op) {
-                    put.coordinator.on_updated(from, result, &mut actions);
-                }
-                self.run_put_actions(now, op, actions, out);
-            }
+            PeerMessage::Updated { op, result } => self.feed_put(now, op, out, |put, actions| {
+                put.on_updated(from, result, actions)
+            }),
             PeerMessage::Replicate {
                 op,
                 key,
@@ -54,11 +50,7 @@ impl Node {
                 durable,
             } => self.on_replicate(from, op, key, object, hint_for, durable, out),
             PeerMessage::ReplicateAck { op } => {
-                let mut actions = Vec::new();
-                if let Some(put) = self.puts.get_mut(&op) {
-                    put.coordinator.on_ack(from, &mut actions);
-                }
-                self.run_put_actions(now, op, actions, out);
+                self.feed_put(now, op, out, |put, actions| put.on_ack(from, actions))
             }
             PeerMessage::Read { op, key } => self.storage(
                 StorageOp::Read { key },
@@ -131,13 +123,18 @@ impl Node {
         }
     }
 
-    fn run_put_actions(
+    /// Feeds the coordinator of write `op` (if it still runs) and carries out its actions.
+    fn feed_put(
         &mut self,
         now: Tick,
         op: RequestId,
-        actions: Vec<crate::quorum::PutAction>,
         out: &mut Vec<Action>,
+        feed: impl FnOnce(&mut crate::quorum::PutCoordinator, &mut Vec<crate::quorum::PutAction>),
     ) {
+        let mut actions = Vec::new();
+        if let Some(put) = self.puts.get_mut(&op) {
+            feed(&mut put.coordinator, &mut actions);
+        }
         for action in actions {
             self.run_put_action(now, op, action, out);
         }
@@ -161,7 +158,7 @@ impl Node {
             Some(Some(answer)) => {
                 // A duplicate of an update already applied: answer again, never apply twice.
                 let answer = answer.clone();
-                self.send_answer_at(now, coordinator, answer, out);
+                self.send(now, coordinator, answer, out);
                 return;
             }
             Some(None) => return, // in progress; its answer is on the way
@@ -274,7 +271,7 @@ impl Node {
                 };
                 let answer = PeerMessage::Updated { op, result };
                 self.updates.insert((coordinator, op), Some(answer.clone()));
-                self.send_answer_at(now, coordinator, answer, out);
+                self.send(now, coordinator, answer, out);
             }
             Pending::Replicate {
                 coordinator,
@@ -283,22 +280,17 @@ impl Node {
             } => {
                 if let StorageResult::Changed { before, after } = result {
                     self.track_change(&key, &before, &after);
-                    self.send_answer_at(now, coordinator, PeerMessage::ReplicateAck { op }, out);
+                    self.send(now, coordinator, PeerMessage::ReplicateAck { op }, out);
                 }
             }
             Pending::HintStored { coordinator, op } => {
                 if result == StorageResult::Done {
-                    self.send_answer_at(now, coordinator, PeerMessage::ReplicateAck { op }, out);
+                    self.send(now, coordinator, PeerMessage::ReplicateAck { op }, out);
                 }
             }
             Pending::Read { coordinator, op } => {
                 if let StorageResult::Read(object) = result {
-                    self.send_answer_at(
-                        now,
-                        coordinator,
-                        PeerMessage::ReadReply { op, object },
-                        out,
-                    );
+                    self.send(now, coordinator, PeerMessage::ReadReply { op, object }, out);
                 }
             }
             Pending::Repair { key } => {
@@ -313,29 +305,11 @@ impl Node {
             } => {
                 if let StorageResult::Changed { before, after } = result {
                     self.track_change(&key, &before, &after);
-                    self.send_answer_at(now, from, PeerMessage::HintAck { delivery }, out);
+                    self.send(now, from, PeerMessage::HintAck { delivery }, out);
                 }
             }
             Pending::Quiet => {}
             Pending::Ae(ae) => self.on_ae_storage(now, ae, result, out),
-        }
-    }
-
-    /// Sends `answer` to `to`, handling it here if `to` is this node.
-    fn send_answer_at(
-        &mut self,
-        now: Tick,
-        to: NodeId,
-        answer: PeerMessage,
-        out: &mut Vec<Action>,
-    ) {
-        if to == self.config.id {
-            self.on_data_message(now, to, answer, out);
-        } else {
-            out.push(Action::Send {
-                to,
-                message: answer,
-            });
         }
     }
 }

@@ -32,10 +32,11 @@ pub const CLIENT_THINK_TICKS_MAX: u64 = 40;
 #[derive(Debug)]
 enum Event {
     NodeTick(usize),
+    /// A message reaches `to`. Messages still in flight when a node restarts reach its new
+    /// process, as bytes in a socket buffer would reach whoever reconnects.
     Deliver {
         to: usize,
         from: usize,
-        incarnation: u64,
         message: PeerMessage,
     },
     StorageDone {
@@ -46,9 +47,9 @@ enum Event {
         durable: bool,
     },
     ClientWake(usize),
+    /// A request (a client's or the checker's) reaches `node`.
     ClientArrive {
         node: usize,
-        client: usize,
         request: RequestId,
         request_body: Box<ClientRequest>,
     },
@@ -60,11 +61,6 @@ enum Event {
     ClientGiveUp {
         client: usize,
         request: RequestId,
-    },
-    Checker {
-        node: usize,
-        request: RequestId,
-        request_body: Box<ClientRequest>,
     },
 }
 
@@ -240,7 +236,7 @@ impl World {
         self.checker_answers.insert(request, None);
         self.schedule(
             1,
-            Event::Checker {
+            Event::ClientArrive {
                 node,
                 request,
                 request_body: Box::new(request_body),
@@ -280,7 +276,7 @@ impl World {
             Event::NodeTick(i) => Some(*i),
             Event::Deliver { to, .. } => Some(*to),
             Event::StorageDone { node, .. } => Some(*node),
-            Event::ClientArrive { node, .. } | Event::Checker { node, .. } => Some(*node),
+            Event::ClientArrive { node, .. } => Some(*node),
             _ => None,
         }
     }
@@ -301,17 +297,9 @@ impl World {
                 self.schedule(NODE_TICK_TICKS, Event::NodeTick(i));
                 self.step_node(i, Input::Tick);
             }
-            Event::Deliver {
-                to,
-                from,
-                incarnation,
-                message,
-            } => {
+            Event::Deliver { to, from, message } => {
                 self.fold(&[2, to as u8, from as u8]);
                 self.fold(&(message.wire_bytes() as u64).to_le_bytes());
-                // A message to a previous incarnation was addressed to a process now gone
-                // only if the connection broke; messages still arrive at the new one.
-                let _ = incarnation;
                 let from = self.configs[from].id;
                 self.step_node(to, Input::Peer { from, message });
             }
@@ -333,21 +321,21 @@ impl World {
             Event::ClientWake(c) => self.client_wake(c),
             Event::ClientArrive {
                 node,
-                client,
                 request,
                 request_body,
             } => {
-                self.fold(&[4, node as u8, client as u8]);
+                self.fold(&[4, node as u8]);
+                self.fold(&request.0.to_le_bytes());
                 let body = *request_body;
+                let (op, options) = (body.op, body.options);
                 self.step_node(
                     node,
                     Input::Client {
                         request,
-                        op: body.op,
-                        options: body.options,
+                        op,
+                        options,
                     },
                 );
-                let _ = client;
             }
             Event::ClientReply {
                 client,
@@ -359,21 +347,6 @@ impl World {
             }
             Event::ClientGiveUp { client, request } => {
                 self.client_done(client, request, None);
-            }
-            Event::Checker {
-                node,
-                request,
-                request_body,
-            } => {
-                let body = *request_body;
-                self.step_node(
-                    node,
-                    Input::Client {
-                        request,
-                        op: body.op,
-                        options: body.options,
-                    },
-                );
             }
         }
     }
@@ -407,14 +380,13 @@ impl World {
                     return;
                 };
                 for delay in self.network.route(i, to, &mut self.rng) {
-                    let incarnation = self.slots[to].incarnation;
+                    let message = message.clone();
                     self.schedule(
                         delay,
                         Event::Deliver {
                             to,
                             from: i,
-                            incarnation,
-                            message: message.clone(),
+                            message,
                         },
                     );
                 }
@@ -480,7 +452,6 @@ impl World {
             1,
             Event::ClientArrive {
                 node,
-                client: c,
                 request,
                 request_body: Box::new(body),
             },

@@ -435,3 +435,18 @@ pub fn put(key: &[u8], value: &[u8]) -> Request {
         overwrite: false,
     })
 }
+
+/// Value `i` of `len` bytes: its number, then pseudo-random bytes derived from it (xorshift),
+/// which zstd cannot shrink, so stored data takes its full size on disk and in memory.
+pub fn incompressible_value(i: usize, len: usize) -> Vec<u8> {
+    let mut v = format!("value-{i}-").into_bytes();
+    let mut state = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    while v.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        v.extend_from_slice(&state.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
