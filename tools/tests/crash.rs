@@ -28,8 +28,11 @@ const RUN_MAX: Duration = Duration::from_millis(400);
 struct Acked {
     /// Unique keys: key → value, acknowledged.
     unique: HashMap<String, String>,
-    /// Per writer: (last acknowledged value, value in flight when its write failed).
-    counters: HashMap<String, (Option<String>, Option<String>)>,
+    /// Per writer: (last acknowledged value, every value attempted since then). A write that
+    /// was in flight at a kill may have reached the log without its acknowledgement, and it
+    /// stays the stored value if the next cycle's overwrite of it is cut short too; so every
+    /// unacknowledged attempt since the last acknowledged one is a value the key may hold.
+    counters: HashMap<String, (Option<String>, Vec<String>)>,
 }
 
 fn writer(
@@ -61,7 +64,8 @@ fn writer(
             .counters
             .entry(counter_key.clone())
             .or_default()
-            .1 = Some(attempt.clone());
+            .1
+            .push(attempt.clone());
         match client.put(
             counter_key.as_bytes(),
             attempt.as_bytes(),
@@ -70,7 +74,7 @@ fn writer(
             Ok(_) => {
                 let mut a = acked.lock().unwrap();
                 let entry = a.counters.get_mut(&counter_key).unwrap();
-                *entry = (Some(attempt), None);
+                *entry = (Some(attempt), Vec::new());
             }
             Err(_) => return,
         }
@@ -91,9 +95,9 @@ fn verify(client: &Client, acked: &Acked) -> usize {
             );
         }
     }
-    for (key, (last, in_flight)) in &acked.counters {
+    for (key, (last, attempts)) in &acked.counters {
         let versions = client.get(key.as_bytes()).unwrap();
-        let allowed: Vec<&String> = last.iter().chain(in_flight.iter()).collect();
+        let allowed: Vec<&String> = last.iter().chain(attempts.iter()).collect();
         match versions.values.as_slice() {
             [] => assert!(last.is_none(), "{key}: acknowledged value {last:?} lost"),
             [one] => assert!(
