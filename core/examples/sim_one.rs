@@ -15,6 +15,7 @@ fn main() {
         Some("lww") => Some(Canary::Lww),
         Some("no-read-repair") => Some(Canary::NoReadRepair),
         Some("no-hints") => Some(Canary::NoHints),
+        Some("early-flip") => Some(Canary::EarlyFlip),
         _ => None,
     };
     let started = std::time::Instant::now();

@@ -128,6 +128,19 @@ pub enum CoreError {
         detail: String,
     },
 
+    /// A write routed by an older ring than the replica's: the cluster's ring changed while
+    /// the request was on its way. Retry: the coordinator has been sent the new ring.
+    #[error(
+        "the coordinator routed this write by ring version {coordinator:#x} but the replica \
+         has {replica:#x}: the ring changed; retry the request"
+    )]
+    StaleRing {
+        /// The coordinator's ring version.
+        coordinator: u64,
+        /// The replica's.
+        replica: u64,
+    },
+
     /// A replication setting that cannot be honoured: no replicas, too many, or a datacenter
     /// named twice.
     #[error("replication setting is invalid: {detail}; fix the keyspace's replication")]

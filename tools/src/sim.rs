@@ -47,9 +47,14 @@ enum WorkloadArg {
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum CanaryArg {
+    /// Last-write-wins instead of siblings (caught losing adds by `--workload set`).
     Lww,
+    /// No read repair (caught by the convergence check).
     NoReadRepair,
+    /// No hint delivery (caught by the hint-drain check).
     NoHints,
+    /// Ring changes flip ownership without moving data (caught by `--workload register`).
+    EarlyFlip,
 }
 
 /// Runs the seeds; exit status 0 if every checker passed, 1 at the first failing seed.
@@ -62,6 +67,7 @@ pub fn run_sim(args: SimArgs) -> ExitCode {
         CanaryArg::Lww => Canary::Lww,
         CanaryArg::NoReadRepair => Canary::NoReadRepair,
         CanaryArg::NoHints => Canary::NoHints,
+        CanaryArg::EarlyFlip => Canary::EarlyFlip,
     });
     let bar = ProgressBar::new(args.seeds);
     bar.set_style(

@@ -77,7 +77,8 @@ impl Node {
         }
         self.ae.last_start = now;
         let mine = self
-            .ring
+            .rings
+            .read_ring()
             .replica_partitions(self.config.id, &self.config.replication);
         if mine.is_empty() {
             return;
@@ -85,8 +86,8 @@ impl Node {
         let p = mine[self.ae.turn % mine.len()];
         self.ae.turn = self.ae.turn.wrapping_add(1);
         let peers: Vec<NodeId> = self
-            .ring
-            .preference_list(p, &self.config.replication)
+            .rings
+            .read_list(p, &self.config.replication)
             .into_iter()
             .filter(|&n| n != self.config.id && self.gossip.is_alive(n, now))
             .collect();
@@ -125,10 +126,10 @@ impl Node {
             }
             return;
         }
-        let replica = tag.partition.0 < self.ring.partitions().get()
+        let replica = tag.partition.0 < self.rings.current().partitions().get()
             && self
-                .ring
-                .preference_list(tag.partition, &self.config.replication)
+                .rings
+                .read_list(tag.partition, &self.config.replication)
                 .contains(&self.config.id);
         if !replica {
             if let Some(refusal) = refuse(&message, RefuseReason::NotOwned) {
@@ -281,7 +282,7 @@ impl Node {
 
     /// Partition `p`'s tree, created empty if nothing was stored in it yet.
     pub(super) fn tree_mut(&mut self, p: PartitionId) -> &mut TicTacTree {
-        let partitions = self.ring.partitions();
+        let partitions = self.rings.current().partitions();
         let shape = self.config.tree_shape;
         self.trees
             .entry(p)

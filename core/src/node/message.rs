@@ -6,11 +6,11 @@
 //! in-memory network and disks. `wire_bytes` estimates each message's encoded size so that
 //! simulations can count traffic.
 
+use super::RingState;
 use crate::antientropy::{AeMessage, ListingRequest, SegmentListing};
 use crate::error::CoreError;
-use crate::ids::{NodeId, Token};
+use crate::ids::{NodeId, PartitionId, Token};
 use crate::membership::GossipMessage;
-use crate::placement::Ring;
 use crate::quorum::RequestId;
 use crate::transfer::TransferMessage;
 use crate::version::{Object, VersionVector};
@@ -28,6 +28,25 @@ impl Key {
     /// Estimated encoded size.
     pub fn wire_bytes(&self) -> usize {
         8 + 4 + self.bytes.len()
+    }
+
+    /// The key as a transfer entry names it: the token in 8 big-endian bytes, then the stored
+    /// key. Byte order of these is `Key` order (token, then bytes), so a transfer's cursor
+    /// and its chunks' key order mean the same to both ends.
+    pub fn to_entry_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + self.bytes.len());
+        out.extend_from_slice(&self.token.0.to_be_bytes());
+        out.extend_from_slice(&self.bytes);
+        out
+    }
+
+    /// Reads [`Key::to_entry_bytes`] back; `None` if there are fewer than 8 bytes.
+    pub fn from_entry_bytes(bytes: &[u8]) -> Option<Key> {
+        let (token, key) = bytes.split_first_chunk::<8>()?;
+        Some(Key {
+            token: Token(u64::from_be_bytes(*token)),
+            bytes: key.to_vec(),
+        })
     }
 }
 
@@ -49,6 +68,8 @@ pub enum PeerMessage {
         timestamp_ms: u64,
         /// Sync before answering.
         durable: bool,
+        /// The coordinator's [`RingState::version`]; a replica with a newer ring refuses.
+        ring: u64,
     },
     /// Updater → coordinator: the object after the update, or why it refused.
     Updated {
@@ -69,6 +90,8 @@ pub enum PeerMessage {
         hint_for: Option<NodeId>,
         /// Sync before acknowledging.
         durable: bool,
+        /// The coordinator's [`RingState::version`]; a replica with a newer ring refuses.
+        ring: u64,
     },
     /// Replica → coordinator: the replicated object is stored (durably if asked).
     ReplicateAck {
@@ -121,8 +144,16 @@ pub enum PeerMessage {
     Ae(AeMessage),
     /// A partition transfer.
     Transfer(TransferMessage),
-    /// A newer ring, pushed to a peer whose gossip shows an older one.
-    Ring(Box<Ring>),
+    /// A newer ring state, pushed to a peer whose gossip shows an older one.
+    Ring(Box<RingState>),
+    /// Source → claimant: these moves of the ring change at `ring` are durable on their
+    /// receivers. Sent again every report interval until the claimant flips the ring.
+    MovesDone {
+        /// The [`RingState::version`] the moves belong to.
+        ring: u64,
+        /// (partition, receiver) of every move this node has completed.
+        moves: Vec<(PartitionId, NodeId)>,
+    },
 }
 
 impl PeerMessage {
@@ -141,10 +172,10 @@ impl PeerMessage {
                     + 16 * context.len()
                     + 5
                     + value.as_ref().map_or(0, Vec::len)
-                    + 9
+                    + 17
             }
             PeerMessage::Updated { result, .. } => 8 + result.as_ref().map_or(16, object),
-            PeerMessage::Replicate { key, object: o, .. } => 8 + key.wire_bytes() + object(o) + 10,
+            PeerMessage::Replicate { key, object: o, .. } => 8 + key.wire_bytes() + object(o) + 18,
             PeerMessage::ReplicateAck { .. } => 8,
             PeerMessage::Read { key, .. } => 8 + key.wire_bytes(),
             PeerMessage::ReadReply { object: o, .. } => 8 + object(o),
@@ -155,7 +186,8 @@ impl PeerMessage {
             PeerMessage::Gossip(m) => m.wire_bytes(),
             PeerMessage::Ae(m) => m.wire_bytes(),
             PeerMessage::Transfer(m) => m.wire_bytes(),
-            PeerMessage::Ring(r) => 16 + 8 * r.partitions().get() as usize + 64 * r.members().len(),
+            PeerMessage::Ring(r) => r.wire_bytes(),
+            PeerMessage::MovesDone { moves, .. } => 8 + 4 + 12 * moves.len(),
         }
     }
 }
@@ -227,6 +259,31 @@ pub enum StorageOp {
         /// The keys.
         keys: Vec<Key>,
     },
+    /// Read the next keys of `partition` after `after` (from its start if `None`) in `Key`
+    /// order, stopping after `max_entries` or once the entries reach `max_bytes` (one entry at
+    /// least). Answered by [`StorageResult::Range`].
+    ReadRange {
+        /// The partition.
+        partition: PartitionId,
+        /// Its first and last token, both inclusive.
+        tokens: (u64, u64),
+        /// The last key already read.
+        after: Option<Key>,
+        /// Most entries.
+        max_entries: usize,
+        /// Soft byte limit.
+        max_bytes: usize,
+    },
+    /// Merge every object into this node's copy, as [`StorageOp::Merge`] does for one (a
+    /// transfer chunk). Answered by [`StorageResult::ChangedMany`].
+    MergeMany {
+        /// The keys and objects, in key order.
+        entries: Vec<(Key, Object)>,
+        /// Last-write-wins keyspace.
+        lww: bool,
+    },
+    /// Persist the ring state, replacing the one stored. Answered by [`StorageResult::Done`].
+    SaveRing(Box<RingState>),
 }
 
 /// What storage answers to a [`StorageOp`].
@@ -249,6 +306,15 @@ pub enum StorageResult {
     Listed(SegmentListing),
     /// Copies of the keys asked for (empty objects for absent keys), in the same order.
     Objects(Vec<(Key, Object)>),
+    /// Entries of a [`StorageOp::ReadRange`], in key order.
+    Range {
+        /// The entries.
+        entries: Vec<(Key, Object)>,
+        /// Whether the partition has no keys after these.
+        end: bool,
+    },
+    /// Each key's copy before and after a [`StorageOp::MergeMany`], in the same order.
+    ChangedMany(Vec<(Key, Object, Object)>),
     /// Storage failed (disk full, corruption): the op did nothing.
     Failed(String),
 }

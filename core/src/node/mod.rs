@@ -19,7 +19,10 @@
 //!   change, so it always matches what storage holds (given completions in storage order).
 
 mod ae;
+mod claim;
+mod moves;
 mod replica;
+mod rings;
 
 pub mod message;
 
@@ -37,9 +40,13 @@ use crate::quorum::{
     QuorumOptions, RequestId,
 };
 use crate::tick::Tick;
+use crate::transfer::{TransferConfig, Transfers};
 use crate::version::{Object, VersionVector};
 
+pub use claim::{CLAIM_TICKS, RING_PUSH_TICKS};
 pub use message::{lww_resolve, Key, PeerMessage, StorageOp, StorageResult};
+pub use moves::{MOVES_DRIVE_TICKS, MOVES_REPORT_TICKS};
+pub use rings::{RingPhase, RingState};
 
 /// Default deadline of a client request.
 pub const REQUEST_TIMEOUT_TICKS_DEFAULT: u64 = 2_000;
@@ -95,8 +102,13 @@ pub struct NodeConfig {
     pub read_repair: bool,
     /// Hint delivery on (always, except in the simulator's canary).
     pub hint_delivery: bool,
+    /// The claimant flips a ring change only once every move is done (always, except in the
+    /// simulator's canary).
+    pub flip_after_moves: bool,
     /// Membership gossip and failure detection.
     pub gossip: GossipConfig,
+    /// Partition transfers of ring changes.
+    pub transfer: TransferConfig,
 }
 
 impl NodeConfig {
@@ -114,7 +126,9 @@ impl NodeConfig {
             conflict: ConflictMode::Siblings,
             read_repair: true,
             hint_delivery: true,
+            flip_after_moves: true,
             gossip: GossipConfig::default(),
+            transfer: TransferConfig::default(),
         }
     }
 }
@@ -235,6 +249,10 @@ enum Pending {
     Quiet,
     /// Anti-entropy storage work.
     Ae(replica::AePending),
+    /// A partition transfer's read or store.
+    Transfer(moves::TransferPending),
+    /// The ring state of `version` is persisted: announce it.
+    RingSaved { version: u64 },
 }
 
 /// A write being coordinated here.
@@ -270,13 +288,24 @@ pub struct NodeStats {
     pub ae_keys_repaired: u64,
     /// Writes coordinated through a sloppy quorum with at least one fallback.
     pub sloppy_writes: u64,
+    /// Partition moves this node streamed completely as a source.
+    pub moves_completed: u64,
+    /// Writes refused because the coordinator routed by an older ring.
+    pub stale_ring_refusals: u64,
 }
 
 /// One cluster node. See the module docs.
 #[derive(Debug)]
 pub struct Node {
     config: NodeConfig,
-    ring: Ring,
+    rings: RingState,
+    /// `rings.version()`, cached: it digests both rings.
+    ring_version: u64,
+    /// When each peer was last pushed the ring state.
+    ring_pushed: BTreeMap<NodeId, Tick>,
+    claim: claim::ClaimState,
+    moves: moves::MovesState,
+    transfers: Transfers,
     gossip: Gossip,
     hints: HintBook,
     trees: BTreeMap<PartitionId, TicTacTree>,
@@ -299,27 +328,46 @@ pub struct Recovered {
     pub hints: Vec<crate::handoff::Hint>,
     /// Every stored key with its object, to rebuild the Merkle trees.
     pub objects: Vec<(Key, Object)>,
+    /// The last ring state persisted by [`StorageOp::SaveRing`], if any.
+    pub ring: Option<RingState>,
 }
 
 impl Node {
-    /// A node starting (or restarting) with `ring`, its membership record `me` (whose
-    /// generation the driver made larger than any before), the `seeds` it gossips with first,
-    /// and what it recovered from storage.
+    /// A node starting (or restarting) with the ring state `ring` (or the newer one it
+    /// recovered), its membership record `me` (whose generation the driver made larger than
+    /// any before; a node that is not yet a member starts `Joining`), the `seeds` it gossips
+    /// with first, and what it recovered from storage.
     pub fn new(
         config: NodeConfig,
-        ring: Ring,
-        me: MemberRecord,
+        ring: RingState,
+        mut me: MemberRecord,
         seeds: Vec<NodeId>,
         recovered: Recovered,
         now: Tick,
     ) -> Node {
+        let rings = match recovered.ring {
+            Some(saved)
+                if saved.version() > ring.version()
+                    && saved.current().partitions() == ring.current().partitions() =>
+            {
+                saved
+            }
+            _ => ring,
+        };
+        let ring_version = rings.version();
+        me.ring_version = ring_version;
         let gossip = Gossip::new(me, seeds, config.gossip);
         let mut hints = HintBook::new(config.hint_retry_ticks);
         hints.restore(recovered.hints);
         let mut node = Node {
             gossip,
             hints,
-            ring,
+            rings,
+            ring_version,
+            ring_pushed: BTreeMap::new(),
+            claim: claim::ClaimState::default(),
+            moves: moves::MovesState::default(),
+            transfers: Transfers::new(config.transfer),
             trees: BTreeMap::new(),
             puts: BTreeMap::new(),
             gets: BTreeMap::new(),
@@ -335,6 +383,9 @@ impl Node {
         for (key, object) in &recovered.objects {
             node.track_change(key, &Object::new(), object);
         }
+        let mut ignored = Vec::new();
+        node.on_ring_changed(now, &mut ignored);
+        node.update_status();
         node
     }
 
@@ -343,9 +394,19 @@ impl Node {
         self.config.id
     }
 
-    /// The ring as this node sees it.
+    /// The ring reads use, as this node sees it.
     pub fn ring(&self) -> &Ring {
-        &self.ring
+        self.rings.read_ring()
+    }
+
+    /// The ring state: current ring and the change in progress.
+    pub fn ring_state(&self) -> &RingState {
+        &self.rings
+    }
+
+    /// This node's partition transfers.
+    pub fn transfers(&self) -> &Transfers {
+        &self.transfers
     }
 
     /// The membership view.
@@ -405,6 +466,8 @@ impl Node {
         self.gossip
             .step(now, GossipInput::Tick, rng, &mut gossip_out);
         self.forward_gossip(gossip_out, out);
+        self.ring_tick(now, out);
+        self.moves_tick(now, rng, out);
 
         let mut put_actions = Vec::new();
         for (request, put) in self.puts.iter_mut() {
@@ -431,14 +494,21 @@ impl Node {
             && now.since(self.last_hint_round) >= self.config.hint_round_ticks
         {
             self.last_hint_round = now;
-            let gossip = &self.gossip;
-            for delivery in self.hints.due(now, |n| gossip.is_alive(n, now)) {
+            let (gossip, rings) = (&self.gossip, &self.rings);
+            // A hint for a node that left the ring goes to the key's current replicas.
+            let due = self
+                .hints
+                .due(now, |n| gossip.is_alive(n, now) || !rings.has_member(n));
+            for delivery in due {
                 let key = Key {
                     token: delivery.hint.token,
                     bytes: delivery.hint.key,
                 };
+                let Some(to) = self.hint_destination(now, delivery.hint.owner, &key) else {
+                    continue;
+                };
                 out.push(Action::Send {
-                    to: delivery.hint.owner,
+                    to,
                     message: PeerMessage::HintDeliver {
                         delivery: delivery.delivery,
                         key,
@@ -480,6 +550,15 @@ impl Node {
             });
             return;
         }
+        if !self.rings.has_member(self.config.id) {
+            // Only members are inside the barrier of ring changes; anyone else may route by
+            // a stale ring and read from replicas that no longer own the key.
+            let result = Err(QuorumError::NotAMember {
+                node: self.config.id,
+            });
+            out.push(Action::Reply { request, result });
+            return;
+        }
         let (key, write) = match op {
             ClientOp::Get { key } => (key, None),
             ClientOp::Put {
@@ -489,16 +568,26 @@ impl Node {
             } => (key, Some((context, Some(value)))),
             ClientOp::Delete { key, context } => (key, Some((context, None))),
         };
-        let p = self.ring.partitions().partition_of(key.token);
-        let preference = self.ring.preference_list(p, &self.config.replication);
-        let fallbacks = self.ring.fallbacks(p, &self.config.replication);
-        let n = self
-            .config
-            .replication
-            .total()
-            .min(self.ring.members().len());
+        let rep = &self.config.replication;
+        let p = self.rings.current().partitions().partition_of(key.token);
+        let n_read = rep.total().min(self.rings.read_ring().members().len());
+        let (list, options, n) = if write.is_none() {
+            (self.rings.read_list(p, rep), options, n_read)
+        } else {
+            // During a ring change a write reaches both rings' replicas and needs `extra`
+            // more acks, so that both hold `w` (see `rings`).
+            let (list, extra) = self.rings.write_list(p, rep);
+            if options.w > n_read {
+                (list, options, n_read) // refused as TooManyAsked below
+            } else {
+                let w = (options.w.max(1) + extra).min(list.len());
+                let n = list.len();
+                (list, QuorumOptions { w, ..options }, n)
+            }
+        };
+        let fallbacks = self.rings.fallbacks(p, rep, &list);
         let gossip = &self.gossip;
-        let targets = choose_targets(&preference, &fallbacks, options.sloppy, |node| {
+        let targets = choose_targets(&list, &fallbacks, options.sloppy, |node| {
             gossip.is_alive(node, now)
         });
         let timeout = self.config.request_timeout_ticks;
@@ -577,6 +666,7 @@ impl Node {
                     value: put.value.clone(),
                     timestamp_ms: put.timestamp_ms,
                     durable: put.durable,
+                    ring: self.ring_version,
                 },
             ),
             PutAction::Replicate { target, object } => (
@@ -587,6 +677,7 @@ impl Node {
                     object,
                     hint_for: target.hint_for,
                     durable: put.durable,
+                    ring: self.ring_version,
                 },
             ),
         };
@@ -645,12 +736,9 @@ impl Node {
                 );
                 self.forward_gossip(gossip_out, out);
             }
-            PeerMessage::Ring(ring) => {
-                if ring.version() > self.ring.version() {
-                    self.ring = *ring;
-                    self.gossip.set_ring_version(self.ring.version());
-                }
-            }
+            PeerMessage::Ring(state) => self.on_ring_message(now, *state, out),
+            PeerMessage::MovesDone { ring, moves } => self.on_moves_done(ring, moves),
+            PeerMessage::Transfer(message) => self.on_transfer_message(now, from, message, out),
             other => self.on_data_message(now, from, other, out),
         }
     }
@@ -670,13 +758,27 @@ impl Node {
 
     /// Keeps the partition's Merkle tree in step with a change storage reported.
     fn track_change(&mut self, key: &Key, before: &Object, after: &Object) {
-        let p = self.ring.partitions().partition_of(key.token);
+        let p = self.rings.current().partitions().partition_of(key.token);
         let tree = self.tree_mut(p);
         let old = (!before.is_empty()).then(|| version_hash(before));
         let new = (!after.is_empty()).then(|| version_hash(after));
         if old != new {
             tree.update(key.token, &key.bytes, old, new);
         }
+    }
+
+    /// Where a hint for `owner` goes: the owner while it is among the key's write replicas,
+    /// else the first live read replica (the owner left or lost the partition).
+    fn hint_destination(&self, now: Tick, owner: NodeId, key: &Key) -> Option<NodeId> {
+        let rep = &self.config.replication;
+        let p = self.rings.current().partitions().partition_of(key.token);
+        if self.rings.write_list(p, rep).0.contains(&owner) {
+            return Some(owner);
+        }
+        self.rings
+            .read_list(p, rep)
+            .into_iter()
+            .find(|&n| self.gossip.is_alive(n, now))
     }
 
     fn lww(&self) -> bool {

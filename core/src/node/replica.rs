@@ -4,6 +4,7 @@
 use super::{
     Action, Key, Node, PeerMessage, Pending, StorageOp, StorageResult, UPDATES_REMEMBERED_MAX,
 };
+use crate::error::CoreError;
 use crate::ids::NodeId;
 use crate::quorum::RequestId;
 use crate::tick::Tick;
@@ -28,17 +29,32 @@ impl Node {
                 value,
                 timestamp_ms,
                 durable,
-            } => self.on_update(
-                now,
-                from,
-                op,
-                key,
-                context,
-                value,
-                timestamp_ms,
-                durable,
-                out,
-            ),
+                ring,
+            } => {
+                if self.refuse_stale(now, from, ring, out) {
+                    let error = CoreError::StaleRing {
+                        coordinator: ring,
+                        replica: self.ring_version,
+                    };
+                    let answer = PeerMessage::Updated {
+                        op,
+                        result: Err(error),
+                    };
+                    self.send(now, from, answer, out);
+                    return;
+                }
+                self.on_update(
+                    now,
+                    from,
+                    op,
+                    key,
+                    context,
+                    value,
+                    timestamp_ms,
+                    durable,
+                    out,
+                )
+            }
             PeerMessage::Updated { op, result } => self.feed_put(now, op, out, |put, actions| {
                 put.on_updated(from, result, actions)
             }),
@@ -48,7 +64,13 @@ impl Node {
                 object,
                 hint_for,
                 durable,
-            } => self.on_replicate(from, op, key, object, hint_for, durable, out),
+                ring,
+            } => {
+                // A stale write is not acknowledged: the coordinator counts on others.
+                if !self.refuse_stale(now, from, ring, out) {
+                    self.on_replicate(from, op, key, object, hint_for, durable, out);
+                }
+            }
             PeerMessage::ReplicateAck { op } => {
                 self.feed_put(now, op, out, |put, actions| put.on_ack(from, actions))
             }
@@ -119,8 +141,29 @@ impl Node {
                 }
             }
             PeerMessage::Ae(message) => self.on_ae_message(now, from, message, out),
-            PeerMessage::Transfer(_) | PeerMessage::Gossip(_) | PeerMessage::Ring(_) => {}
+            PeerMessage::Transfer(_)
+            | PeerMessage::Gossip(_)
+            | PeerMessage::Ring(_)
+            | PeerMessage::MovesDone { .. } => {}
         }
+    }
+
+    /// Whether a write from `coordinator`, routed by ring version `ring`, must be refused
+    /// because this node routes by a newer one: a source streaming a partition must not take
+    /// writes that skip the partition's new replica. The coordinator is sent the newer ring.
+    fn refuse_stale(
+        &mut self,
+        now: Tick,
+        coordinator: NodeId,
+        ring: u64,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        if ring >= self.ring_version {
+            return false;
+        }
+        self.stats.stale_ring_refusals += 1;
+        self.push_ring(now, coordinator, out);
+        true
     }
 
     /// Feeds the coordinator of write `op` (if it still runs) and carries out its actions.
@@ -310,6 +353,12 @@ impl Node {
             }
             Pending::Quiet => {}
             Pending::Ae(ae) => self.on_ae_storage(now, ae, result, out),
+            Pending::Transfer(t) => self.on_transfer_storage(now, t, result, out),
+            Pending::RingSaved { version } => {
+                if result == StorageResult::Done {
+                    self.gossip.set_ring_version(version);
+                }
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod put;
 pub mod targets;
 
 use crate::error::CoreError;
+use crate::ids::NodeId;
 
 pub use get::{GetAction, GetCoordinator};
 pub use put::{PutAction, PutCoordinator};
@@ -88,6 +89,16 @@ pub enum QuorumError {
     /// The write itself was refused (too many siblings, a forged context...).
     #[error("the write was refused: {0}")]
     Rejected(CoreError),
+    /// The node asked is not a member of the ring (still joining, or it left), so its view of
+    /// the ring may be stale: it coordinates nothing.
+    #[error(
+        "{node} is not a member of the ring (it is joining, or it left): send the request to \
+         a member"
+    )]
+    NotAMember {
+        /// The node asked.
+        node: NodeId,
+    },
     /// The options cannot be met by any cluster of this replication factor.
     #[error("the request asks for {asked} replicas but keys have only {n}: ask for at most {n}")]
     TooManyAsked {

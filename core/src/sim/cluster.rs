@@ -13,7 +13,7 @@ use super::network::Network;
 use super::workload::{ClientRequest, Step, Workload};
 use crate::ids::NodeId;
 use crate::membership::{MemberRecord, Status};
-use crate::node::{Action, Input, Node, NodeConfig, PeerMessage, StorageOp};
+use crate::node::{Action, Input, Node, NodeConfig, PeerMessage, RingState, StorageOp};
 use crate::placement::Ring;
 use crate::quorum::{QuorumError, RequestId};
 use crate::tick::Tick;
@@ -76,6 +76,12 @@ pub struct Slot {
     frozen_until: Tick,
     /// Added to the virtual time to make this node's wall clock (clock jumps).
     wall_offset_ms: i64,
+    /// Not a member of the first ring: starts `Joining`.
+    pub joiner: bool,
+    /// Asked to leave; asked again after every restart (an operator's intent, persisted).
+    pub leaving: bool,
+    /// Started at least once.
+    pub started: bool,
 }
 
 #[derive(Debug)]
@@ -92,7 +98,9 @@ pub struct World {
     pub(crate) slots: Vec<Slot>,
     pub(crate) network: Network,
     pub(crate) workload: Workload,
+    /// The ring the checks use: the first ring, then the ring the cluster settled on.
     pub(crate) ring: Ring,
+    initial: RingState,
     configs: Vec<NodeConfig>,
     clients: Vec<ClientState>,
     queue: BinaryHeap<Reverse<(Tick, u64)>>,
@@ -107,7 +115,9 @@ pub struct World {
 }
 
 impl World {
-    /// A world of nodes configured by `configs`, all up, with `clients` idle clients.
+    /// A world of nodes configured by `configs`, with `clients` idle clients. The members of
+    /// `ring` start at once; the others are spare nodes that join when [`World::start_node`]
+    /// starts them.
     pub fn new(
         seed_rng: Xoshiro256PlusPlus,
         ring: Ring,
@@ -122,6 +132,7 @@ impl World {
             slots: Vec::new(),
             network,
             workload,
+            initial: RingState::initial(ring.clone()),
             ring,
             configs,
             clients: (0..clients)
@@ -145,12 +156,39 @@ impl World {
                 incarnation: 0,
                 frozen_until: Tick(0),
                 wall_offset_ms: 0,
+                joiner: world.ring.member(world.configs[i].id).is_none(),
+                leaving: false,
+                started: false,
             });
-            world.start_node(i);
+            if !world.slots[i].joiner {
+                world.start_node(i);
+            }
             let first_tick = 1 + world.rng.next_u64() % NODE_TICK_TICKS;
             world.schedule(first_tick, Event::NodeTick(i));
         }
         world
+    }
+
+    /// Asks node `i` to leave the ring (again after each of its restarts).
+    pub fn leave(&mut self, i: usize) {
+        self.slots[i].leaving = true;
+        if let Some(node) = self.slots[i].node.as_mut() {
+            node.leave();
+        }
+    }
+
+    /// The ring every started node has settled on: one stable state, the same everywhere
+    /// (nodes that left do not take part in ring changes any more, and are not counted).
+    pub fn settled_ring(&self) -> Option<&RingState> {
+        let mut states = self
+            .slots
+            .iter()
+            .filter(|s| s.started)
+            .filter(|s| s.node.as_ref().is_none_or(|n| n.status() != Status::Left))
+            .map(|s| s.node.as_ref().map(Node::ring_state));
+        let first = states.next()??;
+        let same = states.all(|s| s.is_some_and(|s| s.version() == first.version()));
+        (same && first.next().is_none()).then_some(first)
     }
 
     /// The trace hash so far: every event's time, kind and parties.
@@ -197,10 +235,14 @@ impl World {
             rack: format!("rack-{}", i % 2),
             dc: "dc-1".to_string(),
             weight: 1,
-            status: Status::Up,
+            status: if self.slots[i].joiner {
+                Status::Joining
+            } else {
+                Status::Up
+            },
             generation,
             heartbeat: 0,
-            ring_version: self.ring.version(),
+            ring_version: 0,
         };
         let seeds: Vec<NodeId> = self
             .configs
@@ -208,8 +250,12 @@ impl World {
             .map(|c| c.id)
             .filter(|&n| n != config.id)
             .collect();
-        let node = Node::new(config, self.ring.clone(), me, seeds, recovered, self.now);
+        let mut node = Node::new(config, self.initial.clone(), me, seeds, recovered, self.now);
+        if self.slots[i].leaving {
+            node.leave();
+        }
         self.slots[i].node = Some(node);
+        self.slots[i].started = true;
     }
 
     /// Pauses node `i` for `ticks` (a stopped process: it keeps its memory).

@@ -15,7 +15,7 @@ use rand_core::RngCore;
 use crate::antientropy::{version_hash, ListingBuilder};
 use crate::handoff::Hint;
 use crate::ids::{NodeId, Token};
-use crate::node::{lww_resolve, Key, Recovered, StorageOp, StorageResult};
+use crate::node::{lww_resolve, Key, Recovered, RingState, StorageOp, StorageResult};
 use crate::version::Object;
 
 type DataKey = (Token, Vec<u8>);
@@ -26,6 +26,7 @@ type HintKey = (NodeId, Vec<u8>);
 struct Layer {
     data: BTreeMap<DataKey, Object>,
     hints: BTreeMap<HintKey, Option<(Token, Object)>>,
+    ring: Option<Box<RingState>>,
 }
 
 /// A node's simulated disk.
@@ -85,6 +86,12 @@ impl SimDisk {
         let recovered = Recovered {
             hints: self.hints(),
             objects: self.objects(),
+            ring: self
+                .volatile
+                .ring
+                .as_ref()
+                .or(self.durable.ring.as_ref())
+                .map(|r| (**r).clone()),
         };
         (self.generation, recovered)
     }
@@ -102,6 +109,25 @@ impl SimDisk {
                 self.durable.hints.insert(k, v);
             }
         }
+        if volatile.ring.is_some() && rng.next_u32() & 1 == 0 {
+            self.durable.ring = volatile.ring;
+        }
+    }
+
+    /// Merges `object` into `key`'s copy; returns the copy before and after.
+    fn merge(&mut self, key: Key, object: &Object, lww: bool) -> (Key, Object, Object) {
+        let before = self.object(key.token, &key.bytes);
+        let mut after = before.clone();
+        after.merge(object);
+        if lww {
+            after = lww_resolve(after);
+        }
+        if after != before {
+            self.volatile
+                .data
+                .insert((key.token, key.bytes.clone()), after.clone());
+        }
+        (key, before, after)
     }
 
     /// Applies `op` for node `me` and returns its result.
@@ -135,18 +161,41 @@ impl SimDisk {
                 }
             }
             StorageOp::Merge { key, object, lww } => {
-                let before = self.object(key.token, &key.bytes);
-                let mut after = before.clone();
-                after.merge(&object);
-                if lww {
-                    after = lww_resolve(after);
-                }
-                if after != before {
-                    self.volatile
-                        .data
-                        .insert((key.token, key.bytes), after.clone());
-                }
+                let (_, before, after) = self.merge(key, &object, lww);
                 StorageResult::Changed { before, after }
+            }
+            StorageOp::MergeMany { entries, lww } => StorageResult::ChangedMany(
+                entries
+                    .into_iter()
+                    .map(|(key, object)| self.merge(key, &object, lww))
+                    .collect(),
+            ),
+            StorageOp::ReadRange {
+                tokens: (first, last),
+                after,
+                max_entries,
+                max_bytes,
+                ..
+            } => {
+                let mut entries = Vec::new();
+                let mut bytes = 0;
+                let mut end = true;
+                let candidates = self.objects().into_iter().filter(|(k, _)| {
+                    k.token.0 >= first && k.token.0 <= last && after.as_ref().is_none_or(|a| k > a)
+                });
+                for (key, object) in candidates {
+                    if entries.len() >= max_entries || (bytes >= max_bytes && !entries.is_empty()) {
+                        end = false;
+                        break;
+                    }
+                    bytes += key.wire_bytes() + object.encoded_len();
+                    entries.push((key, object));
+                }
+                StorageResult::Range { entries, end }
+            }
+            StorageOp::SaveRing(state) => {
+                self.volatile.ring = Some(state);
+                StorageResult::Done
             }
             StorageOp::Read { key } => StorageResult::Read(self.object(key.token, &key.bytes)),
             StorageOp::PutHint { owner, key, object } => {
@@ -192,6 +241,9 @@ impl SimDisk {
     fn sync(&mut self) {
         let volatile = std::mem::take(&mut self.volatile);
         self.durable.data.extend(volatile.data);
+        if volatile.ring.is_some() {
+            self.durable.ring = volatile.ring;
+        }
         for (k, v) in volatile.hints {
             match v {
                 Some(h) => {

@@ -39,6 +39,9 @@ use cluster::World;
 use network::{NetFaults, Network};
 use workload::{ClientRequest, Step, Workload, WorkloadKind};
 
+/// Ticks the cluster may take, once healed, to settle on one stable ring, at most.
+pub const RING_SETTLE_TICKS_MAX: u64 = 60_000;
+
 /// Ticks of the hint phase, at most.
 pub const HINT_DRAIN_TICKS_MAX: u64 = 30_000;
 
@@ -57,6 +60,8 @@ pub enum Canary {
     NoReadRepair,
     /// Fallbacks never hand hints back.
     NoHints,
+    /// Ring changes flip ownership at once, without moving any data.
+    EarlyFlip,
 }
 
 impl Canary {
@@ -66,6 +71,7 @@ impl Canary {
             Canary::Lww => "lww",
             Canary::NoReadRepair => "no-read-repair",
             Canary::NoHints => "no-hints",
+            Canary::EarlyFlip => "early-flip",
         }
     }
 }
@@ -81,6 +87,8 @@ pub struct SimConfig {
     pub canary: Option<Canary>,
     /// Ticks of the workload phase (with faults).
     pub workload_ticks: u64,
+    /// A spare node joins during the workload phase, and (every other seed) a member leaves.
+    pub membership_changes: bool,
 }
 
 impl SimConfig {
@@ -91,6 +99,7 @@ impl SimConfig {
             workload,
             canary,
             workload_ticks: 20_000,
+            membership_changes: true,
         }
     }
 
@@ -145,6 +154,14 @@ pub struct SimReport {
     pub ae_exchanges: u64,
     /// See `hints_stored`.
     pub ae_keys_repaired: u64,
+    /// Nodes that joined and left the ring.
+    pub joined: usize,
+    /// See `joined`.
+    pub left: usize,
+    /// Partition moves streamed completely, summed over nodes.
+    pub moves_completed: u64,
+    /// Writes refused for a stale ring, summed over nodes.
+    pub stale_ring_refusals: u64,
 }
 
 impl SimReport {
@@ -160,8 +177,10 @@ pub fn run(config: &SimConfig) -> SimReport {
     use rand_core::RngCore;
     // 4 or 5 nodes: with n = 3 there is always a node outside a preference list to act as
     // a fallback, so sloppy quorums and hints happen.
-    let nodes = 4 + (rng.next_u64() % 2) as usize;
-    let members: Vec<Member> = (0..nodes)
+    // With membership changes, one more node waits to join.
+    let members_first = 4 + (rng.next_u64() % 2) as usize;
+    let nodes = members_first + usize::from(config.membership_changes);
+    let members: Vec<Member> = (0..members_first)
         .map(|i| Member::new(NodeId(i as u64 + 1), format!("rack-{}", i % 2), "dc-1", 1))
         .collect();
     let partitions = PartitionCount::new(16).unwrap_or_default();
@@ -180,7 +199,7 @@ pub fn run(config: &SimConfig) -> SimReport {
         .collect();
     let (keys, clients) = match config.workload {
         WorkloadKind::Set => (4, 5),
-        WorkloadKind::Register => (3, 6),
+        WorkloadKind::Register => (6, 9),
     };
     let faults = NetFaults {
         drop_per_mille: 20 + (rng.next_u32() % 60),
@@ -199,18 +218,21 @@ pub fn run(config: &SimConfig) -> SimReport {
     // Let gossip find everyone before the clients start.
     world.run_until(Tick(2_000));
     world.set_clients_active(true);
-    let fault_count = faults::run_with_faults(&mut world, config.workload_ticks);
-    let mut violations = check_phases(&mut world);
-    match config.workload {
-        WorkloadKind::Set => {
-            for (k, key) in world.workload.keys().to_vec().iter().enumerate() {
-                for (i, node) in replicas_of(&world, key) {
-                    let copy = world.stored(i, key);
-                    violations.extend(world.workload.check_set_copy(k, &node.to_string(), &copy));
-                }
-            }
+    let changes = config.membership_changes.then(|| faults::MembershipPlan {
+        joiner: nodes - 1,
+        leaver: (world.below(2) == 0).then(|| world.below(members_first as u64) as usize),
+    });
+    let fault_count = faults::run_with_faults(&mut world, config.workload_ticks, changes);
+    let mut violations = check_phases(&mut world, changes);
+    // Every replica the final ring names holds every acknowledged write.
+    for (k, key) in world.workload.keys().to_vec().iter().enumerate() {
+        for (i, node) in replicas_of(&world, key) {
+            let copy = world.stored(i, key);
+            violations.extend(world.workload.check_copy(k, &node.to_string(), &copy));
         }
-        WorkloadKind::Register => violations.extend(world.workload.check_register()),
+    }
+    if config.workload == WorkloadKind::Register {
+        violations.extend(world.workload.check_register());
     }
     let mut report = SimReport {
         seed: config.seed,
@@ -222,6 +244,8 @@ pub fn run(config: &SimConfig) -> SimReport {
         acked_adds: world.workload.acked_adds(),
         faults: fault_count,
         events: world.events_processed,
+        joined: changes.map_or(0, |_| 1),
+        left: changes.map_or(0, |c| usize::from(c.leaver.is_some())),
         ..SimReport::default()
     };
     for slot in &world.slots {
@@ -233,6 +257,8 @@ pub fn run(config: &SimConfig) -> SimReport {
             report.sloppy_writes += s.sloppy_writes;
             report.ae_exchanges += s.ae_exchanges;
             report.ae_keys_repaired += s.ae_keys_repaired;
+            report.moves_completed += s.moves_completed;
+            report.stale_ring_refusals += s.stale_ring_refusals;
         }
     }
     report
@@ -243,10 +269,14 @@ fn node_config(id: NodeId, canary: Option<Canary>) -> NodeConfig {
     c.quorum = QuorumOptions::default();
     c.tree_shape = crate::antientropy::TreeShape::new(2, 2).unwrap_or_default();
     c.ae_interval_ticks = 300;
+    // Small chunks and quick resends: many chunks per transfer, over a lossy network.
+    c.transfer.chunk_entries = 1;
+    c.transfer.retransmit_ticks = 200;
     match canary {
         Some(Canary::Lww) => c.conflict = ConflictMode::LastWriteWins,
         Some(Canary::NoReadRepair) => c.read_repair = false,
         Some(Canary::NoHints) => c.hint_delivery = false,
+        Some(Canary::EarlyFlip) => c.flip_after_moves = false,
         None => {}
     }
     c
@@ -297,8 +327,8 @@ fn divergent_roots(world: &World) -> Vec<String> {
     out
 }
 
-/// The three checking phases; returns their violations.
-fn check_phases(world: &mut World) -> Vec<String> {
+/// The checking phases; returns their violations.
+fn check_phases(world: &mut World, changes: Option<faults::MembershipPlan>) -> Vec<String> {
     let mut violations = Vec::new();
     world.set_clients_active(false);
     world.network.heal();
@@ -309,6 +339,11 @@ fn check_phases(world: &mut World) -> Vec<String> {
         if let Some(node) = world.slots[i].node.as_mut() {
             node.set_anti_entropy(0);
         }
+    }
+    // 0. The ring settles: one stable ring everywhere, with the joiner and without the leaver.
+    if let Err(violation) = settle_ring(world, changes) {
+        violations.push(violation);
+        return violations;
     }
     // 1. Hints drain.
     let start = world.now;
@@ -335,7 +370,10 @@ fn check_phases(world: &mut World) -> Vec<String> {
     let keys = world.workload.keys().to_vec();
     let even: Vec<_> = keys.iter().step_by(2).cloned().collect();
     for key in &even {
-        let node = world.below(world.slots.len() as u64) as usize;
+        // A member coordinates: a node that left refuses (its ring may be stale).
+        let members = world.ring.members().len() as u64;
+        let at = world.below(members) as usize;
+        let node = (world.ring.members()[at].id.0 - 1) as usize;
         let body = ClientRequest {
             op: ClientOp::Get { key: key.clone() },
             options: QuorumOptions {
@@ -379,6 +417,44 @@ fn check_phases(world: &mut World) -> Vec<String> {
         world.run_until(next);
     }
     violations
+}
+
+/// Runs until every started node holds the same stable ring with the expected members, and
+/// makes it the ring the checks use.
+fn settle_ring(world: &mut World, changes: Option<faults::MembershipPlan>) -> Result<(), String> {
+    let mut expected: Vec<NodeId> = world.ring.members().iter().map(|m| m.id).collect();
+    if let Some(plan) = changes {
+        expected.push(NodeId(plan.joiner as u64 + 1));
+        expected.retain(|&n| Some(n) != plan.leaver.map(|l| NodeId(l as u64 + 1)));
+    }
+    expected.sort_unstable();
+    let start = world.now;
+    loop {
+        if let Some(state) = world.settled_ring() {
+            let members: Vec<NodeId> = state.current().members().iter().map(|m| m.id).collect();
+            if members == expected {
+                world.ring = state.current().clone();
+                return Ok(());
+            }
+        }
+        if world.now.since(start) >= RING_SETTLE_TICKS_MAX {
+            let views: Vec<String> = world
+                .slots
+                .iter()
+                .filter_map(|s| s.node.as_ref())
+                .map(|n| {
+                    let s = n.ring_state();
+                    format!("{}: epoch {} {:?}", n.id(), s.epoch(), s.phase())
+                })
+                .collect();
+            return Err(format!(
+                "the ring did not settle on members {expected:?} within {RING_SETTLE_TICKS_MAX} \
+                 ticks: {views:?}"
+            ));
+        }
+        let next = world.now + CHECK_EVERY_TICKS;
+        world.run_until(next);
+    }
 }
 
 mod faults;

@@ -2,12 +2,13 @@
 //!
 //! - **Set**: clients add unique elements to a few keys by read-modify-write: read the key,
 //!   take the union of every sibling's set, add one element, write it back with the read's
-//!   context. Writes use a sloppy or a strict quorum at random. Invariant: **no acknowledged
+//!   context. Writes use a sloppy or a strict quorum and w = 1 or 2 at random. Invariant: **no acknowledged
 //!   add is lost**: after the cluster heals, every replica's union holds every element whose
 //!   write was acknowledged.
 //! - **Register**: one writer per key writes 1, 2, 3... with a strict quorum (r + w > n,
 //!   sloppy off); other clients read. Invariant: a read returns at least the latest value
-//!   whose write was acknowledged before the read began.
+//!   whose write was acknowledged before the read began. Some keys are cold: written only at
+//!   the start, read throughout.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -112,8 +113,12 @@ impl Workload {
                 self.read(key, Step::SetRead { key }, sloppy_or_strict(rng))
             }
             WorkloadKind::Register => {
-                // Clients 0..keys are the writers, one per key; the rest read.
-                if client < self.keys.len() {
+                // Clients 0..keys are the writers, one per key; the rest read. Keys from
+                // HOT_KEYS on are cold: written a few times at the start, then only read, so
+                // that reads long after their writes depend on ring changes having moved them.
+                let cold_done = client >= HOT_KEYS
+                    && self.counters.get(&client).copied().unwrap_or(0) >= COLD_KEY_WRITES;
+                if client < self.keys.len() && !cold_done {
                     let value = self.counters.entry(client).or_insert(0);
                     *value += 1;
                     let value = *value;
@@ -239,6 +244,29 @@ impl Workload {
         )]
     }
 
+    /// Checks one replica's final copy of key `key` against the acknowledged writes: every
+    /// acknowledged add (set), or the latest acknowledged value or a newer one (register).
+    pub fn check_copy(&self, key: usize, replica: &str, copy: &Object) -> Vec<String> {
+        match self.kind {
+            WorkloadKind::Set => self.check_set_copy(key, replica, copy),
+            WorkloadKind::Register => {
+                let latest = self
+                    .writes
+                    .get(&key)
+                    .and_then(|w| w.iter().map(|(v, _)| *v).max())
+                    .unwrap_or(0);
+                let held = copy.live_values().filter_map(decode_u64).max().unwrap_or(0);
+                if held >= latest {
+                    return Vec::new();
+                }
+                vec![format!(
+                    "lost acknowledged write: {replica} holds {held} for key-{key}, but {latest} \
+                     was acknowledged"
+                )]
+            }
+        }
+    }
+
     /// Acknowledged adds in all (set workload).
     pub fn acked_adds(&self) -> usize {
         self.acked.values().map(BTreeSet::len).sum()
@@ -267,6 +295,12 @@ impl Workload {
     }
 }
 
+/// Keys of the register workload written throughout; the others are cold.
+const HOT_KEYS: usize = 2;
+
+/// Writes to each cold key of the register workload.
+const COLD_KEY_WRITES: u64 = 3;
+
 fn strict() -> QuorumOptions {
     QuorumOptions {
         r: 2,
@@ -276,9 +310,13 @@ fn strict() -> QuorumOptions {
     }
 }
 
+/// Set writes: sloppy or strict, w = 1 or 2, at random. A write with w = 1 is acknowledged
+/// by a single replica, so that only ring changes that move every replica's data keep it.
 fn sloppy_or_strict(rng: &mut impl RngCore) -> QuorumOptions {
+    let draw = rng.next_u32();
     QuorumOptions {
-        sloppy: rng.next_u32() & 1 == 0,
+        sloppy: draw & 1 == 0,
+        w: if draw & 2 == 0 { 1 } else { 2 },
         ..strict()
     }
 }

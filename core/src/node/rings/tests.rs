@@ -1,0 +1,172 @@
+use super::*;
+use crate::placement::Member;
+use crate::ring::PartitionCount;
+
+fn members(ids: &[u64]) -> Vec<Member> {
+    ids.iter()
+        .map(|&i| Member::new(NodeId(i), format!("rack-{}", i % 2), "dc-1", 1))
+        .collect()
+}
+
+fn ring(ids: &[u64]) -> Ring {
+    Ring::new(PartitionCount::new(64).unwrap(), members(ids)).unwrap()
+}
+
+#[test]
+fn a_change_moves_through_pending_flipped_and_stable_with_growing_versions() {
+    let stable = RingState::initial(ring(&[1, 2, 3, 4]));
+    let next = stable
+        .current()
+        .with_members(members(&[1, 2, 3, 4, 5]))
+        .unwrap();
+    let pending = stable.propose(next.clone());
+    let flipped = pending.flip().unwrap();
+    let committed = flipped.commit().unwrap();
+    let states = [&stable, &pending, &flipped, &committed];
+    assert_eq!(
+        states.map(RingState::phase),
+        [
+            RingPhase::Stable,
+            RingPhase::Pending,
+            RingPhase::Flipped,
+            RingPhase::Stable
+        ]
+    );
+    assert!(states.windows(2).all(|w| w[0].version() < w[1].version()));
+    assert_eq!(committed.epoch(), 4);
+    // Reads move to the next ring at the flip, not before.
+    assert_eq!(pending.read_ring(), stable.current());
+    assert_eq!(flipped.read_ring(), &next);
+    assert_eq!(committed.current(), &next);
+    // Only the right phase moves on.
+    assert!(stable.flip().is_none() && stable.commit().is_none());
+    assert!(pending.commit().is_none() && flipped.flip().is_none());
+}
+
+#[test]
+fn writes_during_a_change_need_w_copies_in_both_lists() {
+    let rep = Replication::uniform(3);
+    let stable = RingState::initial(ring(&[1, 2, 3, 4]));
+    let next = stable
+        .current()
+        .with_members(members(&[1, 2, 3, 4, 5]))
+        .unwrap();
+    let pending = stable.propose(next.clone());
+    let plan = pending.plan(&rep);
+    assert!(!plan.moves.is_empty());
+    let mut changed = 0;
+    for p in stable.current().partitions().iter() {
+        let old = stable.current().preference_list(p, &rep);
+        let new = next.preference_list(p, &rep);
+        let (list, extra) = pending.write_list(p, &rep);
+        assert_eq!(&list[..3], &old[..], "the read list comes first");
+        assert!(new.iter().all(|n| list.contains(n)));
+        let gained = new.iter().filter(|n| !old.contains(n)).count();
+        assert_eq!(list.len(), 3 + gained);
+        assert_eq!(extra, gained);
+        // Any w + extra of the union hold at least w of each list (w = 2).
+        let w = 2 + extra;
+        for acked in subsets(&list, w) {
+            assert!(old.iter().filter(|n| acked.contains(n)).count() >= 2);
+            assert!(new.iter().filter(|n| acked.contains(n)).count() >= 2);
+        }
+        changed += usize::from(gained > 0);
+        assert_eq!(stable.write_list(p, &rep), (old, 0));
+    }
+    assert!(changed > 0);
+}
+
+fn subsets(list: &[NodeId], k: usize) -> Vec<Vec<NodeId>> {
+    (0u32..1 << list.len())
+        .filter(|m| m.count_ones() as usize == k)
+        .map(|m| {
+            list.iter()
+                .enumerate()
+                .filter(|(i, _)| m & (1 << i) != 0)
+                .map(|(_, n)| *n)
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn each_new_replica_streams_from_the_replica_it_replaces() {
+    let rep = Replication::uniform(3);
+    let stable = RingState::initial(ring(&[1, 2, 3, 4, 5]));
+    let next = stable
+        .current()
+        .with_members(members(&[1, 2, 3, 5]))
+        .unwrap();
+    let pending = stable.propose(next);
+    let plan = pending.plan(&rep);
+    assert!(!plan.moves.is_empty());
+    for m in &plan.moves {
+        let dropped: Vec<NodeId> = plan
+            .drops
+            .iter()
+            .filter(|(p, _)| *p == m.partition)
+            .map(|(_, n)| *n)
+            .collect();
+        let source = pending.source_of(m, &plan).unwrap();
+        assert!(dropped.contains(&source), "{m:?} streams from {source}");
+    }
+}
+
+#[test]
+fn a_growing_list_streams_from_the_first_old_replica() {
+    let rep = Replication::uniform(3);
+    let stable = RingState::initial(ring(&[1, 2]));
+    let next = stable.current().with_members(members(&[1, 2, 3])).unwrap();
+    let pending = stable.propose(next);
+    let plan = pending.plan(&rep);
+    assert_eq!(
+        plan.moves.len(),
+        64,
+        "node 3 gains a replica of every partition"
+    );
+    assert!(plan.drops.is_empty());
+    for m in &plan.moves {
+        assert_eq!(pending.source_of(m, &plan), m.sources.first().copied());
+    }
+    // Two old replicas, one new: writes need w + 1 of three.
+    let (list, extra) = pending.write_list(plan.moves[0].partition, &rep);
+    assert_eq!((list.len(), extra), (3, 1));
+}
+
+#[test]
+fn conflicting_states_of_one_epoch_are_ordered_and_equal_states_agree() {
+    let stable = RingState::initial(ring(&[1, 2, 3, 4]));
+    let a = stable.propose(
+        stable
+            .current()
+            .with_members(members(&[1, 2, 3, 4, 5]))
+            .unwrap(),
+    );
+    let b = stable.propose(
+        stable
+            .current()
+            .with_members(members(&[1, 2, 3, 4, 6]))
+            .unwrap(),
+    );
+    assert_eq!(a.epoch(), b.epoch());
+    assert_ne!(a.version(), b.version());
+    let a2 = stable.propose(
+        stable
+            .current()
+            .with_members(members(&[1, 2, 3, 4, 5]))
+            .unwrap(),
+    );
+    assert_eq!(a.version(), a2.version());
+    assert!(a.version() > stable.version() && b.version() > stable.version());
+}
+
+#[test]
+fn parts_with_different_partition_counts_are_refused() {
+    let small = ring(&[1, 2, 3]);
+    let big = Ring::new(PartitionCount::new(128).unwrap(), members(&[1, 2, 3])).unwrap();
+    assert!(RingState::from_parts(2, small.clone(), Some((big, false))).is_none());
+    let state = RingState::from_parts(2, small.clone(), Some((small.clone(), true))).unwrap();
+    assert_eq!(state.phase(), RingPhase::Flipped);
+    assert!(state.has_member(NodeId(3)) && !state.has_member(NodeId(4)));
+    assert_eq!(state.all_members(), vec![NodeId(1), NodeId(2), NodeId(3)]);
+}
