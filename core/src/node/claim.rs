@@ -38,6 +38,8 @@ pub(super) struct ClaimState {
     /// Moves reported durable on their receivers.
     done: BTreeSet<(PartitionId, NodeId)>,
     last_look: Tick,
+    /// When the ring state was last sent to storage.
+    last_save: Tick,
 }
 
 impl Node {
@@ -52,14 +54,17 @@ impl Node {
         }
         self.rings = state;
         self.ring_version = version;
-        self.storage(
-            StorageOp::SaveRing(Box::new(self.rings.clone())),
-            true,
-            Pending::RingSaved { version },
-            out,
-        );
+        self.save_ring(now, out);
         self.on_ring_changed(now, out);
         self.update_status();
+    }
+
+    /// Persists the ring state; once stored, it is announced (see [`Pending::RingSaved`]).
+    fn save_ring(&mut self, now: Tick, out: &mut Vec<Action>) {
+        self.claim.last_save = now;
+        let version = self.ring_version;
+        let op = StorageOp::SaveRing(Box::new(self.rings.clone()));
+        self.storage(op, true, Pending::RingSaved { version }, out);
     }
 
     /// A peer pushed its ring state.
@@ -67,11 +72,23 @@ impl Node {
         self.adopt_ring(now, state, out);
     }
 
-    /// A source reports completed moves of the change at `ring`.
-    pub(super) fn on_moves_done(&mut self, ring: u64, moves: Vec<(PartitionId, NodeId)>) {
-        if ring == self.ring_version {
-            self.claim_state_reset();
-            self.claim.done.extend(moves);
+    /// Source `from` reports completed moves of the change at `ring`. Only moves of the
+    /// current plan that `from` sources are kept, so the record stays within the plan's size
+    /// and no other node can report a move done.
+    pub(super) fn on_moves_done(
+        &mut self,
+        from: NodeId,
+        ring: u64,
+        moves: Vec<(PartitionId, NodeId)>,
+    ) {
+        if ring != self.ring_version {
+            return;
+        }
+        self.claim_state_reset();
+        for (partition, to) in moves {
+            if self.moves.source_of(partition, to) == Some(from) {
+                self.claim.done.insert((partition, to));
+            }
         }
     }
 
@@ -95,6 +112,7 @@ impl Node {
         if matches!(self.gossip.me().status, Status::Up | Status::Joining) {
             self.gossip.set_status(Status::Leaving);
         }
+        self.update_status(); // already out of a stable ring: left at once
     }
 
     /// This node's membership status.
@@ -105,7 +123,15 @@ impl Node {
     /// Pushes the ring state to live peers whose gossip shows an older one, each at most once
     /// per [`RING_PUSH_TICKS`]; then, if this node is the claimant, moves the change along.
     pub(super) fn ring_tick(&mut self, now: Tick, out: &mut Vec<Action>) {
+        self.update_status();
         let announced = self.gossip.me().ring_version;
+        if announced < self.ring_version && now.since(self.claim.last_save) >= RING_PUSH_TICKS {
+            // The save was dropped (overload) or failed: until it succeeds the ring is not
+            // announced and every barrier waits for this node.
+            self.save_ring(now, out);
+        }
+        self.ring_pushed
+            .retain(|_, at| now.since(*at) < RING_PUSH_TICKS);
         let behind: Vec<NodeId> = self
             .gossip
             .records()
@@ -152,12 +178,14 @@ impl Node {
             })
     }
 
-    /// Whether every member of both rings has announced ring version `version` or newer.
+    /// Whether every member of both rings has announced exactly ring version `version`. A
+    /// member showing a newer version holds a different state (another claimant's), which
+    /// must reach this node by a push before anything moves on.
     pub(super) fn barrier(&self, version: u64) -> bool {
         self.rings.all_members().into_iter().all(|n| {
             self.gossip
                 .record(n)
-                .is_some_and(|r| r.ring_version >= version)
+                .is_some_and(|r| r.ring_version == version)
         })
     }
 
@@ -186,12 +214,7 @@ impl Node {
                 }
             }
             RingPhase::Pending => {
-                let plan = self.rings.plan(&self.config.replication);
-                let all_done = plan
-                    .moves
-                    .iter()
-                    .all(|m| self.claim.done.contains(&(m.partition, m.to)));
-                if all_done && self.barrier(self.ring_version) {
+                if self.moves.all_done(&self.claim.done) && self.barrier(self.ring_version) {
                     self.rings.flip()
                 } else {
                     None

@@ -23,6 +23,8 @@ mod claim;
 mod moves;
 mod replica;
 mod rings;
+#[cfg(test)]
+mod tests;
 
 pub mod message;
 
@@ -264,6 +266,9 @@ struct PutState {
     value: Option<Vec<u8>>,
     timestamp_ms: u64,
     durable: bool,
+    /// The ring version the write was routed by: its messages carry it, so that a replica
+    /// fences the write by the ring that chose its targets and `w`, not a later one.
+    ring: u64,
 }
 
 /// A read being coordinated here.
@@ -495,7 +500,7 @@ impl Node {
         {
             self.last_hint_round = now;
             let (gossip, rings) = (&self.gossip, &self.rings);
-            // A hint for a node that left the ring goes to the key's current replicas.
+            // A hint for a node that left the ring goes to the key's replicas instead.
             let due = self
                 .hints
                 .due(now, |n| gossip.is_alive(n, now) || !rings.has_member(n));
@@ -507,14 +512,12 @@ impl Node {
                 let Some(to) = self.hint_destination(now, delivery.hint.owner, &key) else {
                     continue;
                 };
-                out.push(Action::Send {
-                    to,
-                    message: PeerMessage::HintDeliver {
-                        delivery: delivery.delivery,
-                        key,
-                        object: delivery.hint.object,
-                    },
-                });
+                let message = PeerMessage::HintDeliver {
+                    delivery: delivery.delivery,
+                    key,
+                    object: delivery.hint.object,
+                };
+                self.send(now, to, message, out);
             }
         }
         self.ae_tick(now, rng, out);
@@ -550,9 +553,10 @@ impl Node {
             });
             return;
         }
-        if !self.rings.has_member(self.config.id) {
-            // Only members are inside the barrier of ring changes; anyone else may route by
-            // a stale ring and read from replicas that no longer own the key.
+        if self.rings.target_ring().member(self.config.id).is_none() {
+            // Only members of the ring being moved to stay inside the barriers of later ring
+            // changes; anyone else (joining, leaving, left) may route by a stale ring and
+            // read from replicas that no longer own the key.
             let result = Err(QuorumError::NotAMember {
                 node: self.config.id,
             });
@@ -631,6 +635,7 @@ impl Node {
                         value,
                         timestamp_ms: wall_ms,
                         durable: options.durable,
+                        ring: self.ring_version,
                     },
                 );
                 for action in actions {
@@ -666,7 +671,7 @@ impl Node {
                     value: put.value.clone(),
                     timestamp_ms: put.timestamp_ms,
                     durable: put.durable,
-                    ring: self.ring_version,
+                    ring: put.ring,
                 },
             ),
             PutAction::Replicate { target, object } => (
@@ -677,7 +682,7 @@ impl Node {
                     object,
                     hint_for: target.hint_for,
                     durable: put.durable,
-                    ring: self.ring_version,
+                    ring: put.ring,
                 },
             ),
         };
@@ -737,23 +742,35 @@ impl Node {
                 self.forward_gossip(gossip_out, out);
             }
             PeerMessage::Ring(state) => self.on_ring_message(now, *state, out),
-            PeerMessage::MovesDone { ring, moves } => self.on_moves_done(ring, moves),
+            PeerMessage::MovesDone { ring, moves } => self.on_moves_done(from, ring, moves),
             PeerMessage::Transfer(message) => self.on_transfer_message(now, from, message, out),
             other => self.on_data_message(now, from, other, out),
         }
     }
 
-    /// Issues a storage operation, remembering what to do with its result.
+    /// Issues a storage operation, remembering what to do with its result. Under overload the
+    /// op is dropped: whoever waits for it times out and retries (nothing acknowledged
+    /// depends on an op that was never issued).
     fn storage(&mut self, op: StorageOp, durable: bool, pending: Pending, out: &mut Vec<Action>) {
+        self.try_storage(op, durable, pending, out);
+    }
+
+    /// [`Node::storage`] for a caller with no timeout of its own: false if the op was dropped.
+    fn try_storage(
+        &mut self,
+        op: StorageOp,
+        durable: bool,
+        pending: Pending,
+        out: &mut Vec<Action>,
+    ) -> bool {
         if self.pending.len() >= STORAGE_OPS_IN_FLIGHT_MAX {
-            // Overload: drop the work. Whoever waits for it times out and retries; nothing
-            // acknowledged depends on an op that was never issued.
-            return;
+            return false;
         }
         self.next_storage_id += 1;
         let id = self.next_storage_id;
         self.pending.insert(id, pending);
         out.push(Action::Storage { id, op, durable });
+        true
     }
 
     /// Keeps the partition's Merkle tree in step with a change storage reported.
@@ -767,18 +784,17 @@ impl Node {
         }
     }
 
-    /// Where a hint for `owner` goes: the owner while it is among the key's write replicas,
-    /// else the first live read replica (the owner left or lost the partition).
+    /// Where a hint for `owner` goes: the owner while the ring being moved to keeps it among
+    /// the key's replicas, else that ring's first live replica of the key (the owner left or
+    /// is losing the partition, and a copy handed to it could miss the partition's move).
     fn hint_destination(&self, now: Tick, owner: NodeId, key: &Key) -> Option<NodeId> {
         let rep = &self.config.replication;
         let p = self.rings.current().partitions().partition_of(key.token);
-        if self.rings.write_list(p, rep).0.contains(&owner) {
+        let list = self.rings.target_ring().preference_list(p, rep);
+        if list.contains(&owner) {
             return Some(owner);
         }
-        self.rings
-            .read_list(p, rep)
-            .into_iter()
-            .find(|&n| self.gossip.is_alive(n, now))
+        list.into_iter().find(|&n| self.gossip.is_alive(n, now))
     }
 
     fn lww(&self) -> bool {

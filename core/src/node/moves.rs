@@ -13,7 +13,7 @@
 //!
 //! Transfer entries name keys by [`Key::to_entry_bytes`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rand_core::RngCore;
 
@@ -36,10 +36,24 @@ pub(super) struct MovesState {
     version: u64,
     /// That state's plan.
     plan: TransferPlan,
+    /// Its moves as (partition, receiver), with the node that streams each.
+    planned: BTreeMap<(PartitionId, NodeId), Option<NodeId>>,
     /// Moves this node streamed completely under that state.
     done: BTreeSet<(PartitionId, NodeId)>,
     last_drive: Tick,
     last_report: Tick,
+}
+
+impl MovesState {
+    /// The node that streams (`partition`, `to`), if that is a move of the planned change.
+    pub(super) fn source_of(&self, partition: PartitionId, to: NodeId) -> Option<NodeId> {
+        self.planned.get(&(partition, to)).copied().flatten()
+    }
+
+    /// Whether every planned move is in `done`.
+    pub(super) fn all_done(&self, done: &BTreeSet<(PartitionId, NodeId)>) -> bool {
+        self.planned.keys().all(|m| done.contains(m))
+    }
 }
 
 impl Node {
@@ -57,10 +71,17 @@ impl Node {
         for id in outgoing {
             self.transfers.cancel(now, id, &mut actions);
         }
-        self.run_transfer_actions(actions, out);
+        self.run_transfer_actions(now, actions, out);
+        let plan = self.rings.plan(&self.config.replication);
+        let planned = plan
+            .moves
+            .iter()
+            .map(|m| ((m.partition, m.to), self.rings.source_of(m, &plan)))
+            .collect();
         self.moves = MovesState {
             version: self.ring_version,
-            plan: self.rings.plan(&self.config.replication),
+            planned,
+            plan,
             done: BTreeSet::new(),
             last_drive: Tick(0),
             last_report: Tick(0),
@@ -71,7 +92,7 @@ impl Node {
     pub(super) fn moves_tick(&mut self, now: Tick, rng: &mut impl RngCore, out: &mut Vec<Action>) {
         let mut actions = Vec::new();
         self.transfers.step(now, TransfersInput::Tick, &mut actions);
-        self.run_transfer_actions(actions, out);
+        self.run_transfer_actions(now, actions, out);
         if self.rings.phase() != RingPhase::Pending {
             return;
         }
@@ -85,7 +106,7 @@ impl Node {
             let moves: Vec<_> = self.moves.done.iter().copied().collect();
             let ring = self.ring_version;
             match self.claimant(now) {
-                Some(c) if c == self.config.id => self.on_moves_done(ring, moves),
+                Some(c) if c == self.config.id => self.on_moves_done(c, ring, moves),
                 Some(c) => out.push(Action::Send {
                     to: c,
                     message: PeerMessage::MovesDone { ring, moves },
@@ -102,7 +123,7 @@ impl Node {
             .moves
             .iter()
             .filter(|m| !self.moves.done.contains(&(m.partition, m.to)))
-            .filter(|m| self.rings.source_of(m, &self.moves.plan) == Some(self.config.id))
+            .filter(|m| self.moves.source_of(m.partition, m.to) == Some(self.config.id))
             .map(|m| (m.partition, m.to))
             .collect();
         let mut actions = Vec::new();
@@ -116,7 +137,7 @@ impl Node {
                 break;
             }
         }
-        self.run_transfer_actions(actions, out);
+        self.run_transfer_actions(now, actions, out);
     }
 
     /// A transfer message from `from`.
@@ -130,7 +151,7 @@ impl Node {
         let mut actions = Vec::new();
         self.transfers
             .step(now, TransfersInput::Message { from, message }, &mut actions);
-        self.run_transfer_actions(actions, out);
+        self.run_transfer_actions(now, actions, out);
     }
 
     /// Storage answered a transfer's read or store.
@@ -159,7 +180,7 @@ impl Node {
                 // The source cannot read its partition: stop; the next drive starts again.
                 let mut actions = Vec::new();
                 self.transfers.cancel(now, id, &mut actions);
-                self.run_transfer_actions(actions, out);
+                self.run_transfer_actions(now, actions, out);
                 return;
             }
             // A failed store is not acknowledged; the sender resends the chunk.
@@ -167,10 +188,15 @@ impl Node {
         };
         let mut actions = Vec::new();
         self.transfers.step(now, input, &mut actions);
-        self.run_transfer_actions(actions, out);
+        self.run_transfer_actions(now, actions, out);
     }
 
-    fn run_transfer_actions(&mut self, actions: Vec<TransfersAction>, out: &mut Vec<Action>) {
+    fn run_transfer_actions(
+        &mut self,
+        now: Tick,
+        actions: Vec<TransfersAction>,
+        out: &mut Vec<Action>,
+    ) {
         for action in actions {
             match action {
                 TransfersAction::ReadRange {
@@ -190,7 +216,12 @@ impl Node {
                         max_bytes,
                     };
                     let pending = Pending::Transfer(TransferPending::Read { id });
-                    self.storage(op, false, pending, out);
+                    if !self.try_storage(op, false, pending, out) {
+                        // Dropped for overload: the sender would wait for it forever.
+                        let mut actions = Vec::new();
+                        self.transfers.cancel(now, id, &mut actions);
+                        self.run_transfer_actions(now, actions, out);
+                    }
                 }
                 TransfersAction::Store {
                     from,
@@ -223,13 +254,9 @@ impl Node {
                     message: PeerMessage::Transfer(message),
                 }),
                 TransfersAction::SendCompleted { partition, to, .. } => {
-                    let planned = self
-                        .moves
-                        .plan
-                        .moves
-                        .iter()
-                        .any(|m| m.partition == partition && m.to == to);
-                    if planned && self.moves.version == self.ring_version {
+                    if self.moves.source_of(partition, to).is_some()
+                        && self.moves.version == self.ring_version
+                    {
                         self.moves.done.insert((partition, to));
                         self.moves.last_report = Tick(0); // report at the next tick
                         self.stats.moves_completed += 1;

@@ -492,8 +492,12 @@ impl World {
         self.next_request += 1;
         let request = RequestId(self.next_request);
         self.clients[c].busy = Some((request, body.step.clone(), self.now));
-        // A client library sends to any node it can reach; pick one at random.
-        let node = (self.rng.next_u64() % self.slots.len() as u64) as usize;
+        // A client library sends to any node it knows of (one that has started, though it may
+        // have crashed since); pick one at random.
+        let known: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].started)
+            .collect();
+        let node = known[(self.rng.next_u64() % known.len() as u64) as usize];
         self.schedule(
             1,
             Event::ClientArrive {

@@ -264,7 +264,7 @@ pub fn run(config: &SimConfig) -> SimReport {
     report
 }
 
-fn node_config(id: NodeId, canary: Option<Canary>) -> NodeConfig {
+pub(crate) fn node_config(id: NodeId, canary: Option<Canary>) -> NodeConfig {
     let mut c = NodeConfig::new(id, Replication::uniform(3));
     c.quorum = QuorumOptions::default();
     c.tree_shape = crate::antientropy::TreeShape::new(2, 2).unwrap_or_default();
