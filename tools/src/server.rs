@@ -156,12 +156,18 @@ fn resp_banner(resp: Option<SocketAddr>) -> String {
 
 /// Logs go to stderr at `info`; `TESSERA_LOG` (an env-filter such as `debug` or
 /// `info,tessera_shard=debug`) overrides that.
+///
+/// A log line that cannot be written (stderr redirected to a file on a full disk, a closed
+/// pipe) is dropped: by default the subscriber reports such a failure with `eprintln!` to the
+/// same stderr, which panics when that write fails too, and would take down the shard thread
+/// that logged (and, with `panic = "abort"`, the node) while it should keep serving reads.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .log_internal_errors(false)
         .init();
 }
 

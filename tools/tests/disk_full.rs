@@ -7,6 +7,9 @@
 //! Needs root, `losetup`, `mkfs.ext4` (e2fsprogs) and `mount`/`umount`. Without them the test
 //! fails with a message saying what is missing; it never skips. Every loop is bounded in
 //! count and time.
+//!
+//! A log that cannot be written (stderr on the full disk, here /dev/full) must not stop the
+//! server either: a second test, which needs no root.
 
 #![allow(clippy::unwrap_used)]
 
@@ -23,6 +26,8 @@ use tessera_client::{Client, ClientError};
 use tessera_schema::ErrorCode;
 
 const ADDR: &str = "127.0.0.11:7300";
+/// The unwritable-log test's server (its shard port is the next one).
+const LOG_FULL_ADDR: &str = "127.0.0.11:7310";
 /// Size of the filesystem image. Large enough for ext4's journal and more than one log
 /// segment, small enough to fill in seconds.
 const IMAGE_BYTES: u64 = 64 << 20;
@@ -152,11 +157,15 @@ fn is_no_space(err: &ClientError) -> bool {
                     && e.message.contains("no space left on device"))))
 }
 
-fn verify(client: &Client, acked: &BTreeMap<String, Vec<u8>>, when: &str) {
+fn verify(server: &mut Server, client: &Client, acked: &BTreeMap<String, Vec<u8>>, when: &str) {
     for (key, want) in acked {
-        let got = client
-            .get(key.as_bytes())
-            .unwrap_or_else(|e| panic!("{when}: get {key} failed: {e}"));
+        let got = client.get(key.as_bytes()).unwrap_or_else(|e| {
+            panic!(
+                "{when}: get {key} failed: {e} (server running: {})\n{}",
+                server.is_running(),
+                server.log_tail()
+            )
+        });
         assert_eq!(got.values, vec![want.clone()], "{when}: acknowledged {key}");
     }
 }
@@ -197,8 +206,11 @@ fn full_disk_refuses_writes_keeps_reads_and_recovers_when_space_is_freed() {
     )
     .unwrap();
     let data = fs.mount_point.join("data");
+    // The log lives off the filesystem being filled, so that it (and a panic message) is
+    // still written while the disk is full.
+    let log = tmp.path().join(common::SERVER_LOG);
     let addr: SocketAddr = ADDR.parse().unwrap();
-    let mut server = Server::start_with_config(&data, addr, 1, &config);
+    let mut server = Server::start_with_config_and_log(&data, addr, 1, &config, &log);
     let client = server.client();
 
     // Fill the disk.
@@ -254,7 +266,7 @@ fn full_disk_refuses_writes_keeps_reads_and_recovers_when_space_is_freed() {
         "server died on a full disk\n{}",
         server.log_tail()
     );
-    verify(&client, &acked, "disk full");
+    verify(&mut server, &client, &acked, "disk full");
     // Still full, unless a compaction or a released log segment gave a little space back:
     // either way never a write acknowledged and then lost, and a refusal is the typed one.
     match client.put(b"while-full", &value(0), None) {
@@ -288,13 +300,46 @@ fn full_disk_refuses_writes_keeps_reads_and_recovers_when_space_is_freed() {
         }
         i += 1;
     }
-    verify(&client, &acked, "after space was freed");
+    verify(&mut server, &client, &acked, "after space was freed");
 
     // Crash and restart: every acknowledged put survives.
     drop(client);
     server.kill9();
-    let server = Server::start_with_config(&data, addr, 1, &config);
-    verify(&server.client(), &acked, "after restart");
+    let mut server = Server::start_with_config_and_log(&data, addr, 1, &config, &log);
+    let client = server.client();
+    verify(&mut server, &client, &acked, "after restart");
+    drop(client);
     drop(server);
     drop(fs);
+}
+
+/// Every write of the server's log fails with ENOSPC (stderr is /dev/full), as when the log
+/// is a file on the full data disk: the server still starts, takes writes and serves reads,
+/// dropping the log lines it cannot write (the default log filter logs at start-up and on
+/// every connection, so this is exercised at once).
+#[test]
+fn server_keeps_serving_when_its_log_cannot_be_written() {
+    let tmp = common::data_dir();
+    let config = tmp.path().join("tessera.toml");
+    std::fs::write(&config, "").unwrap();
+    let data = tmp.path().join("data");
+    let addr: SocketAddr = LOG_FULL_ADDR.parse().unwrap();
+    let mut server =
+        Server::start_with_config_and_log(&data, addr, 1, &config, Path::new("/dev/full"));
+    let mut acked = BTreeMap::new();
+    for i in 0..20 {
+        // A connection per put too: connection set-up and teardown log.
+        let client = server.client();
+        let key = format!("key-{i}");
+        client
+            .put(key.as_bytes(), &value(i), None)
+            .unwrap_or_else(|e| panic!("put {key} with an unwritable log: {e}"));
+        acked.insert(key, value(i));
+    }
+    let client = server.client();
+    verify(&mut server, &client, &acked, "log unwritable");
+    assert!(
+        server.is_running(),
+        "server died when its log could not be written"
+    );
 }

@@ -30,6 +30,8 @@ pub struct Server {
     pub shards: u16,
     /// Where the server serves RESP (Redis protocol), if it was started with a RESP port.
     pub resp: Option<SocketAddr>,
+    /// The file receiving the server's stderr (its log, and any panic message).
+    pub log_path: PathBuf,
 }
 
 impl Server {
@@ -57,9 +59,28 @@ impl Server {
         shards: u16,
         config: &Path,
     ) -> Server {
+        Server::start_with_config_and_log(
+            data_dir,
+            addr,
+            shards,
+            config,
+            &data_dir.join(SERVER_LOG),
+        )
+    }
+
+    /// [`Server::start_with_config`], with the server's log appended to `log` instead of a
+    /// file in its data directory: for a data directory on a filesystem the test fills, where
+    /// the log (and a panic message) could not be written.
+    pub fn start_with_config_and_log(
+        data_dir: &Path,
+        addr: SocketAddr,
+        shards: u16,
+        config: &Path,
+        log: &Path,
+    ) -> Server {
         let mut command = server_command_with(data_dir, addr, shards, None);
         command.arg("--config").arg(config);
-        Server::launch(command, data_dir, addr, shards, None)
+        Server::launch(command, data_dir, addr, shards, None, log)
     }
 
     fn start_with(
@@ -69,24 +90,34 @@ impl Server {
         resp: Option<SocketAddr>,
     ) -> Server {
         let command = server_command_with(data_dir, addr, shards, resp);
-        Server::launch(command, data_dir, addr, shards, resp)
+        Server::launch(
+            command,
+            data_dir,
+            addr,
+            shards,
+            resp,
+            &data_dir.join(SERVER_LOG),
+        )
     }
 
-    /// Runs `command` (a `tessera server` command line) and waits until every shard answers.
+    /// Runs `command` (a `tessera server` command line), its stderr appended to `log_path`,
+    /// and waits until every shard answers.
     fn launch(
         mut command: Command,
         data_dir: &Path,
         addr: SocketAddr,
         shards: u16,
         resp: Option<SocketAddr>,
+        log_path: &Path,
     ) -> Server {
-        // The server's log goes to a file in its data directory (start-up steps at debug), so
-        // that a server that fails to start can be diagnosed from the test's failure message.
+        // The server's log goes to a file (by default in its data directory; start-up steps at
+        // debug), so that a server that fails to start can be diagnosed from the test's
+        // failure message.
         std::fs::create_dir_all(data_dir).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(data_dir.join(SERVER_LOG))
+            .open(log_path)
             .unwrap();
         let child = command
             .env(
@@ -102,6 +133,7 @@ impl Server {
             data_dir: data_dir.to_path_buf(),
             shards,
             resp,
+            log_path: log_path.to_path_buf(),
         };
         server.wait_ready();
         server
@@ -133,13 +165,15 @@ impl Server {
 
     /// The last lines of the server's log, for failure messages.
     pub fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.data_dir.join(SERVER_LOG)).unwrap_or_default();
+        // Only a regular file: a device such as /dev/full reads as endless zeros.
+        let is_file = std::fs::metadata(&self.log_path).is_ok_and(|m| m.is_file());
+        if !is_file {
+            return format!("--- {} is not a log file ---", self.log_path.display());
+        }
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         let tail = lines[lines.len().saturating_sub(40)..].join("\n");
-        format!(
-            "--- last lines of {} ---\n{tail}",
-            self.data_dir.join(SERVER_LOG).display()
-        )
+        format!("--- last lines of {} ---\n{tail}", self.log_path.display())
     }
 
     /// The server's process id.
