@@ -67,11 +67,6 @@ impl Node {
         self.storage(op, true, Pending::RingSaved { version }, out);
     }
 
-    /// A peer pushed its ring state.
-    pub(super) fn on_ring_message(&mut self, now: Tick, state: RingState, out: &mut Vec<Action>) {
-        self.adopt_ring(now, state, out);
-    }
-
     /// Source `from` reports completed moves of the change at `ring`. Only moves of the
     /// current plan that `from` sources are kept, so the record stays within the plan's size
     /// and no other node can report a move done.

@@ -741,7 +741,7 @@ impl Node {
                 );
                 self.forward_gossip(gossip_out, out);
             }
-            PeerMessage::Ring(state) => self.on_ring_message(now, *state, out),
+            PeerMessage::Ring(state) => self.adopt_ring(now, *state, out),
             PeerMessage::MovesDone { ring, moves } => self.on_moves_done(from, ring, moves),
             PeerMessage::Transfer(message) => self.on_transfer_message(now, from, message, out),
             other => self.on_data_message(now, from, other, out),

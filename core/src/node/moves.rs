@@ -19,7 +19,6 @@ use rand_core::RngCore;
 
 use super::{Action, Key, Node, PeerMessage, Pending, RingPhase, StorageOp, StorageResult};
 use crate::ids::{NodeId, PartitionId};
-use crate::placement::TransferPlan;
 use crate::tick::Tick;
 use crate::transfer::{Direction, TransferId, TransferMessage, TransfersAction, TransfersInput};
 
@@ -34,9 +33,7 @@ pub const MOVES_REPORT_TICKS: u64 = 200;
 pub(super) struct MovesState {
     /// The ring version this is for.
     version: u64,
-    /// That state's plan.
-    plan: TransferPlan,
-    /// Its moves as (partition, receiver), with the node that streams each.
+    /// That state's moves as (partition, receiver), with the node that streams each.
     planned: BTreeMap<(PartitionId, NodeId), Option<NodeId>>,
     /// Moves this node streamed completely under that state.
     done: BTreeSet<(PartitionId, NodeId)>,
@@ -81,7 +78,6 @@ impl Node {
         self.moves = MovesState {
             version: self.ring_version,
             planned,
-            plan,
             done: BTreeSet::new(),
             last_drive: Tick(0),
             last_report: Tick(0),
@@ -117,14 +113,13 @@ impl Node {
     }
 
     fn drive_moves(&mut self, now: Tick, rng: &mut impl RngCore, out: &mut Vec<Action>) {
+        let me = Some(self.config.id);
         let mine: Vec<(PartitionId, NodeId)> = self
             .moves
-            .plan
-            .moves
+            .planned
             .iter()
-            .filter(|m| !self.moves.done.contains(&(m.partition, m.to)))
-            .filter(|m| self.moves.source_of(m.partition, m.to) == Some(self.config.id))
-            .map(|m| (m.partition, m.to))
+            .filter(|(m, source)| **source == me && !self.moves.done.contains(m))
+            .map(|(m, _)| *m)
             .collect();
         let mut actions = Vec::new();
         for (partition, to) in mine {

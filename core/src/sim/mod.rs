@@ -346,8 +346,7 @@ fn check_phases(world: &mut World, changes: Option<faults::MembershipPlan>) -> V
         return violations;
     }
     // 1. Hints drain.
-    let start = world.now;
-    loop {
+    let drained = wait_for(world, HINT_DRAIN_TICKS_MAX, |world| {
         let held: usize = world
             .slots
             .iter()
@@ -355,17 +354,13 @@ fn check_phases(world: &mut World, changes: Option<faults::MembershipPlan>) -> V
             .map(|n| n.hints().len())
             .sum();
         if held == 0 && !world.clients_busy() {
-            break;
+            return Ok(());
         }
-        if world.now.since(start) >= HINT_DRAIN_TICKS_MAX {
-            violations.push(format!(
-                "hints did not drain: {held} hints still held {HINT_DRAIN_TICKS_MAX} ticks after the faults ended"
-            ));
-            break;
-        }
-        let next = world.now + CHECK_EVERY_TICKS;
-        world.run_until(next);
-    }
+        Err(format!(
+            "hints did not drain: {held} hints still held {HINT_DRAIN_TICKS_MAX} ticks after the faults ended"
+        ))
+    });
+    violations.extend(drained.err());
     // 2. Read repair of the even-numbered keys.
     let keys = world.workload.keys().to_vec();
     let even: Vec<_> = keys.iter().step_by(2).cloned().collect();
@@ -400,23 +395,36 @@ fn check_phases(world: &mut World, changes: Option<faults::MembershipPlan>) -> V
             node.set_anti_entropy(100);
         }
     }
-    let start = world.now;
-    loop {
+    let converged = wait_for(world, AE_CONVERGE_TICKS_MAX, |world| {
         let keys_left = divergent_keys(world, &keys);
         let roots_left = divergent_roots(world);
         if keys_left.is_empty() && roots_left.is_empty() {
-            break;
+            return Ok(());
         }
-        if world.now.since(start) >= AE_CONVERGE_TICKS_MAX {
-            violations.push(format!(
-                "anti-entropy did not converge in {AE_CONVERGE_TICKS_MAX} ticks: keys {keys_left:?}, partitions {roots_left:?}"
-            ));
-            break;
+        Err(format!(
+            "anti-entropy did not converge in {AE_CONVERGE_TICKS_MAX} ticks: keys {keys_left:?}, partitions {roots_left:?}"
+        ))
+    });
+    violations.extend(converged.err());
+    violations
+}
+
+/// Checks `done` every [`CHECK_EVERY_TICKS`] of virtual time until it passes or `max_ticks`
+/// have gone by; returns its last answer.
+fn wait_for(
+    world: &mut World,
+    max_ticks: u64,
+    mut done: impl FnMut(&mut World) -> Result<(), String>,
+) -> Result<(), String> {
+    let start = world.now;
+    loop {
+        let answer = done(world);
+        if answer.is_ok() || world.now.since(start) >= max_ticks {
+            return answer;
         }
         let next = world.now + CHECK_EVERY_TICKS;
         world.run_until(next);
     }
-    violations
 }
 
 /// Runs until every started node holds the same stable ring with the expected members, and
@@ -428,8 +436,7 @@ fn settle_ring(world: &mut World, changes: Option<faults::MembershipPlan>) -> Re
         expected.retain(|&n| Some(n) != plan.leaver.map(|l| NodeId(l as u64 + 1)));
     }
     expected.sort_unstable();
-    let start = world.now;
-    loop {
+    wait_for(world, RING_SETTLE_TICKS_MAX, |world| {
         if let Some(state) = world.settled_ring() {
             let members: Vec<NodeId> = state.current().members().iter().map(|m| m.id).collect();
             if members == expected {
@@ -437,24 +444,20 @@ fn settle_ring(world: &mut World, changes: Option<faults::MembershipPlan>) -> Re
                 return Ok(());
             }
         }
-        if world.now.since(start) >= RING_SETTLE_TICKS_MAX {
-            let views: Vec<String> = world
-                .slots
-                .iter()
-                .filter_map(|s| s.node.as_ref())
-                .map(|n| {
-                    let s = n.ring_state();
-                    format!("{}: epoch {} {:?}", n.id(), s.epoch(), s.phase())
-                })
-                .collect();
-            return Err(format!(
-                "the ring did not settle on members {expected:?} within {RING_SETTLE_TICKS_MAX} \
-                 ticks: {views:?}"
-            ));
-        }
-        let next = world.now + CHECK_EVERY_TICKS;
-        world.run_until(next);
-    }
+        let views: Vec<String> = world
+            .slots
+            .iter()
+            .filter_map(|s| s.node.as_ref())
+            .map(|n| {
+                let s = n.ring_state();
+                format!("{}: epoch {} {:?}", n.id(), s.epoch(), s.phase())
+            })
+            .collect();
+        Err(format!(
+            "the ring did not settle on members {expected:?} within {RING_SETTLE_TICKS_MAX} \
+             ticks: {views:?}"
+        ))
+    })
 }
 
 mod faults;

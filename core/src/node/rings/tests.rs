@@ -136,26 +136,13 @@ fn a_growing_list_streams_from_the_first_old_replica() {
 #[test]
 fn conflicting_states_of_one_epoch_are_ordered_and_equal_states_agree() {
     let stable = RingState::initial(ring(&[1, 2, 3, 4]));
-    let a = stable.propose(
-        stable
-            .current()
-            .with_members(members(&[1, 2, 3, 4, 5]))
-            .unwrap(),
-    );
-    let b = stable.propose(
-        stable
-            .current()
-            .with_members(members(&[1, 2, 3, 4, 6]))
-            .unwrap(),
-    );
+    let propose =
+        |ids: &[u64]| stable.propose(stable.current().with_members(members(ids)).unwrap());
+    let a = propose(&[1, 2, 3, 4, 5]);
+    let b = propose(&[1, 2, 3, 4, 6]);
     assert_eq!(a.epoch(), b.epoch());
     assert_ne!(a.version(), b.version());
-    let a2 = stable.propose(
-        stable
-            .current()
-            .with_members(members(&[1, 2, 3, 4, 5]))
-            .unwrap(),
-    );
+    let a2 = propose(&[1, 2, 3, 4, 5]);
     assert_eq!(a.version(), a2.version());
     assert!(a.version() > stable.version() && b.version() > stable.version());
 }
