@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
 
+use crate::stall::Watched;
+
 /// Where an executor's thread may run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ShardPlacement {
@@ -55,8 +57,14 @@ where
         .preempt_timer(config.preempt_timer)
         .spawn(move || async move {
             // No polled-I/O probe to warm: Tessera opens no DMA file (see the module doc).
+            // The watchdog wakes this thread if the kernel loses one of its wake-ups
+            // (see `stall`); it stops watching when `watched` drops, before the thread ends.
+            let watched = Watched::current_thread()?;
+            glommio::spawn_local(watched.beat()).detach();
             tracing::debug!(shard, "executor started");
-            Ok(make_future().await)
+            let out = make_future().await;
+            drop(watched);
+            Ok(out)
         })
         .map_err(|e| io::Error::other(format!("cannot start executor for shard {shard}: {e}")))
 }

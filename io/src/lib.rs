@@ -3,7 +3,8 @@
 //! It owns executor bootstrap (one glommio `LocalExecutor` per shard with a preempt timer
 //! suited to latency), start-up file helpers ([`file`](mod@file)), the file-system seam with its real
 //! and crash-simulating implementations ([`fs`]), the group-commit log writer, framed TCP
-//! reading, the cross-shard mesh, and first-come-first-served turns ([`turns`]). Files are
+//! reading, the cross-shard mesh, first-come-first-served turns ([`turns`]), and the watchdog
+//! that wakes an executor the kernel failed to wake ([`stall`]). Files are
 //! glommio buffered files, never DMA: see `linux-only.md` for why.
 //!
 //! Everything here is Linux-only (io_uring via glommio); `linux-only.md` at the repository root
@@ -19,6 +20,7 @@ pub mod log_writer;
 pub mod mesh;
 pub mod net;
 pub mod notify;
+pub mod stall;
 pub mod turns;
 
 pub use executor::{spawn_executor, ExecutorConfig, ShardPlacement};
