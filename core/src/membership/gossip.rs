@@ -134,6 +134,13 @@ impl Gossip {
         }
     }
 
+    /// Adds a seed (ignored if it is this node, already a seed, or the seed list is full).
+    pub fn add_seed(&mut self, seed: NodeId) {
+        if seed != self.me.id && !self.seeds.contains(&seed) && self.seeds.len() < MEMBERS_MAX {
+            self.seeds.push(seed);
+        }
+    }
+
     /// Advances the protocol: on [`GossipInput::Tick`] runs a round if one is due; on a message,
     /// merges what it carries and answers. Messages from `me`, and messages over their bounds,
     /// are ignored.

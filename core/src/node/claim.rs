@@ -90,7 +90,7 @@ impl Node {
     /// Joining turns to up once a stable ring names this node; leaving turns to left once a
     /// stable ring no longer does.
     pub(super) fn update_status(&mut self) {
-        if self.rings.phase() != RingPhase::Stable {
+        if self.rings.phase() != RingPhase::Stable || !self.rings.is_known() {
             return;
         }
         let member = self.rings.current().member(self.config.id).is_some();
@@ -163,6 +163,10 @@ impl Node {
 
     /// The claimant in this node's view. See the module docs.
     pub(super) fn claimant(&self, now: Tick) -> Option<NodeId> {
+        if !self.rings.is_known() {
+            // A joiner's placeholder ring is nobody's to change.
+            return None;
+        }
         self.rings
             .current()
             .members()

@@ -419,6 +419,12 @@ impl Node {
         &self.gossip
     }
 
+    /// Adds a seed learned at run time (a driver resolves seed addresses to node ids by
+    /// connecting to them, which may succeed only after start-up).
+    pub fn add_seed(&mut self, seed: NodeId) {
+        self.gossip.add_seed(seed);
+    }
+
     /// The hints held.
     pub fn hints(&self) -> &HintBook {
         &self.hints
@@ -553,7 +559,7 @@ impl Node {
             });
             return;
         }
-        if self.rings.target_ring().member(self.config.id).is_none() {
+        if !self.rings.is_known() || self.rings.target_ring().member(self.config.id).is_none() {
             // Only members of the ring being moved to stay inside the barriers of later ring
             // changes; anyone else (joining, leaving, left) may route by a stale ring and
             // read from replicas that no longer own the key.

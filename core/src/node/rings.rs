@@ -65,6 +65,23 @@ impl RingState {
         }
     }
 
+    /// Epoch 0, holding `placeholder` (the node itself): the state of a node that joins an
+    /// existing cluster through its seeds and has not yet been sent the cluster's ring. Every
+    /// published state is newer, so the first ring pushed to it is adopted; until then the
+    /// node claims nothing and coordinates nothing (see [`RingState::is_known`]).
+    pub fn unknown(placeholder: Ring) -> RingState {
+        RingState {
+            epoch: 0,
+            current: placeholder,
+            change: None,
+        }
+    }
+
+    /// Whether this is a published ring (not [`RingState::unknown`]).
+    pub fn is_known(&self) -> bool {
+        self.epoch > 0
+    }
+
     /// Rebuilds a published state (decoded from the wire or from disk). `None` if the two
     /// rings do not have the same partition count.
     pub fn from_parts(epoch: u32, current: Ring, next: Option<(Ring, bool)>) -> Option<RingState> {

@@ -14,7 +14,7 @@ use super::workload::{ClientRequest, Step, Workload};
 use crate::ids::NodeId;
 use crate::membership::{MemberRecord, Status};
 use crate::node::{Action, Input, Node, NodeConfig, PeerMessage, RingState, StorageOp};
-use crate::placement::Ring;
+use crate::placement::{Member, Ring};
 use crate::quorum::{QuorumError, RequestId};
 use crate::tick::Tick;
 use crate::version::Object;
@@ -250,7 +250,18 @@ impl World {
             .map(|c| c.id)
             .filter(|&n| n != config.id)
             .collect();
-        let mut node = Node::new(config, self.initial.clone(), me, seeds, recovered, self.now);
+        // A joiner knows only its seeds, as a real one does: it starts with a placeholder ring
+        // and learns the cluster's from a push.
+        let ring = if self.slots[i].joiner {
+            let me_only = Member::new(me.id, me.rack.clone(), me.dc.clone(), me.weight);
+            match self.initial.current().with_members(vec![me_only]) {
+                Ok(placeholder) => RingState::unknown(placeholder),
+                Err(_) => self.initial.clone(),
+            }
+        } else {
+            self.initial.clone()
+        };
+        let mut node = Node::new(config, ring, me, seeds, recovered, self.now);
         if self.slots[i].leaving {
             node.leave();
         }

@@ -157,3 +157,15 @@ fn parts_with_different_partition_counts_are_refused() {
     assert!(state.has_member(NodeId(3)) && !state.has_member(NodeId(4)));
     assert_eq!(state.all_members(), vec![NodeId(1), NodeId(2), NodeId(3)]);
 }
+
+#[test]
+fn a_joiners_placeholder_is_older_than_any_published_state() {
+    let placeholder = RingState::unknown(ring(&[9]));
+    assert!(!placeholder.is_known());
+    let cluster = RingState::initial(ring(&[1, 2, 3]));
+    assert!(cluster.is_known());
+    assert!(cluster.version() > placeholder.version());
+    // Even a placeholder whose digest is larger loses to epoch 1.
+    let big = RingState::unknown(ring(&[u64::MAX - 1]));
+    assert!(cluster.version() > big.version());
+}
