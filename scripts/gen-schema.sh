@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates the checked-in Rust code in schema/src/generated/ from schema/fbs/*.fbs.
+# Regenerates the checked-in Rust code in schema/src/generated/ from schema/fbs/*.fbs (client.fbs,
+# the client protocol, and peer.fbs, the node-to-node protocol).
 #
 # The flatc version is pinned to the `flatbuffers` crate version (Cargo.toml: =25.12.19):
 # generated code calls crate internals that change between releases, so a mismatched flatc
@@ -55,7 +56,8 @@ write_mod_rs() {
 //!
 //! The generated accessors use \`unsafe\` internally. They are sound only on buffers that passed
 //! the flatbuffers verifier, so the rest of this crate reaches them exclusively through the
-//! verified roots in \`decode.rs\`; nothing here may be read with \`root_unchecked\`.
+//! verified roots in \`decode.rs\` and \`peer/mod.rs\`; nothing here may be read with
+//! \`root_unchecked\`.
 #![allow(
     unsafe_code,
     missing_debug_implementations,
@@ -78,16 +80,28 @@ pub const FLATC_VERSION: &str = "${FLATC_VERSION}";
 
 #[rustfmt::skip]
 mod client_generated;
+#[rustfmt::skip]
+mod peer_generated;
 
 pub use self::client_generated::tessera::wire::*;
+
+/// The node-to-node protocol (\`schema/fbs/peer.fbs\`, namespace \`tessera.peer\`). A namespace
+/// of its own because some table names (\`Key\`, \`Error\`) mean different things in the two
+/// protocols.
+pub mod peer {
+    pub use super::peer_generated::tessera::peer::*;
+}
 RS
 }
 
 generate_into() {
     local dir="$1"
     mkdir -p "${dir}"
-    flatc --rust -o "${dir}" "${fbs_dir}/client.fbs"
-    [[ -s "${dir}/client_generated.rs" ]] || die "flatc produced no client_generated.rs"
+    local schema
+    for schema in client peer; do
+        flatc --rust -o "${dir}" "${fbs_dir}/${schema}.fbs"
+        [[ -s "${dir}/${schema}_generated.rs" ]] || die "flatc produced no ${schema}_generated.rs"
+    done
     write_mod_rs "${dir}"
 }
 

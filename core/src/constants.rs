@@ -147,6 +147,10 @@ pub const AE_SEGMENT_ENTRIES_PER_MESSAGE_MAX: usize = 4096;
 /// its size, so a page always makes progress.
 pub const AE_SEGMENT_REPLY_BYTES_MAX: usize = 1 << 20;
 
+/// Most keys one anti-entropy fetch (`PeerMessage::Fetch`) may name; a node ignores a fetch with
+/// more, and the peer wire protocol refuses one.
+pub const AE_FETCH_KEYS_MAX: usize = 4_096;
+
 /// Default ticks an anti-entropy initiator waits for a peer's reply before giving up.
 pub const AE_REPLY_TIMEOUT_TICKS_DEFAULT: u64 = 10_000;
 

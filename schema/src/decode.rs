@@ -45,7 +45,7 @@ pub fn peek_request_id(body: &[u8]) -> Option<u64> {
 /// Verifies a request body and returns a zero-copy view of it, for readers that want to avoid
 /// [`decode_request`]'s copies. Counts are not checked; check them as `decode.rs` does.
 pub fn verify_request(body: &[u8]) -> Result<wire::RequestFrame<'_>, DecodeError> {
-    let options = verifier_options(body.len());
+    let options = verifier_options(body.len(), VERIFIER_TABLES_MAX);
     Ok(flatbuffers::root_with_opts::<wire::RequestFrame<'_>>(
         &options, body,
     )?)
@@ -54,7 +54,7 @@ pub fn verify_request(body: &[u8]) -> Result<wire::RequestFrame<'_>, DecodeError
 /// Verifies a response body and returns a zero-copy view of it. `ResponseFrame` is not the
 /// schema's declared root type, so it is verified here as an explicit root table.
 pub fn verify_response(body: &[u8]) -> Result<wire::ResponseFrame<'_>, DecodeError> {
-    let options = verifier_options(body.len());
+    let options = verifier_options(body.len(), VERIFIER_TABLES_MAX);
     Ok(flatbuffers::root_with_opts::<wire::ResponseFrame<'_>>(
         &options, body,
     )?)
@@ -62,10 +62,10 @@ pub fn verify_response(body: &[u8]) -> Result<wire::ResponseFrame<'_>, DecodeErr
 
 /// The verifier's budget for one body. The apparent-size budget scales with the body so that a
 /// crafted buffer (offsets shared many times) costs work and decoded memory linear in its length.
-fn verifier_options(body_len: usize) -> VerifierOptions {
+pub(crate) fn verifier_options(body_len: usize, tables_max: usize) -> VerifierOptions {
     VerifierOptions {
         max_depth: VERIFIER_DEPTH_MAX,
-        max_tables: VERIFIER_TABLES_MAX,
+        max_tables: tables_max,
         max_apparent_size: body_len
             .saturating_mul(VERIFIER_AMPLIFICATION_MAX)
             .max(VERIFIER_APPARENT_BYTES_MIN),
@@ -290,7 +290,7 @@ fn either<R, E>(
 
 /// A vector (absent reads as empty) whose length is within `max`, checked before the caller
 /// allocates anything for its elements.
-fn counted<'a, T: 'a>(
+pub(crate) fn counted<'a, T: 'a>(
     vector: Option<Vector<'a, T>>,
     max: usize,
 ) -> Result<Vector<'a, T>, DecodeError> {

@@ -1,4 +1,5 @@
-//! Writes [`Request`]s and [`Response`]s as frames: `[u32 LE body length][flatbuffer]`.
+//! Writes [`Request`]s, [`Response`]s and peer messages ([`PeerMessage`]) as frames:
+//! `[u32 LE body length][flatbuffer]`.
 //!
 //! This is the hot path (one call per get or put), so an [`Encoder`] keeps one flatbuffers
 //! builder and its scratch vectors for its whole life and resets them per message; bytes are
@@ -6,9 +7,11 @@
 //!
 //! Invariants:
 //! - Each call appends exactly one frame to `out` and leaves earlier bytes of `out` untouched.
-//! - The output decodes (`decode.rs`) to the same message, except that an empty keyspace decodes
-//!   as [`DEFAULT_KEYSPACE`]. Empty vectors and strings, and the default keyspace's name, are
-//!   left out of the buffer: the decoder reads an absent field as empty / default.
+//! - The output decodes (`decode.rs`, `peer/`) to the same message, except that an empty keyspace
+//!   decodes as [`DEFAULT_KEYSPACE`] and a peer's `CoreError::Malformed` text as
+//!   [`MALFORMED_FROM_PEER`](crate::MALFORMED_FROM_PEER). Empty vectors and strings, and the
+//!   default keyspace's name, are left out of the buffer: the decoder reads an absent field as
+//!   empty / default.
 //! - The encoder does not enforce the limits of `limits.rs`; the receiver does. A caller that
 //!   wants to fail early checks batch sizes and `out.len()` itself.
 #![forbid(unsafe_code)]
@@ -16,6 +19,10 @@
 use std::fmt;
 
 use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, UOffsetT, Vector, WIPOffset};
+
+use tessera_core::constants::CLOCK_ENTRIES_MAX;
+use tessera_core::node::PeerMessage;
+use tessera_core::NodeId;
 
 use crate::frame::frame_header;
 use crate::generated as wire;
@@ -40,6 +47,8 @@ pub struct Encoder {
     /// Offsets of one `GetResult`'s blobs; separate because they are built inside a batch item
     /// while `item_offsets` is being filled.
     blob_offsets: Vec<UOffsetT>,
+    /// One version vector's entries on their way into a peer message.
+    peer_dots: Vec<wire::peer::Dot>,
 }
 
 // Manual because flatbuffers' default allocator has no `Debug`; the interesting state is how
@@ -49,6 +58,7 @@ impl fmt::Debug for Encoder {
         f.debug_struct("Encoder")
             .field("item_offsets_capacity", &self.item_offsets.capacity())
             .field("blob_offsets_capacity", &self.blob_offsets.capacity())
+            .field("peer_dots_capacity", &self.peer_dots.capacity())
             .finish_non_exhaustive()
     }
 }
@@ -161,6 +171,22 @@ impl Encoder {
         self.append_frame(out);
     }
 
+    /// Appends one peer (node-to-node) frame from node `from` to `out`; see [`crate::peer`].
+    /// Read it with a [`FrameBuffer::for_peers`](crate::FrameBuffer::for_peers) and
+    /// [`decode_peer`](crate::decode_peer).
+    pub fn encode_peer(&mut self, from: NodeId, message: &PeerMessage, out: &mut Vec<u8>) {
+        self.builder.reset();
+        // `item_offsets` serves as the writer's table stack (see `peer::Writer`).
+        self.item_offsets.clear();
+        crate::peer::Writer::new(
+            &mut self.builder,
+            &mut self.item_offsets,
+            &mut self.peer_dots,
+        )
+        .frame(from, message);
+        self.append_frame(out);
+    }
+
     /// Copies the finished buffer into `out` behind its length header, then drops memory that
     /// an unusually large message made the encoder grow.
     fn append_frame(&mut self, out: &mut Vec<u8>) {
@@ -175,6 +201,8 @@ impl Encoder {
         self.item_offsets.clear();
         self.item_offsets.shrink_to(BATCH_ITEMS_MAX);
         self.blob_offsets.clear();
+        self.peer_dots.clear();
+        self.peer_dots.shrink_to(CLOCK_ENTRIES_MAX);
     }
 }
 

@@ -7,6 +7,8 @@
 //! [`DecodeError::to_wire_error`] (see [`peek_request_id`](crate::peek_request_id)).
 #![forbid(unsafe_code)]
 
+use tessera_core::CoreError;
+
 use crate::message::{ErrorCode, WireError};
 
 /// A frame header that cannot be accepted. The stream is out of sync: close the connection.
@@ -69,6 +71,21 @@ pub enum DecodeError {
     /// The fields are individually valid but contradict each other.
     #[error("malformed message: {0}; the peer's encoder is broken")]
     Malformed(&'static str),
+    /// A byte string or text field is longer than its bound.
+    #[error("`{field}` is {len} bytes where at most {max} are allowed; shorten it")]
+    TooLong {
+        /// Which field.
+        field: &'static str,
+        /// Its length in the message.
+        len: usize,
+        /// The bound (a constant in `limits.rs`).
+        max: usize,
+    },
+    /// The fields decode, but the value they describe breaks an invariant of core's types (a
+    /// version vector out of order, a sibling its clock does not cover, a ring owner that is not
+    /// a member, an impossible tree shape).
+    #[error("message breaks an invariant ({0}); the peer's encoder is broken")]
+    Invariant(#[from] CoreError),
 }
 
 impl DecodeError {
@@ -76,7 +93,7 @@ impl DecodeError {
     /// over-limit batches (the client should split them), `BadRequest` for everything else.
     pub fn to_wire_error(&self) -> WireError {
         let code = match self {
-            DecodeError::TooManyItems { .. } => ErrorCode::TooLarge,
+            DecodeError::TooManyItems { .. } | DecodeError::TooLong { .. } => ErrorCode::TooLarge,
             _ => ErrorCode::BadRequest,
         };
         WireError::new(code, self.to_string())

@@ -1,8 +1,13 @@
 //! Framing: `[u32 little-endian body length][body]`, and an incremental frame reader.
 //!
+//! Client and peer connections frame alike; only the ceiling differs ([`FRAME_BYTES_MAX`] for
+//! client frames, [`PEER_FRAME_BYTES_MAX`] for node-to-node frames, see
+//! [`FrameBuffer::for_peers`]).
+//!
 //! Invariants:
-//! - A length read off the wire is checked against the limit ([`frame_body_len`]) before any
-//!   memory is sized from it. A zero length is refused (no message encodes to nothing).
+//! - A length read off the wire is checked against the limit ([`frame_body_len`],
+//!   [`peer_frame_body_len`]) before any memory is sized from it. A zero length is refused (no
+//!   message encodes to nothing).
 //! - A [`FrameBuffer`] filled through [`FrameBuffer::read_from`] or [`FrameBuffer::spare_mut`]
 //!   never holds more than `FRAME_HEADER_BYTES + limit` bytes, and grows only with the bytes
 //!   that actually arrived (at most twice them plus one read chunk): a peer pins memory by
@@ -17,13 +22,30 @@ use std::io;
 use crate::error::FrameError;
 use crate::limits::{
     FRAME_BUFFER_RETAINED_BYTES_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, FRAME_READ_CHUNK_BYTES,
+    PEER_FRAME_BYTES_MAX,
 };
 
-/// Body length announced by a frame header, checked against `min(limit, FRAME_BYTES_MAX)`.
+/// Body length announced by a client frame header, checked against
+/// `min(limit, FRAME_BYTES_MAX)`.
 ///
 /// Call this before allocating anything for the body.
 pub fn frame_body_len(header: [u8; FRAME_HEADER_BYTES], limit: usize) -> Result<usize, FrameError> {
-    let limit = effective_limit(limit);
+    body_len_within(header, limit.min(FRAME_BYTES_MAX))
+}
+
+/// Body length announced by a peer frame header, checked against
+/// `min(limit, PEER_FRAME_BYTES_MAX)`.
+///
+/// Call this before allocating anything for the body.
+pub fn peer_frame_body_len(
+    header: [u8; FRAME_HEADER_BYTES],
+    limit: usize,
+) -> Result<usize, FrameError> {
+    body_len_within(header, limit.min(PEER_FRAME_BYTES_MAX))
+}
+
+/// Body length announced by `header`, checked against `limit` (already capped by the caller).
+fn body_len_within(header: [u8; FRAME_HEADER_BYTES], limit: usize) -> Result<usize, FrameError> {
     // u32 always fits in usize on the 64-bit targets Tessera runs on; saturate elsewhere so the
     // comparison below still refuses.
     let len = usize::try_from(u32::from_le_bytes(header)).unwrap_or(usize::MAX);
@@ -46,10 +68,6 @@ pub fn frame_header(body_len: usize) -> [u8; FRAME_HEADER_BYTES] {
     len.to_le_bytes()
 }
 
-fn effective_limit(limit: usize) -> usize {
-    limit.min(FRAME_BYTES_MAX)
-}
-
 /// Incremental frame reader for one byte stream (one connection).
 ///
 /// Feed it bytes with [`read_from`](Self::read_from) (a blocking reader),
@@ -64,7 +82,7 @@ pub struct FrameBuffer {
     buf: Vec<u8>,
     start: usize,
     end: usize,
-    /// Body limit, already capped at `FRAME_BYTES_MAX`.
+    /// Body limit, already capped at `FRAME_BYTES_MAX` (`PEER_FRAME_BYTES_MAX` for peers).
     limit: usize,
 }
 
@@ -79,11 +97,21 @@ impl FrameBuffer {
     /// An empty buffer refusing bodies over `min(limit, FRAME_BYTES_MAX)`. Allocates nothing
     /// until bytes arrive.
     pub fn new(limit: usize) -> Self {
+        FrameBuffer::with_ceiling(limit.min(FRAME_BYTES_MAX))
+    }
+
+    /// An empty buffer for a peer (node-to-node) connection, refusing bodies over
+    /// `min(limit, PEER_FRAME_BYTES_MAX)`. Allocates nothing until bytes arrive.
+    pub fn for_peers(limit: usize) -> Self {
+        FrameBuffer::with_ceiling(limit.min(PEER_FRAME_BYTES_MAX))
+    }
+
+    fn with_ceiling(limit: usize) -> Self {
         FrameBuffer {
             buf: Vec::new(),
             start: 0,
             end: 0,
-            limit: effective_limit(limit),
+            limit,
         }
     }
 
@@ -191,7 +219,7 @@ impl FrameBuffer {
     /// Body length of the frame at the front, once its header has arrived.
     fn pending_body_len(&self) -> Result<Option<usize>, FrameError> {
         match self.buf[self.start..self.end].first_chunk::<FRAME_HEADER_BYTES>() {
-            Some(header) => frame_body_len(*header, self.limit).map(Some),
+            Some(header) => body_len_within(*header, self.limit).map(Some),
             None => Ok(None),
         }
     }

@@ -1,10 +1,12 @@
-//! Every bound of the client wire protocol, in one place.
+//! Every bound of the wire protocols (client and peer), in one place.
 //!
 //! Invariants:
 //! - Nothing is allocated from a length read off the wire before that length is checked against
-//!   a bound here: frame lengths against [`FRAME_BYTES_MAX`] (in `frame.rs`), element counts
-//!   against the `*_MAX` counts below (in `decode.rs`).
-//! - The flatbuffers verifier runs with [`VERIFIER_DEPTH_MAX`], [`VERIFIER_TABLES_MAX`] and an
+//!   a bound here: frame lengths against [`FRAME_BYTES_MAX`] or [`PEER_FRAME_BYTES_MAX`] (in
+//!   `frame.rs`), element counts and field lengths against the `*_MAX` bounds below (in
+//!   `decode.rs` and `peer/`).
+//! - The flatbuffers verifier runs with [`VERIFIER_DEPTH_MAX`], [`VERIFIER_TABLES_MAX`] (peer
+//!   frames: [`PEER_VERIFIER_TABLES_MAX`]) and an
 //!   apparent-size budget of [`VERIFIER_AMPLIFICATION_MAX`] times the body length, so verifying
 //!   *and* decoding a body costs time and memory linear in its length, however its offsets are
 //!   shared (flatbuffers lets many offsets point at one table; the apparent-size budget counts
@@ -77,8 +79,92 @@ pub const FRAME_BUFFER_RETAINED_BYTES_MAX: usize = 64 << 10;
 /// buffer afterwards, for the same reason.
 pub const ENCODER_RETAINED_BYTES_MAX: usize = 1 << 20;
 
+// ---- The peer (node-to-node) protocol, `fbs/peer.fbs` ----
+//
+// Where core already bounds a list (a gossip message, an anti-entropy page, a transfer chunk),
+// the wire bound is core's constant, so a peer that breaks core's protocol bound is refused at
+// the door instead of being parsed and then ignored. Where core deliberately leaves a list
+// unbounded (merged objects), the wire bound is far above what a healthy cluster produces: it
+// limits what a broken peer can make a node build, and refusing more never drops data (the
+// sender keeps it and retries).
+
+/// Hard ceiling on one peer frame body. Twice the client ceiling: an `Update` carries a value as
+/// large as a client frame allows plus its key and context, and a transfer chunk stops at a soft
+/// byte budget (`TRANSFER_CHUNK_BYTES_DEFAULT`, 1 MiB) plus one whole object.
+pub const PEER_FRAME_BYTES_MAX: usize = 32 << 20;
+
+/// Most tables the verifier visits in one peer frame; see [`VERIFIER_TABLES_MAX`].
+pub const PEER_VERIFIER_TABLES_MAX: usize = PEER_FRAME_BYTES_MAX / 8;
+
+/// Longest key a peer message may carry, in bytes: a stored key (keyspace and key as the storing
+/// node encodes them; a node may configure client keys up to 1 MiB) or a transfer entry's key
+/// (8 token bytes, then a stored key), with room for the keyspace prefix.
+pub const PEER_KEY_BYTES_MAX: usize = (1 << 20) + (4 << 10);
+
+/// Longest error text (a `CoreError`'s detail) in a peer message, in bytes.
+pub const PEER_ERROR_TEXT_BYTES_MAX: usize = 4096;
+
+/// Most entries in one version vector (an object's clock or an update's context).
+///
+/// Core bounds the vectors a *write* produces by `CLOCK_ENTRIES_MAX`, but merges never refuse,
+/// so a stored clock may exceed it; this ceiling is well above.
+pub const PEER_CLOCK_ENTRIES_MAX: usize = 16 * core_limits::CLOCK_ENTRIES_MAX;
+
+/// Most siblings in one object. Core refuses a write past `SIBLINGS_MAX` (64) but never a merge;
+/// this ceiling is far above what merging diverged replicas produces.
+pub const PEER_OBJECT_SIBLINGS_MAX: usize = 64 * core_limits::SIBLINGS_MAX;
+
+/// Most keys in one anti-entropy `Fetch`: core's `AE_FETCH_KEYS_MAX`.
+pub const PEER_FETCH_KEYS_MAX: usize = core_limits::AE_FETCH_KEYS_MAX;
+
+/// Most digests in a gossip `Syn` and node ids in an `Ack`'s requests: core's `MEMBERS_MAX`.
+pub const PEER_GOSSIP_DIGESTS_MAX: usize = core_limits::MEMBERS_MAX;
+
+/// Most member records in one gossip message: core's `GOSSIP_RECORDS_PER_MESSAGE_MAX`.
+pub const PEER_GOSSIP_RECORDS_MAX: usize = core_limits::GOSSIP_RECORDS_PER_MESSAGE_MAX;
+
+/// Longest member address (`host:port`) in a gossip record: core's `MEMBER_ADDR_BYTES_MAX`.
+pub const PEER_MEMBER_ADDR_BYTES_MAX: usize = core_limits::MEMBER_ADDR_BYTES_MAX;
+
+/// Longest rack or datacenter label in a gossip record: core's `MEMBER_LABEL_BYTES_MAX`.
+pub const PEER_MEMBER_LABEL_BYTES_MAX: usize = core_limits::MEMBER_LABEL_BYTES_MAX;
+
+/// Longest rack or datacenter name of a ring member: core's `LOCATION_NAME_BYTES_MAX`.
+pub const PEER_RING_LOCATION_BYTES_MAX: usize = core_limits::LOCATION_NAME_BYTES_MAX;
+
+/// Most parents in an anti-entropy branch request and hashes in a branch reply: core's
+/// `AE_BRANCH_HASHES_PER_MESSAGE_MAX` (a request names at most `max(1, that / width)` parents,
+/// and a reply holds `width` hashes per parent).
+pub const PEER_AE_BRANCH_HASHES_MAX: usize = core_limits::AE_BRANCH_HASHES_PER_MESSAGE_MAX;
+
+/// Most segments in an anti-entropy segment request: core's `AE_SEGMENTS_PER_REQUEST_MAX`.
+pub const PEER_AE_SEGMENTS_MAX: usize = core_limits::AE_SEGMENTS_PER_REQUEST_MAX;
+
+/// Most entries in an anti-entropy segment reply: core's `AE_SEGMENT_ENTRIES_PER_MESSAGE_MAX`.
+pub const PEER_AE_SEGMENT_ENTRIES_MAX: usize = core_limits::AE_SEGMENT_ENTRIES_PER_MESSAGE_MAX;
+
+/// Most entries in one transfer chunk: core's `TRANSFER_CHUNK_ENTRIES_MAX`.
+pub const PEER_TRANSFER_CHUNK_ENTRIES_MAX: usize = core_limits::TRANSFER_CHUNK_ENTRIES_MAX;
+
+/// Most members of one ring: core's `RING_MEMBERS_MAX`.
+pub const PEER_RING_MEMBERS_MAX: usize = core_limits::RING_MEMBERS_MAX;
+
+/// Most partitions (owner entries) of one ring: core's `PARTITION_COUNT_MAX`.
+pub const PEER_RING_PARTITIONS_MAX: usize = core_limits::PARTITION_COUNT_MAX as usize;
+
+/// Most moves in one `MovesDone`: every replica of every partition could move in one change.
+pub const PEER_MOVES_MAX: usize = PEER_RING_PARTITIONS_MAX * core_limits::REPLICATION_N_MAX;
+
 // The frame header is a u32, so the ceiling must fit in it.
 const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
+const _: () = assert!(PEER_FRAME_BYTES_MAX <= u32::MAX as usize);
+// A peer frame must carry any write a client frame can carry, with room for its envelope.
+const _: () = assert!(PEER_FRAME_BYTES_MAX >= 2 * FRAME_BYTES_MAX);
+// The largest `MovesDone` (16 bytes per move) must fit in a frame.
+const _: () = assert!(PEER_MOVES_MAX * 16 < PEER_FRAME_BYTES_MAX);
+// Whatever core lets a write produce must fit on the peer wire.
+const _: () = assert!(PEER_CLOCK_ENTRIES_MAX >= core_limits::CLOCK_ENTRIES_MAX);
+const _: () = assert!(PEER_OBJECT_SIBLINGS_MAX >= core_limits::SIBLINGS_MAX);
 const _: () = assert!(FRAME_HEADER_BYTES == core::mem::size_of::<u32>());
 // Whatever core lets a write produce must fit on the wire.
 const _: () = assert!(GET_VALUES_MAX >= core_limits::SIBLINGS_MAX);

@@ -15,14 +15,12 @@ use crate::antientropy::{
     refuse, reply_with_listing, respond, AeMessage, AeTag, Exchange, ExchangeAction, ExchangeId,
     ExchangeInput, ListingRequest, RefuseReason, Respond, TicTacTree,
 };
+use crate::constants::AE_FETCH_KEYS_MAX;
 use crate::ids::{NodeId, PartitionId, Token};
 use crate::tick::Tick;
 
 /// Most exchanges one node runs as initiator at once.
 pub const AE_EXCHANGES_IN_FLIGHT_MAX: usize = 1;
-
-/// Most keys a [`PeerMessage::Fetch`] may name.
-pub const AE_FETCH_KEYS_MAX: usize = 4_096;
 
 /// What a node remembers of anti-entropy storage work.
 #[derive(Debug)]

@@ -98,6 +98,17 @@ impl AbortReason {
             AbortReason::Cancelled => 4,
         }
     }
+
+    /// Reads [`AbortReason::code`] back; `None` for a code this version does not know.
+    pub fn from_code(code: u8) -> Option<AbortReason> {
+        match code {
+            1 => Some(AbortReason::ReceiverBusy),
+            2 => Some(AbortReason::UnknownTransfer),
+            3 => Some(AbortReason::TimedOut),
+            4 => Some(AbortReason::Cancelled),
+            _ => None,
+        }
+    }
 }
 
 /// The transfer protocol's messages. Plain data; the schema crate maps them to flatbuffers.

@@ -3,7 +3,8 @@
 //!
 //! The generated accessors use `unsafe` internally. They are sound only on buffers that passed
 //! the flatbuffers verifier, so the rest of this crate reaches them exclusively through the
-//! verified roots in `decode.rs`; nothing here may be read with `root_unchecked`.
+//! verified roots in `decode.rs` and `peer/mod.rs`; nothing here may be read with
+//! `root_unchecked`.
 #![allow(
     unsafe_code,
     missing_debug_implementations,
@@ -26,5 +27,14 @@ pub const FLATC_VERSION: &str = "25.12.19";
 
 #[rustfmt::skip]
 mod client_generated;
+#[rustfmt::skip]
+mod peer_generated;
 
 pub use self::client_generated::tessera::wire::*;
+
+/// The node-to-node protocol (`schema/fbs/peer.fbs`, namespace `tessera.peer`). A namespace
+/// of its own because some table names (`Key`, `Error`) mean different things in the two
+/// protocols.
+pub mod peer {
+    pub use super::peer_generated::tessera::peer::*;
+}
