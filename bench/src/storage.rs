@@ -178,12 +178,9 @@ pub fn run_storage(args: &StorageArgs) -> Result<(), BenchError> {
         format_size(settings.budget),
         dir.display()
     );
-    let outcome = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .preempt_timer(Duration::from_millis(2))
-        .spawn(move || async move { run_all(&settings).await })
-        .map_err(|e| BenchError::InvalidArgs(format!("cannot start an executor: {e}")))?
-        .join()
-        .map_err(|e| BenchError::InvalidArgs(format!("executor failed: {e}")))?;
+    let outcome =
+        tessera_io::executor::run_unbound("bench", move || async move { run_all(&settings).await })
+            .map_err(|e| BenchError::InvalidArgs(format!("executor failed: {e}")))?;
     let summary = outcome.map_err(BenchError::InvalidArgs)?;
     println!("{summary}");
     Ok(())

@@ -69,6 +69,27 @@ where
         .map_err(|e| io::Error::other(format!("cannot start executor for shard {shard}: {e}")))
 }
 
+/// Runs `make()` to completion on one unbound, watched executor (tests, benchmarks and
+/// tools that need a single executor) and returns its output; a panic or start-up failure
+/// is the error.
+pub fn run_unbound<G, F, T>(name: &str, make: G) -> Result<T, String>
+where
+    G: FnOnce() -> F + Send + 'static,
+    F: std::future::Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    let config = ExecutorConfig {
+        name: name.to_string(),
+        placement: ShardPlacement::Unbound,
+        preempt_timer: Duration::from_millis(crate::constants::PREEMPT_TIMER_MS_DEFAULT),
+    };
+    spawn_executor(0, &config, make)
+        .map_err(|e| e.to_string())?
+        .join()
+        .map_err(|e| format!("executor {name}: {e}"))?
+        .map_err(|e| format!("executor {name}: {e}"))
+}
+
 /// Waits for every executor to finish; the first failure, named by its shard, is returned.
 pub fn join_all(handles: Vec<glommio::ExecutorJoinHandle<io::Result<()>>>) -> Result<(), String> {
     let mut first_error = None;

@@ -779,11 +779,7 @@ mod tests {
     }
 
     fn run<F: Future<Output = ()> + 'static>(make: impl FnOnce() -> F + Send + 'static) {
-        glommio::LocalExecutorBuilder::default()
-            .spawn(make)
-            .unwrap()
-            .join()
-            .unwrap();
+        crate::executor::run_unbound("test", make).unwrap();
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! `tessera-core`; kernel I/O in `tessera-io`; this crate drives them.
 
 pub mod cache;
+pub mod cluster;
 pub mod compaction;
 pub mod config;
 pub mod constants;

@@ -165,9 +165,5 @@ async fn flips() {
 
 #[test]
 fn bit_flips_in_tables_and_manifest_are_errors_never_data() {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .spawn(|| async { flips().await })
-        .unwrap()
-        .join()
-        .unwrap();
+    tessera_io::executor::run_unbound("test", || async { flips().await }).unwrap();
 }

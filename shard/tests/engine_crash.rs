@@ -190,11 +190,9 @@ fn workload_seed() -> u64 {
 
 #[test]
 fn ten_thousand_crash_states_lose_no_acknowledged_write_and_resurrect_nothing() {
-    let states = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .spawn(|| async { crash_states(workload_seed()).await })
-        .expect("spawn executor")
-        .join()
-        .expect("executor")
-        .unwrap_or_else(|e| panic!("{e}"));
+    let states =
+        tessera_io::executor::run_unbound("test", || async { crash_states(workload_seed()).await })
+            .expect("executor")
+            .unwrap_or_else(|e| panic!("{e}"));
     assert!(states >= STATES_MIN, "{states} states");
 }

@@ -344,10 +344,7 @@ async fn run_case(ops: Vec<Op>) -> Result<(), String> {
 
 /// Runs one case on a fresh unbound glommio executor.
 fn run(ops: Vec<Op>) -> Result<(), String> {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .spawn(move || run_case(ops))
-        .expect("spawn executor")
-        .join()
+    tessera_io::executor::run_unbound("test", move || run_case(ops))
         .expect("test executor panicked or failed")
 }
 

@@ -215,16 +215,10 @@ impl FsFile for RealFile {
 mod tests {
     use std::future::Future;
 
-    use glommio::{LocalExecutorBuilder, Placement};
-
     use super::*;
 
     fn run<F: Future<Output = ()> + 'static>(make: impl FnOnce() -> F + Send + 'static) {
-        LocalExecutorBuilder::new(Placement::Unbound)
-            .spawn(make)
-            .unwrap()
-            .join()
-            .unwrap();
+        crate::executor::run_unbound("test", make).unwrap();
     }
 
     #[test]

@@ -340,15 +340,59 @@ impl<F: Fs + 'static> Engine<F> {
         &self,
         token: tessera_core::Token,
     ) -> Result<Vec<(Vec<u8>, Object)>, ShardError> {
+        let (start, end) = partition_bounds(token);
+        self.read_between(&start, end.as_deref()).await
+    }
+
+    /// One page of the entries whose token lies in `tokens` (both inclusive) and whose
+    /// memtable key comes after `after` (from the range's start if `None`), in key order:
+    /// at most `max_entries`, and no more once their encoded size reaches `max_bytes` (one
+    /// entry at least). Also says whether the range holds nothing after the page. For the
+    /// partition streams of ring changes.
+    pub async fn read_range(
+        &self,
+        tokens: (u64, u64),
+        after: Option<&[u8]>,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Result<(Vec<(Vec<u8>, Object)>, bool), ShardError> {
+        let mut start = tokens.0.to_be_bytes().to_vec();
+        if let Some(after) = after {
+            // The first key after `after` in byte order is `after` followed by a zero byte.
+            let mut next = after.to_vec();
+            next.push(0);
+            start = start.max(next);
+        }
+        let end = tokens.1.checked_add(1).map(|e| e.to_be_bytes().to_vec());
+        let all = self.read_between(&start, end.as_deref()).await?;
+        let mut page = Vec::new();
+        let mut bytes = 0;
+        let mut rest = all.into_iter();
+        for (key, object) in rest.by_ref() {
+            bytes += key.len() + object.encoded_len();
+            page.push((key, object));
+            if page.len() >= max_entries.max(1) || bytes >= max_bytes {
+                break;
+            }
+        }
+        let end = rest.next().is_none();
+        Ok((page, end))
+    }
+
+    /// Every stored entry with a memtable key in `[start, end)`, newest version of each, in
+    /// key order.
+    async fn read_between(
+        &self,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<Vec<(Vec<u8>, Object)>, ShardError> {
         let s = &self.shared;
         s.check_log()?;
-        let (start, end) = partition_bounds(token);
-        let end = end.as_deref();
         // Copied without an `.await`, so memtables and tables are read as of one moment: a
         // flush finishing meanwhile only puts the frozen entries into a table too, and the
         // memtable copy, newer in the merge, wins.
         let owned = |m: &Memtable| -> Vec<(Vec<u8>, Object)> {
-            m.range(&start, end)
+            m.range(start, end)
                 .map(|(k, o)| (k.to_vec(), o.clone()))
                 .collect()
         };
@@ -359,14 +403,14 @@ impl<F: Fs + 'static> Engine<F> {
             .as_ref()
             .map(|f| owned(&f.memtable))
             .unwrap_or_default();
-        let tables = s.lsm.range(&start, end).await.map_err(storage)?;
+        let tables = s.lsm.range(start, end).await.map_err(storage)?;
         let sources = [active, frozen, tables]
             .into_iter()
             .map(|run| run.into_iter().map(Ok::<_, std::convert::Infallible>))
             .collect();
         Merge::new(sources)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ShardError::Storage(format!("partition read: {e}")))
+            .map_err(|e| ShardError::Storage(format!("range read: {e}")))
     }
 
     /// Writes `value` (or a tombstone for `None`) superseding the versions `supersedes` names
@@ -379,8 +423,36 @@ impl<F: Fs + 'static> Engine<F> {
         value: Option<Vec<u8>>,
         durable: bool,
     ) -> Result<WriteOutcome, ShardError> {
-        let s = &self.shared;
         let supersedes = supersedes.into();
+        let node = self.shared.node;
+        let (_, after) = self
+            .modify(keyspace, key, durable, |stored| {
+                let mut object = stored.clone();
+                // The overwrite's context is read here, with no `.await` before the append,
+                // so no other write of this key can slip in between and survive as a sibling.
+                let context = match supersedes {
+                    Supersedes::Context(context) => context.clone(),
+                    Supersedes::Everything => stored.clock().clone(),
+                };
+                object.update(&context, node, now_ms(), value)?;
+                Ok(object)
+            })
+            .await?;
+        Ok(after.clock().clone())
+    }
+
+    /// Replaces the object of (keyspace, key) by `change(stored)` (the stored object is empty
+    /// if the key is absent) and logs it; returns the objects before and after. The key's
+    /// writes are serialized, and nothing else can change the key between the read `change`
+    /// sees and the append: the primitive under client writes, replica updates and merges.
+    pub async fn modify(
+        &self,
+        keyspace: &str,
+        key: &[u8],
+        durable: bool,
+        change: impl FnOnce(&Object) -> Result<Object, ShardError>,
+    ) -> Result<(Object, Object), ShardError> {
+        let s = &self.shared;
         let mem_key = mem_key(keyspace, key);
         // Taken before any `.await`: see the module doc and `keys.rs`.
         let queue = s.keys.queue(&mem_key);
@@ -396,13 +468,14 @@ impl<F: Fs + 'static> Engine<F> {
             // The memtable may have filled during those waits: then wait again, so that the
             // memtables stay within their share of the budget.
             if s.has_room() {
-                break stored;
+                break stored.unwrap_or_default();
             }
         };
         // From here to the append there is no `.await` (see the module doc). The key's turn
         // kept every other write of it out since `stored` was read, and flushes only move
         // objects between memtables and tables, so `stored` is still the key's object.
-        let (ticket, clock) = s.apply(keyspace, key, stored, supersedes, value)?;
+        let after = change(&stored)?;
+        let ticket = s.append(keyspace, key, after.clone())?;
         s.maybe_freeze();
         // The write's place in the log is fixed: the next write of this key may go ahead
         // (and share this one's group commit) while this one waits to be durable.
@@ -411,7 +484,7 @@ impl<F: Fs + 'static> Engine<F> {
         if durable {
             s.log.wait_durable(ticket).await?;
         }
-        Ok(clock)
+        Ok((stored, after))
     }
 
     /// Waits until every write so far is durable.
@@ -568,28 +641,14 @@ impl<F: Fs + 'static> Shared<F> {
         !self.waiting_flush() && !self.lsm.stalled()
     }
 
-    /// Computes and appends the new object and applies it to the active memtable.
-    fn apply(
+    /// Logs `object` as the new object of (keyspace, key) and puts it in the active memtable.
+    fn append(
         &self,
         keyspace: &str,
         key: &[u8],
-        stored: Option<Object>,
-        supersedes: Supersedes<'_>,
-        value: Option<Vec<u8>>,
-    ) -> Result<(tessera_io::Ticket, VersionVector), ShardError> {
+        object: Object,
+    ) -> Result<tessera_io::Ticket, ShardError> {
         self.check_log()?;
-        let mut object = stored.unwrap_or_default();
-        // The overwrite's context is read here, with no `.await` before the append below, so
-        // no other write of this key can slip in between and survive as a sibling.
-        let stored_clock;
-        let context = match supersedes {
-            Supersedes::Context(context) => context,
-            Supersedes::Everything => {
-                stored_clock = object.clock().clone();
-                &stored_clock
-            }
-        };
-        object.update(context, self.node, now_ms(), value)?;
         let len = object.encoded_len();
         if len > OBJECT_BYTES_MAX {
             return Err(ShardError::TooLarge {
@@ -599,9 +658,8 @@ impl<F: Fs + 'static> Shared<F> {
             });
         }
         let ticket = self.log.append_object(keyspace, key, &object)?;
-        let clock = object.clock().clone();
         self.active.borrow_mut().insert(keyspace, key, object);
-        Ok((ticket, clock))
+        Ok(ticket)
     }
 
     /// Freezes the active memtable if it is full and none is frozen.

@@ -32,11 +32,7 @@ where
     G: FnOnce() -> F + Send + 'static,
     F: Future<Output = ()> + 'static,
 {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .spawn(make)
-        .expect("spawn executor")
-        .join()
-        .expect("test executor panicked or failed");
+    tessera_io::executor::run_unbound("test", make).expect("test executor panicked or failed");
 }
 
 /// A temporary directory under /tmp (ext4 here, so O_DIRECT works; tmpfs would not).

@@ -1,0 +1,249 @@
+//! Carries out a cluster node's [`StorageOp`]s on one shard's engine.
+//!
+//! core's [`Node`](tessera_core::node::Node) asks for storage in its own terms (keys with
+//! their tokens, objects, hints); this module maps each op to the engine and answers with the
+//! [`StorageResult`] the node expects. Layout in the engine:
+//! - data: a cluster [`Key`]'s bytes are the engine's memtable key without its token prefix
+//!   (`[keyspace length][keyspace][key]`), so `Key` order is the engine's key order and a
+//!   partition is one contiguous range;
+//! - hints: keyspace [`HINTS_KEYSPACE`], key = owner (8 bytes, big-endian), token (8 bytes),
+//!   the data key's bytes; the object is the hint's;
+//! - the ring state: keyspace [`SYSTEM_KEYSPACE`], key [`RING_KEY`], one value holding the
+//!   state as a peer frame (`PeerMessage::Ring`), the format nodes already exchange.
+//!
+//! Invariant: a key whose token does not match its bytes is refused, so a peer cannot place a
+//! pair where no lookup would find it.
+
+use tessera_core::handoff::Hint;
+use tessera_core::node::{lww_resolve, Key, PeerMessage, RingState, StorageOp, StorageResult};
+use tessera_core::{token_of, NodeId, Object, Token};
+use tessera_schema::{decode_peer, Encoder};
+
+use crate::engine::Engine;
+use crate::error::ShardError;
+
+/// Keyspace of hints. Clients cannot name it (its first byte is not printable).
+pub const HINTS_KEYSPACE: &str = "\u{1}hints";
+/// Keyspace of the node's own records (the ring state). Clients cannot name it.
+pub const SYSTEM_KEYSPACE: &str = "\u{1}system";
+/// Key of the ring state in [`SYSTEM_KEYSPACE`].
+pub const RING_KEY: &[u8] = b"ring";
+
+/// The engine key of a cluster key: (keyspace, key) parsed from its bytes, checked against
+/// its token.
+pub fn engine_key(key: &Key) -> Result<(&str, &[u8]), ShardError> {
+    let (&len, rest) = key
+        .bytes
+        .split_first()
+        .ok_or_else(|| bad("an empty cluster key"))?;
+    let len = usize::from(len);
+    if rest.len() < len {
+        return Err(bad("a cluster key shorter than its keyspace"));
+    }
+    let (keyspace, user_key) = rest.split_at(len);
+    let keyspace =
+        std::str::from_utf8(keyspace).map_err(|_| bad("a keyspace name that is not UTF-8"))?;
+    if token_of(keyspace, user_key) != key.token {
+        return Err(bad("a cluster key whose token does not match its bytes"));
+    }
+    Ok((keyspace, user_key))
+}
+
+/// The cluster key of (keyspace, key).
+pub fn cluster_key(keyspace: &str, key: &[u8]) -> Key {
+    let mut bytes = Vec::with_capacity(1 + keyspace.len() + key.len());
+    bytes.push(u8::try_from(keyspace.len()).unwrap_or(u8::MAX));
+    bytes.extend_from_slice(keyspace.as_bytes());
+    bytes.extend_from_slice(key);
+    Key {
+        token: token_of(keyspace, key),
+        bytes,
+    }
+}
+
+/// The cluster key of an engine memtable key (token prefix, then the key's bytes).
+pub fn key_of_mem_key(mem_key: &[u8]) -> Option<Key> {
+    Key::from_entry_bytes(mem_key)
+}
+
+fn bad(what: &str) -> ShardError {
+    ShardError::BadRequest(format!("peer sent {what}"))
+}
+
+fn hint_key(owner: NodeId, key: &Key) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + key.bytes.len());
+    out.extend_from_slice(&owner.0.to_be_bytes());
+    out.extend_from_slice(&key.token.0.to_be_bytes());
+    out.extend_from_slice(&key.bytes);
+    out
+}
+
+/// A stored hint from its engine key and object; `None` if the key is not a hint key.
+pub fn parse_hint(hint_key: &[u8], object: Object) -> Option<Hint> {
+    let (owner, rest) = hint_key.split_first_chunk::<8>()?;
+    let (token, key) = rest.split_first_chunk::<8>()?;
+    Some(Hint {
+        owner: NodeId(u64::from_be_bytes(*owner)),
+        token: Token(u64::from_be_bytes(*token)),
+        key: key.to_vec(),
+        object,
+    })
+}
+
+/// Runs `op` on `engine`, for node `me`. Never fails as a whole: a refusal or a storage error
+/// becomes the [`StorageResult`] that says so.
+pub async fn execute(engine: &Engine, me: NodeId, op: StorageOp, durable: bool) -> StorageResult {
+    match run(engine, me, op, durable).await {
+        Ok(result) => result,
+        Err(ShardError::Version(e)) => StorageResult::Refused(e),
+        Err(e) => StorageResult::Failed(e.to_string()),
+    }
+}
+
+async fn run(
+    engine: &Engine,
+    me: NodeId,
+    op: StorageOp,
+    durable: bool,
+) -> Result<StorageResult, ShardError> {
+    Ok(match op {
+        StorageOp::Update {
+            key,
+            context,
+            value,
+            timestamp_ms,
+            lww,
+        } => {
+            let (keyspace, user_key) = engine_key(&key)?;
+            let (before, after) = engine
+                .modify(keyspace, user_key, durable, |stored| {
+                    let mut object = stored.clone();
+                    object.update(&context, me, timestamp_ms, value)?;
+                    Ok(if lww { lww_resolve(object) } else { object })
+                })
+                .await?;
+            StorageResult::Changed { before, after }
+        }
+        StorageOp::Merge { key, object, lww } => {
+            let (before, after) = merge(engine, &key, &object, lww, durable).await?;
+            StorageResult::Changed { before, after }
+        }
+        StorageOp::Read { key } => StorageResult::Read(read(engine, &key).await?),
+        StorageOp::ReadMany { keys } => {
+            let mut objects = Vec::with_capacity(keys.len());
+            for key in keys {
+                let object = read(engine, &key).await?;
+                objects.push((key, object));
+            }
+            StorageResult::Objects(objects)
+        }
+        StorageOp::ReadRange {
+            tokens,
+            after,
+            max_entries,
+            max_bytes,
+            ..
+        } => {
+            let after = after.map(|k| k.to_entry_bytes());
+            let (page, end) = engine
+                .read_range(tokens, after.as_deref(), max_entries, max_bytes)
+                .await?;
+            let entries = page
+                .into_iter()
+                .filter_map(|(mem_key, object)| Some((key_of_mem_key(&mem_key)?, object)))
+                .collect();
+            StorageResult::Range { entries, end }
+        }
+        StorageOp::MergeMany { entries, lww } => {
+            let mut changed = Vec::with_capacity(entries.len());
+            for (key, object) in entries {
+                // One sync for the whole chunk, below.
+                let (before, after) = merge(engine, &key, &object, lww, false).await?;
+                changed.push((key, before, after));
+            }
+            if durable {
+                engine.sync().await?;
+            }
+            StorageResult::ChangedMany(changed)
+        }
+        StorageOp::PutHint { owner, key, object } => {
+            let hint = hint_key(owner, &key);
+            engine
+                .modify(HINTS_KEYSPACE, &hint, durable, |_| Ok(object))
+                .await?;
+            StorageResult::Done
+        }
+        StorageOp::DeleteHint { owner, key } => {
+            let hint = hint_key(owner, &key);
+            // An empty object is an absent key to every reader.
+            engine
+                .modify(HINTS_KEYSPACE, &hint, durable, |_| Ok(Object::new()))
+                .await?;
+            StorageResult::Done
+        }
+        StorageOp::SaveRing(state) => {
+            let mut frame = Vec::new();
+            Encoder::new().encode_peer(me, &PeerMessage::Ring(state), &mut frame);
+            engine
+                .modify(SYSTEM_KEYSPACE, RING_KEY, durable, |stored| {
+                    let mut object = Object::new();
+                    object.update(stored.clock(), me, 0, Some(frame))?;
+                    Ok(object)
+                })
+                .await?;
+            StorageResult::Done
+        }
+        StorageOp::List { .. } => {
+            return Err(ShardError::Storage(
+                "anti-entropy listings are not carried out on this storage yet".into(),
+            ))
+        }
+    })
+}
+
+/// The ring state saved by [`StorageOp::SaveRing`], if any.
+pub async fn load_ring(engine: &Engine) -> Result<Option<RingState>, ShardError> {
+    let frame = engine
+        .read(SYSTEM_KEYSPACE, RING_KEY, |o| {
+            o.and_then(|o| o.siblings().first().and_then(|s| s.value.clone()))
+        })
+        .await?;
+    let Some(frame) = frame else { return Ok(None) };
+    let body = frame
+        .get(FRAME_HEADER_BYTES..)
+        .ok_or_else(|| ShardError::Storage("the saved ring state is truncated".into()))?;
+    match decode_peer(body) {
+        Ok((_, PeerMessage::Ring(state))) => Ok(Some(*state)),
+        Ok(_) => Err(ShardError::Storage(
+            "the saved ring state is not a ring".into(),
+        )),
+        Err(e) => Err(ShardError::Storage(format!("the saved ring state: {e}"))),
+    }
+}
+
+async fn merge(
+    engine: &Engine,
+    key: &Key,
+    object: &Object,
+    lww: bool,
+    durable: bool,
+) -> Result<(Object, Object), ShardError> {
+    let (keyspace, user_key) = engine_key(key)?;
+    engine
+        .modify(keyspace, user_key, durable, |stored| {
+            let mut merged = stored.clone();
+            merged.merge(object);
+            Ok(if lww { lww_resolve(merged) } else { merged })
+        })
+        .await
+}
+
+async fn read(engine: &Engine, key: &Key) -> Result<Object, ShardError> {
+    let (keyspace, user_key) = engine_key(key)?;
+    engine
+        .read(keyspace, user_key, |o| o.cloned().unwrap_or_default())
+        .await
+}
+
+/// Bytes of a frame's length header.
+const FRAME_HEADER_BYTES: usize = 4;
