@@ -1,0 +1,203 @@
+//! Connections between nodes: outgoing links pooled per peer, and the inbound side.
+//!
+//! Outgoing: one link per peer, opened on the first send and re-opened after any failure with
+//! exponential backoff ([`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`]). Frames wait in the
+//! link's queue while it is down; beyond [`LINK_QUEUE_BYTES_MAX`] a send is refused, never
+//! buffered (every peer protocol tolerates loss: gossip repeats, hints and transfers retry,
+//! anti-entropy repairs). A frame written to a socket that then fails is lost with it, for the
+//! same reason.
+//!
+//! Inbound: [`serve_peers`] reads frames from each accepted connection, decodes them and hands
+//! `(from, message)` to the node; a connection that sends a frame over the limit or one that
+//! does not decode is closed (its sender reconnects), and nothing else is disturbed.
+//!
+//! Invariant: a link's queued bytes never exceed [`LINK_QUEUE_BYTES_MAX`].
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use futures_lite::AsyncWriteExt;
+use glommio::net::{TcpListener, TcpStream};
+use tessera_core::node::PeerMessage;
+use tessera_core::NodeId;
+use tessera_io::{FrameReader, Notify};
+use tessera_schema::{decode_peer, Encoder, PEER_FRAME_BYTES_MAX};
+
+/// First wait before reconnecting to a peer.
+pub const BACKOFF_MIN: Duration = Duration::from_millis(20);
+/// Longest wait between reconnection attempts.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// Most bytes of frames waiting for one peer.
+pub const LINK_QUEUE_BYTES_MAX: usize = 64 << 20;
+
+/// Why a message was not queued.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// No address is known for the peer.
+    #[error("no address is known for node {0}")]
+    UnknownPeer(NodeId),
+    /// The peer's queue is full (it is down or slow).
+    #[error("the queue to node {0} is full")]
+    QueueFull(NodeId),
+}
+
+#[derive(Debug)]
+struct Link {
+    addr: Cell<SocketAddr>,
+    queue: RefCell<VecDeque<Vec<u8>>>,
+    queued_bytes: Cell<usize>,
+    work: Notify,
+}
+
+/// The outgoing links of one shard.
+#[derive(Debug)]
+pub struct PeerPool {
+    me: NodeId,
+    encoder: RefCell<Encoder>,
+    links: RefCell<HashMap<NodeId, Rc<Link>>>,
+}
+
+impl PeerPool {
+    /// A pool sending as node `me`.
+    pub fn new(me: NodeId) -> Rc<PeerPool> {
+        Rc::new(PeerPool {
+            me,
+            encoder: RefCell::new(Encoder::new()),
+            links: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// Sets (or changes) where `peer` listens; its link starts on first use.
+    pub fn set_addr(&self, peer: NodeId, addr: SocketAddr) {
+        let mut links = self.links.borrow_mut();
+        match links.get(&peer) {
+            Some(link) => link.addr.set(addr),
+            None => {
+                let link = Rc::new(Link {
+                    addr: Cell::new(addr),
+                    queue: RefCell::new(VecDeque::new()),
+                    queued_bytes: Cell::new(0),
+                    work: Notify::new(),
+                });
+                glommio::spawn_local(drive(link.clone())).detach();
+                links.insert(peer, link);
+            }
+        }
+    }
+
+    /// Queues `message` for `to`.
+    pub fn send(&self, to: NodeId, message: &PeerMessage) -> Result<(), SendError> {
+        let link = self
+            .links
+            .borrow()
+            .get(&to)
+            .cloned()
+            .ok_or(SendError::UnknownPeer(to))?;
+        let mut frame = Vec::new();
+        self.encoder
+            .borrow_mut()
+            .encode_peer(self.me, message, &mut frame);
+        if link.queued_bytes.get() + frame.len() > LINK_QUEUE_BYTES_MAX {
+            return Err(SendError::QueueFull(to));
+        }
+        link.queued_bytes.set(link.queued_bytes.get() + frame.len());
+        link.queue.borrow_mut().push_back(frame);
+        link.work.notify();
+        Ok(())
+    }
+
+    /// Bytes waiting for `peer`.
+    pub fn queued_bytes(&self, peer: NodeId) -> usize {
+        self.links
+            .borrow()
+            .get(&peer)
+            .map_or(0, |l| l.queued_bytes.get())
+    }
+}
+
+/// A link's writer: connects, writes what is queued, reconnects after failures.
+async fn drive(link: Rc<Link>) {
+    let mut stream: Option<TcpStream> = None;
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if link.queue.borrow().is_empty() {
+            link.work.notified().await;
+            continue;
+        }
+        let mut connected = match stream.take() {
+            Some(s) => s,
+            None => match TcpStream::connect(link.addr.get()).await {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    backoff = BACKOFF_MIN;
+                    s
+                }
+                Err(e) => {
+                    tracing::debug!(addr = %link.addr.get(), error = %e, "peer unreachable");
+                    glommio::timer::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            },
+        };
+        let batch: Vec<Vec<u8>> = link.queue.borrow_mut().drain(..).collect();
+        let bytes: usize = batch.iter().map(Vec::len).sum();
+        link.queued_bytes.set(link.queued_bytes.get() - bytes);
+        let mut failed = false;
+        for frame in &batch {
+            if let Err(e) = connected.write_all(frame).await {
+                tracing::debug!(addr = %link.addr.get(), error = %e, "peer link failed");
+                failed = true;
+                break;
+            }
+        }
+        if !failed && connected.flush().await.is_ok() {
+            stream = Some(connected);
+        } else {
+            // A peer that accepts and then drops every connection is not retried in a loop.
+            glommio::timer::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+}
+
+/// Accepts peer connections on `listener` until it fails, handing every decoded message to
+/// `deliver`.
+pub async fn serve_peers(listener: TcpListener, deliver: Rc<dyn Fn(NodeId, PeerMessage)>) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let deliver = deliver.clone();
+                glommio::spawn_local(read_peer(stream, deliver)).detach();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "peer listener stopped");
+                return;
+            }
+        }
+    }
+}
+
+async fn read_peer(stream: TcpStream, deliver: Rc<dyn Fn(NodeId, PeerMessage)>) {
+    let mut frames = FrameReader::new(stream, PEER_FRAME_BYTES_MAX);
+    loop {
+        match frames.next_frame().await {
+            Ok(Some(body)) => match decode_peer(body) {
+                Ok((from, message)) => deliver(from, message),
+                Err(e) => {
+                    tracing::warn!(error = %e, "closing a peer connection that sent a bad frame");
+                    return;
+                }
+            },
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "peer connection ended");
+                return;
+            }
+        }
+    }
+}
