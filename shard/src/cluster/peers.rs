@@ -11,10 +11,11 @@
 //! `(from, message)` to the node; a connection that sends a frame over the limit or one that
 //! does not decode is closed (its sender reconnects), and nothing else is disturbed.
 //!
-//! Invariant: a link's queued bytes never exceed [`LINK_QUEUE_BYTES_MAX`].
+//! Invariant: a link's queue (whole frames, back to back) never exceeds
+//! [`LINK_QUEUE_BYTES_MAX`].
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -48,8 +49,8 @@ pub enum SendError {
 #[derive(Debug)]
 struct Link {
     addr: Cell<SocketAddr>,
-    queue: RefCell<VecDeque<Vec<u8>>>,
-    queued_bytes: Cell<usize>,
+    /// Frames waiting to be written, back to back.
+    queue: RefCell<Vec<u8>>,
     work: Notify,
 }
 
@@ -79,8 +80,7 @@ impl PeerPool {
             None => {
                 let link = Rc::new(Link {
                     addr: Cell::new(addr),
-                    queue: RefCell::new(VecDeque::new()),
-                    queued_bytes: Cell::new(0),
+                    queue: RefCell::new(Vec::new()),
                     work: Notify::new(),
                 });
                 glommio::spawn_local(drive(link.clone())).detach();
@@ -97,15 +97,15 @@ impl PeerPool {
             .get(&to)
             .cloned()
             .ok_or(SendError::UnknownPeer(to))?;
-        let mut frame = Vec::new();
+        let mut queue = link.queue.borrow_mut();
+        let before = queue.len();
         self.encoder
             .borrow_mut()
-            .encode_peer(self.me, message, &mut frame);
-        if link.queued_bytes.get() + frame.len() > LINK_QUEUE_BYTES_MAX {
+            .encode_peer(self.me, message, &mut queue);
+        if queue.len() > LINK_QUEUE_BYTES_MAX {
+            queue.truncate(before);
             return Err(SendError::QueueFull(to));
         }
-        link.queued_bytes.set(link.queued_bytes.get() + frame.len());
-        link.queue.borrow_mut().push_back(frame);
         link.work.notify();
         Ok(())
     }
@@ -115,7 +115,7 @@ impl PeerPool {
         self.links
             .borrow()
             .get(&peer)
-            .map_or(0, |l| l.queued_bytes.get())
+            .map_or(0, |l| l.queue.borrow().len())
     }
 }
 
@@ -144,18 +144,16 @@ async fn drive(link: Rc<Link>) {
                 }
             },
         };
-        let batch: Vec<Vec<u8>> = link.queue.borrow_mut().drain(..).collect();
-        let bytes: usize = batch.iter().map(Vec::len).sum();
-        link.queued_bytes.set(link.queued_bytes.get() - bytes);
-        let mut failed = false;
-        for frame in &batch {
-            if let Err(e) = connected.write_all(frame).await {
-                tracing::debug!(addr = %link.addr.get(), error = %e, "peer link failed");
-                failed = true;
-                break;
-            }
+        // Everything queued goes out in one write; sends meanwhile fill a fresh buffer.
+        let batch = std::mem::take(&mut *link.queue.borrow_mut());
+        let written = match connected.write_all(&batch).await {
+            Ok(()) => connected.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &written {
+            tracing::debug!(addr = %link.addr.get(), error = %e, "peer link failed");
         }
-        if !failed && connected.flush().await.is_ok() {
+        if written.is_ok() {
             stream = Some(connected);
         } else {
             // A peer that accepts and then drops every connection is not retried in a loop.

@@ -17,10 +17,11 @@
 use tessera_core::handoff::Hint;
 use tessera_core::node::{lww_resolve, Key, PeerMessage, RingState, StorageOp, StorageResult};
 use tessera_core::{token_of, NodeId, Object, Token};
-use tessera_schema::{decode_peer, Encoder};
+use tessera_schema::{decode_peer, Encoder, FRAME_HEADER_BYTES};
 
 use crate::engine::Engine;
 use crate::error::ShardError;
+use crate::memtable::{mem_key, TOKEN_PREFIX_BYTES};
 
 /// Keyspace of hints. Clients cannot name it (its first byte is not printable).
 pub const HINTS_KEYSPACE: &str = "\u{1}hints";
@@ -49,21 +50,15 @@ pub fn engine_key(key: &Key) -> Result<(&str, &[u8]), ShardError> {
     Ok((keyspace, user_key))
 }
 
-/// The cluster key of (keyspace, key).
+/// The cluster key of (keyspace, key): the engine's memtable key split after its token, so
+/// the two layouts cannot drift apart.
 pub fn cluster_key(keyspace: &str, key: &[u8]) -> Key {
-    let mut bytes = Vec::with_capacity(1 + keyspace.len() + key.len());
-    bytes.push(u8::try_from(keyspace.len()).unwrap_or(u8::MAX));
-    bytes.extend_from_slice(keyspace.as_bytes());
-    bytes.extend_from_slice(key);
+    let mut bytes = mem_key(keyspace, key);
+    let rest = bytes.split_off(TOKEN_PREFIX_BYTES);
     Key {
         token: token_of(keyspace, key),
-        bytes,
+        bytes: rest,
     }
-}
-
-/// The cluster key of an engine memtable key (token prefix, then the key's bytes).
-pub fn key_of_mem_key(mem_key: &[u8]) -> Option<Key> {
-    Key::from_entry_bytes(mem_key)
 }
 
 fn bad(what: &str) -> ShardError {
@@ -119,7 +114,8 @@ async fn run(
                 .modify(keyspace, user_key, durable, |stored| {
                     let mut object = stored.clone();
                     object.update(&context, me, timestamp_ms, value)?;
-                    Ok(if lww { lww_resolve(object) } else { object })
+                    let after = if lww { lww_resolve(object) } else { object };
+                    Ok((after.clone(), (stored, after)))
                 })
                 .await?;
             StorageResult::Changed { before, after }
@@ -150,7 +146,7 @@ async fn run(
                 .await?;
             let entries = page
                 .into_iter()
-                .filter_map(|(mem_key, object)| Some((key_of_mem_key(&mem_key)?, object)))
+                .filter_map(|(mem_key, object)| Some((Key::from_entry_bytes(&mem_key)?, object)))
                 .collect();
             StorageResult::Range { entries, end }
         }
@@ -169,7 +165,7 @@ async fn run(
         StorageOp::PutHint { owner, key, object } => {
             let hint = hint_key(owner, &key);
             engine
-                .modify(HINTS_KEYSPACE, &hint, durable, |_| Ok(object))
+                .modify(HINTS_KEYSPACE, &hint, durable, |_| Ok((object, ())))
                 .await?;
             StorageResult::Done
         }
@@ -177,7 +173,7 @@ async fn run(
             let hint = hint_key(owner, &key);
             // An empty object is an absent key to every reader.
             engine
-                .modify(HINTS_KEYSPACE, &hint, durable, |_| Ok(Object::new()))
+                .modify(HINTS_KEYSPACE, &hint, durable, |_| Ok((Object::new(), ())))
                 .await?;
             StorageResult::Done
         }
@@ -188,7 +184,7 @@ async fn run(
                 .modify(SYSTEM_KEYSPACE, RING_KEY, durable, |stored| {
                     let mut object = Object::new();
                     object.update(stored.clock(), me, 0, Some(frame))?;
-                    Ok(object)
+                    Ok((object, ()))
                 })
                 .await?;
             StorageResult::Done
@@ -233,7 +229,8 @@ async fn merge(
         .modify(keyspace, user_key, durable, |stored| {
             let mut merged = stored.clone();
             merged.merge(object);
-            Ok(if lww { lww_resolve(merged) } else { merged })
+            let after = if lww { lww_resolve(merged) } else { merged };
+            Ok((after.clone(), (stored, after)))
         })
         .await
 }
@@ -244,6 +241,3 @@ async fn read(engine: &Engine, key: &Key) -> Result<Object, ShardError> {
         .read(keyspace, user_key, |o| o.cloned().unwrap_or_default())
         .await
 }
-
-/// Bytes of a frame's length header.
-const FRAME_HEADER_BYTES: usize = 4;

@@ -425,33 +425,33 @@ impl<F: Fs + 'static> Engine<F> {
     ) -> Result<WriteOutcome, ShardError> {
         let supersedes = supersedes.into();
         let node = self.shared.node;
-        let (_, after) = self
-            .modify(keyspace, key, durable, |stored| {
-                let mut object = stored.clone();
-                // The overwrite's context is read here, with no `.await` before the append,
-                // so no other write of this key can slip in between and survive as a sibling.
-                let context = match supersedes {
-                    Supersedes::Context(context) => context.clone(),
-                    Supersedes::Everything => stored.clock().clone(),
-                };
-                object.update(&context, node, now_ms(), value)?;
-                Ok(object)
-            })
-            .await?;
-        Ok(after.clock().clone())
+        self.modify(keyspace, key, durable, |mut object| {
+            // The overwrite's context is read here, with no `.await` before the append, so no
+            // other write of this key can slip in between and survive as a sibling.
+            let context = match supersedes {
+                Supersedes::Context(context) => context.clone(),
+                Supersedes::Everything => object.clock().clone(),
+            };
+            object.update(&context, node, now_ms(), value)?;
+            let clock = object.clock().clone();
+            Ok((object, clock))
+        })
+        .await
     }
 
-    /// Replaces the object of (keyspace, key) by `change(stored)` (the stored object is empty
-    /// if the key is absent) and logs it; returns the objects before and after. The key's
-    /// writes are serialized, and nothing else can change the key between the read `change`
-    /// sees and the append: the primitive under client writes, replica updates and merges.
-    pub async fn modify(
+    /// Replaces the object of (keyspace, key) by the one `change` makes of the stored object
+    /// (empty if the key is absent) and logs it; returns what `change` returned beside it.
+    /// The key's writes are serialized, and nothing else can change the key between the read
+    /// `change` sees and the append: the primitive under client writes, replica updates and
+    /// merges. `change` owns the stored object, so a caller pays for a copy only if it wants
+    /// one.
+    pub async fn modify<T>(
         &self,
         keyspace: &str,
         key: &[u8],
         durable: bool,
-        change: impl FnOnce(&Object) -> Result<Object, ShardError>,
-    ) -> Result<(Object, Object), ShardError> {
+        change: impl FnOnce(Object) -> Result<(Object, T), ShardError>,
+    ) -> Result<T, ShardError> {
         let s = &self.shared;
         let mem_key = mem_key(keyspace, key);
         // Taken before any `.await`: see the module doc and `keys.rs`.
@@ -474,8 +474,8 @@ impl<F: Fs + 'static> Engine<F> {
         // From here to the append there is no `.await` (see the module doc). The key's turn
         // kept every other write of it out since `stored` was read, and flushes only move
         // objects between memtables and tables, so `stored` is still the key's object.
-        let after = change(&stored)?;
-        let ticket = s.append(keyspace, key, after.clone())?;
+        let (after, answer) = change(stored)?;
+        let ticket = s.append(keyspace, key, after)?;
         s.maybe_freeze();
         // The write's place in the log is fixed: the next write of this key may go ahead
         // (and share this one's group commit) while this one waits to be durable.
@@ -484,7 +484,7 @@ impl<F: Fs + 'static> Engine<F> {
         if durable {
             s.log.wait_durable(ticket).await?;
         }
-        Ok((stored, after))
+        Ok(answer)
     }
 
     /// Waits until every write so far is durable.
