@@ -49,7 +49,7 @@ impl EchoServerConfig {
     }
 }
 
-type ShardHandle = glommio::ExecutorJoinHandle<std::io::Result<()>>;
+type ShardHandle = tessera_io::executor::ExecutorHandle<()>;
 
 /// A running echo server.
 #[derive(Debug)]

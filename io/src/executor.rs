@@ -35,11 +35,16 @@ pub struct ExecutorConfig {
 
 /// Starts the executor for `shard` on its own thread and runs `make_future()` on it. The
 /// future is built inside the thread because glommio futures are not `Send`.
+///
+/// The thread is watched (see [`stall`](crate::stall)) from before its executor exists until
+/// after the executor is torn down. Watching only while the root task runs is not enough: an
+/// executor was seen asleep in `io_uring_enter` before it ever polled its root task (so before
+/// the task could register it), and another asleep while tearing down after its task ended.
 pub fn spawn_executor<G, F, T>(
     shard: u16,
     config: &ExecutorConfig,
     make_future: G,
-) -> io::Result<glommio::ExecutorJoinHandle<io::Result<T>>>
+) -> io::Result<ExecutorHandle<T>>
 where
     G: FnOnce() -> F + Send + 'static,
     F: std::future::Future<Output = T> + 'static,
@@ -52,21 +57,55 @@ where
             Placement::Fixed(usize::from(shard) % cpus)
         }
     };
-    LocalExecutorBuilder::new(placement)
-        .name(&format!("{}-{shard}", config.name))
-        .preempt_timer(config.preempt_timer)
-        .spawn(move || async move {
-            // No polled-I/O probe to warm: Tessera opens no DMA file (see the module doc).
-            // The watchdog wakes this thread if the kernel loses one of its wake-ups
-            // (see `stall`); it stops watching when `watched` drops, before the thread ends.
+    let builder = LocalExecutorBuilder::new(placement).preempt_timer(config.preempt_timer);
+    let thread = std::thread::Builder::new()
+        .name(format!("{}-{shard}", config.name))
+        .spawn(move || {
             let watched = Watched::current_thread()?;
-            glommio::spawn_local(watched.beat()).detach();
-            tracing::debug!(shard, "executor started");
-            let out = make_future().await;
+            let executor = builder.make().map_err(|e| {
+                io::Error::other(format!("cannot start executor for shard {shard}: {e}"))
+            })?;
+            // No polled-I/O probe to warm: Tessera opens no DMA file (see the module doc).
+            let beat = watched.beat();
+            let out = executor.run(async move {
+                glommio::spawn_local(beat).detach();
+                tracing::debug!(shard, "executor started");
+                make_future().await
+            });
+            drop(executor);
             drop(watched);
             Ok(out)
+        })?;
+    Ok(ExecutorHandle { thread })
+}
+
+/// A running executor's thread; [`ExecutorHandle::join`] waits for its result.
+#[derive(Debug)]
+pub struct ExecutorHandle<T> {
+    thread: std::thread::JoinHandle<io::Result<T>>,
+}
+
+impl<T> ExecutorHandle<T> {
+    /// Waits for the executor to finish. The outer error is a panic on its thread; the
+    /// inner one a failure to start it.
+    pub fn join(self) -> Result<io::Result<T>, ExecutorPanicked> {
+        self.thread.join().map_err(|payload| {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a non-text panic".into());
+            ExecutorPanicked { message }
         })
-        .map_err(|e| io::Error::other(format!("cannot start executor for shard {shard}: {e}")))
+    }
+}
+
+/// An executor's thread panicked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the executor thread panicked: {message}")]
+pub struct ExecutorPanicked {
+    /// The panic's message.
+    pub message: String,
 }
 
 /// Runs `make()` to completion on one unbound, watched executor (tests, benchmarks and
@@ -91,7 +130,7 @@ where
 }
 
 /// Waits for every executor to finish; the first failure, named by its shard, is returned.
-pub fn join_all(handles: Vec<glommio::ExecutorJoinHandle<io::Result<()>>>) -> Result<(), String> {
+pub fn join_all(handles: Vec<ExecutorHandle<()>>) -> Result<(), String> {
     let mut first_error = None;
     for (shard, handle) in handles.into_iter().enumerate() {
         let outcome = match handle.join() {

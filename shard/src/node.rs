@@ -75,7 +75,7 @@ struct Meta {
 /// A started node.
 #[derive(Debug)]
 pub struct RunningNode {
-    handles: Vec<glommio::ExecutorJoinHandle<std::io::Result<()>>>,
+    handles: Vec<tessera_io::executor::ExecutorHandle<()>>,
     shutdown: Arc<AtomicBool>,
     topology: TopologyInfo,
     shards: Vec<ShardReady>,
