@@ -79,6 +79,90 @@ pub struct NodeConfig {
     /// Where the Redis (RESP2) front door listens, if anywhere. Every shard accepts on it
     /// (SO_REUSEPORT), and routes each command to the owning shard like the main port does.
     pub resp_listen: Option<SocketAddr>,
+    /// Cluster membership; `None` runs a single node that keeps one copy of every pair.
+    pub cluster: Option<ClusterSettings>,
+}
+
+/// How a node takes part in a cluster (TOML table `[cluster]`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Where this node listens for its peers; peers learn the address through gossip, so it
+    /// must be one they can reach (not 0.0.0.0).
+    pub peer_listen: SocketAddr,
+    /// Peer addresses of nodes already in the cluster. Empty: this node starts a new
+    /// cluster (or, restarting, waits for its peers to contact it).
+    pub seeds: Vec<SocketAddr>,
+    /// Rack label: replicas of a key are spread over racks.
+    pub rack: String,
+    /// Datacenter label.
+    pub dc: String,
+    /// Relative capacity: the node claims partitions in proportion to it.
+    pub weight: u32,
+    /// Replicas of every key (n).
+    pub replicas: usize,
+    /// Replicas that must answer a read unless a request asks otherwise (r).
+    pub read_quorum: usize,
+    /// Replicas that must acknowledge a write unless a request asks otherwise (w).
+    pub write_quorum: usize,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            peer_listen: SocketAddr::from(([127, 0, 0, 1], 7900)),
+            seeds: Vec::new(),
+            rack: "rack-1".into(),
+            dc: "dc-1".into(),
+            weight: 1,
+            replicas: 3,
+            read_quorum: 2,
+            write_quorum: 2,
+        }
+    }
+}
+
+impl ClusterSettings {
+    fn validate(&self, shards: u16, resp: bool) -> Result<(), ConfigError> {
+        let invalid = |field, why: String| Err(ConfigError::Invalid { field, why });
+        if shards != 1 {
+            return invalid(
+                "shards",
+                "a cluster node runs one shard for now (start it with --shards 1)".into(),
+            );
+        }
+        if resp {
+            return invalid(
+                "resp_listen",
+                "the Redis front door does not route through the cluster yet; leave it off".into(),
+            );
+        }
+        if self.peer_listen.ip().is_unspecified() || self.peer_listen.port() == 0 {
+            return invalid(
+                "peer_listen",
+                "needs a fixed port and an address peers can reach (not 0.0.0.0)".into(),
+            );
+        }
+        if self.weight == 0 || self.weight > tessera_core::constants::MEMBER_WEIGHT_MAX {
+            let max = tessera_core::constants::MEMBER_WEIGHT_MAX;
+            return invalid("weight", format!("must be 1..={max}"));
+        }
+        if self.replicas == 0 || self.replicas > 9 {
+            return invalid("replicas", "must be 1..=9".into());
+        }
+        for (field, q) in [
+            ("read_quorum", self.read_quorum),
+            ("write_quorum", self.write_quorum),
+        ] {
+            if q == 0 || q > self.replicas {
+                return invalid(
+                    field,
+                    format!("must be 1..={} (the replicas)", self.replicas),
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Where shard threads run.
@@ -125,6 +209,7 @@ impl Default for NodeConfig {
             memory_budget_bytes: MEMORY_BUDGET_BYTES_DEFAULT
                 .max(u64::from(shards) * MEMORY_BUDGET_BYTES_PER_SHARD_DEFAULT),
             resp_listen: None,
+            cluster: None,
         }
     }
 }
@@ -194,6 +279,7 @@ impl NodeConfig {
             (0..self.shards).map(|s| SocketAddr::new(self.listen.ip(), self.shard_port(s))),
         );
         addrs.extend(self.resp_listen);
+        addrs.extend(self.cluster.as_ref().map(|c| c.peer_listen));
         addrs
     }
 
@@ -235,6 +321,9 @@ impl NodeConfig {
                 "partitions",
                 "must be a power of two and at least `shards`".into(),
             );
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.validate(self.shards, self.resp_listen.is_some())?;
         }
         if self.key_bytes_max == 0 || self.key_bytes_max > (1 << 20) {
             return invalid("key_bytes_max", "must be 1..=1048576".into());

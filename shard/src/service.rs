@@ -192,7 +192,8 @@ impl Service {
             .collect())
     }
 
-    fn durable(&self, d: Durability) -> bool {
+    /// Whether a request's durability means synced before acknowledged.
+    pub fn durable(&self, d: Durability) -> bool {
         match d {
             Durability::Durable => true,
             Durability::Relaxed => false,
@@ -200,7 +201,8 @@ impl Service {
         }
     }
 
-    fn check_keyspace(&self, keyspace: &str) -> Result<(), ShardError> {
+    /// Refuses a keyspace this node does not serve.
+    pub fn check_keyspace(&self, keyspace: &str) -> Result<(), ShardError> {
         if keyspace == DEFAULT_KEYSPACE {
             Ok(())
         } else {
@@ -208,7 +210,8 @@ impl Service {
         }
     }
 
-    fn check_key(&self, key: &[u8]) -> Result<(), ShardError> {
+    /// Refuses an empty or oversized key.
+    pub fn check_key(&self, key: &[u8]) -> Result<(), ShardError> {
         if key.is_empty() {
             return Err(ShardError::BadRequest("the key is empty".into()));
         }
@@ -222,7 +225,8 @@ impl Service {
         Ok(())
     }
 
-    fn check_value(&self, value: &[u8]) -> Result<(), ShardError> {
+    /// Refuses an oversized value.
+    pub fn check_value(&self, value: &[u8]) -> Result<(), ShardError> {
         if value.len() > self.limits.value_bytes_max {
             return Err(ShardError::TooLarge {
                 what: "value",

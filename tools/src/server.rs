@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use tessera_shard::config::size::{format_size, parse_size};
-use tessera_shard::config::PlacementSetting;
+use tessera_shard::config::{ClusterSettings, PlacementSetting};
 use tessera_shard::NodeConfig;
 
 /// Options of `tessera server`; flags override the config file.
@@ -45,6 +45,84 @@ pub struct ServerArgs {
     /// per shard if more), or the config file's memory_budget].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     memory_budget: Option<u64>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+/// Cluster membership flags; any of them makes the node a cluster member (one shard).
+#[derive(Debug, Args, Default)]
+#[command(next_help_heading = "Cluster")]
+pub struct ClusterArgs {
+    /// Where this node listens for its peers (an address they can reach) [default: the main
+    /// host, port 7900, or the config file's cluster.peer_listen].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub peer_listen: Option<SocketAddr>,
+    /// Peer addresses of nodes already in the cluster, comma-separated. None: this node
+    /// founds a new cluster (or, restarting, waits for its peers).
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pub seeds: Vec<SocketAddr>,
+    /// Rack label; replicas of a key are spread over racks [default: rack-1].
+    #[arg(long)]
+    pub rack: Option<String>,
+    /// Datacenter label [default: dc-1].
+    #[arg(long)]
+    pub dc: Option<String>,
+    /// Relative capacity: the node claims partitions in proportion to it [default: 1].
+    #[arg(long)]
+    pub weight: Option<u32>,
+    /// Replicas of every key, n [default: 3].
+    #[arg(long)]
+    pub replicas: Option<usize>,
+    /// Replicas that must answer a read, r [default: 2].
+    #[arg(long)]
+    pub read_quorum: Option<usize>,
+    /// Replicas that must acknowledge a write, w [default: 2].
+    #[arg(long)]
+    pub write_quorum: Option<usize>,
+}
+
+impl ClusterArgs {
+    fn any(&self) -> bool {
+        self.peer_listen.is_some()
+            || !self.seeds.is_empty()
+            || self.rack.is_some()
+            || self.dc.is_some()
+            || self.weight.is_some()
+            || self.replicas.is_some()
+            || self.read_quorum.is_some()
+            || self.write_quorum.is_some()
+    }
+
+    /// Applies the flags given to `config`'s cluster settings, creating them if needed.
+    pub fn apply(self, config: &mut NodeConfig) {
+        if !self.any() {
+            return;
+        }
+        let listen_ip = config.listen.ip();
+        let cluster = config.cluster.get_or_insert_with(|| ClusterSettings {
+            peer_listen: SocketAddr::new(listen_ip, 7900),
+            ..ClusterSettings::default()
+        });
+        if let Some(addr) = self.peer_listen {
+            cluster.peer_listen = addr;
+        }
+        if !self.seeds.is_empty() {
+            cluster.seeds = self.seeds;
+        }
+        let set = |field: &mut String, value: Option<String>| {
+            if let Some(v) = value {
+                *field = v;
+            }
+        };
+        set(&mut cluster.rack, self.rack);
+        set(&mut cluster.dc, self.dc);
+        cluster.weight = self.weight.unwrap_or(cluster.weight);
+        cluster.replicas = self.replicas.unwrap_or(cluster.replicas);
+        cluster.read_quorum = self.read_quorum.unwrap_or(cluster.read_quorum);
+        cluster.write_quorum = self.write_quorum.unwrap_or(cluster.write_quorum);
+        // A cluster node runs one shard (see `ClusterSettings`): the default follows.
+        config.shards = 1;
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -104,6 +182,12 @@ fn apply_flags(args: ServerArgs, config: &mut NodeConfig) {
     if let Some(bytes) = args.memory_budget {
         config.memory_budget_bytes = bytes;
     }
+    let shards = args.shards;
+    args.cluster.apply(config);
+    if let Some(shards) = shards {
+        // An explicit --shards stands; validation explains if a cluster cannot use it.
+        config.shards = shards;
+    }
 }
 
 fn print_banner(config: &NodeConfig, node_id: u64) {
@@ -116,7 +200,7 @@ fn print_banner(config: &NodeConfig, node_id: u64) {
     };
     println!(
         "tessera node {node_id:016x} serving on {listen} with {shards} shard(s) (shard ports {first}-{last})\n\
-         data: {dir}   writes: {durable}   single node: n=r=w=1\n\
+         data: {dir}   writes: {durable}   {replication}\n\
          {memory}\n\
          try:  tessera put hello world --server {listen}\n      \
                tessera get hello --server {listen}{resp}\n\
@@ -126,7 +210,33 @@ fn print_banner(config: &NodeConfig, node_id: u64) {
         dir = config.data_dir.display(),
         memory = memory_banner(config),
         resp = resp_banner(config.resp_listen),
+        replication = replication_banner(config),
     );
+}
+
+/// The banner's replication: a single node's, or the cluster settings.
+fn replication_banner(config: &NodeConfig) -> String {
+    match &config.cluster {
+        None => "single node: n=r=w=1".into(),
+        Some(c) => format!(
+            "cluster: n={} r={} w={}, peers on {}, rack {}, dc {}, seeds {}",
+            c.replicas,
+            c.read_quorum,
+            c.write_quorum,
+            c.peer_listen,
+            c.rack,
+            c.dc,
+            if c.seeds.is_empty() {
+                "none (founding or rejoining)".to_string()
+            } else {
+                c.seeds
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            }
+        ),
+    }
 }
 
 /// The banner's memory line: the node budget and one shard's split of it.

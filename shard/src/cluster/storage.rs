@@ -14,6 +14,7 @@
 //! Invariant: a key whose token does not match its bytes is refused, so a peer cannot place a
 //! pair where no lookup would find it.
 
+use tessera_core::antientropy::{version_hash, ListingBuilder, ListingRequest, SegmentListing};
 use tessera_core::handoff::Hint;
 use tessera_core::node::{lww_resolve, Key, PeerMessage, RingState, StorageOp, StorageResult};
 use tessera_core::{token_of, NodeId, Object, Token};
@@ -189,12 +190,51 @@ async fn run(
                 .await?;
             StorageResult::Done
         }
-        StorageOp::List { .. } => {
-            return Err(ShardError::Storage(
-                "anti-entropy listings are not carried out on this storage yet".into(),
-            ))
+        StorageOp::List { request, ranges } => {
+            StorageResult::Listed(list(engine, &request, ranges).await?)
         }
     })
+}
+
+/// One page of an anti-entropy segment listing: the data keys of `ranges` in `(token, key)`
+/// order with their version hashes, as the node's Merkle tree counts them (hints and system
+/// records are not data; an empty object is an absent key).
+async fn list(
+    engine: &Engine,
+    request: &ListingRequest,
+    ranges: Vec<(u64, u64)>,
+) -> Result<SegmentListing, ShardError> {
+    let mut builder = ListingBuilder::new(request);
+    let after = request.after.as_ref().map(|c| {
+        Key {
+            token: c.token,
+            bytes: c.key.clone(),
+        }
+        .to_entry_bytes()
+    });
+    for (first, last) in ranges {
+        // A segment is a small slice of a partition: read whole.
+        let (entries, _) = engine
+            .read_range((first, last), after.as_deref(), usize::MAX, usize::MAX)
+            .await?;
+        for (mem_key, object) in entries {
+            let Some(key) = Key::from_entry_bytes(&mem_key) else {
+                continue;
+            };
+            if object.is_empty() || is_internal(&key) {
+                continue;
+            }
+            if !builder.push(key.token, &key.bytes, version_hash(&object)) {
+                return Ok(builder.finish());
+            }
+        }
+    }
+    Ok(builder.finish())
+}
+
+/// Whether a key belongs to a keyspace clients cannot name (hints, system records).
+pub fn is_internal(key: &Key) -> bool {
+    key.bytes.get(1) == Some(&1)
 }
 
 /// The ring state saved by [`StorageOp::SaveRing`], if any.

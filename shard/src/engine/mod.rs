@@ -712,7 +712,7 @@ fn storage(error: LsmError) -> ShardError {
 
 /// Wall-clock milliseconds for a sibling's timestamp (used later by last-write-wins and TTL;
 /// never for ordering versions, which the dots do).
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

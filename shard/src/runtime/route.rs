@@ -66,11 +66,16 @@ pub struct ShardCtx {
     pub next_slot: Cell<u64>,
     /// Turns to send to each shard, so forwards leave in the order they were made.
     pub send_turns: Vec<Turns>,
+    /// The cluster node, when this node is a cluster member: requests then go through it.
+    pub cluster: Option<crate::cluster::driver::Driver>,
 }
 
 impl ShardCtx {
     /// Executes `request` wherever its keys live.
     pub async fn execute(self: &Rc<Self>, request: Request) -> Response {
+        if self.cluster.is_some() {
+            return self.execute_clustered(request).await;
+        }
         match request {
             Request::Get(ref r) => {
                 self.on_owner(self.owner(&r.keyspace, &r.key), request)
@@ -95,7 +100,7 @@ impl ShardCtx {
     /// memory, or a ping).
     pub fn execute_now(&self, request: &Request) -> Option<Response> {
         match request {
-            Request::Get(r) if self.owner(&r.keyspace, &r.key) == self.shard => Some(
+            Request::Get(r) if self.cluster.is_none() && self.owns(&r.keyspace, &r.key) => Some(
                 self.service
                     .read_now(&r.keyspace, &r.key, get_response)?
                     .map_or_else(|e| Response::Error(e.to_wire()), Response::Get),

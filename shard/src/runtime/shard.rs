@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use futures_lite::StreamExt;
 use glommio::net::TcpListener;
+use tessera_core::node::PeerMessage;
 use tessera_core::{NodeId, ShardMap};
 use tessera_io::fs::RealFs;
 use tessera_io::log_writer::LogConfig;
@@ -30,6 +31,8 @@ use super::conn::{serve, ConnLimits};
 use super::resp::{self, RespShared};
 use super::route::{Forward, Reply, ShardCtx};
 use super::turns::Turns;
+use crate::cluster::driver::{self, Driver};
+use crate::cluster::peers::serve_peers;
 use crate::config::NodeConfig;
 use crate::constants::{CONNECTION_WRITE_TIMEOUT_SECS, SHUTDOWN_POLL_MS};
 use crate::engine::{Engine, EngineLimits};
@@ -114,6 +117,17 @@ async fn run(
         segments = report.segments.len(),
         "recovered commit log"
     );
+    let cluster = match &config.cluster {
+        Some(settings) => {
+            let partitions =
+                tessera_core::PartitionCount::new(config.partitions).map_err(|e| e.to_string())?;
+            let driver = Driver::open(&engine, setup.node, partitions, settings.clone())
+                .await
+                .map_err(|e| format!("cannot recover the cluster node's state: {e}"))?;
+            Some(driver)
+        }
+        None => None,
+    };
     let service = Service::new(
         engine,
         RequestLimits {
@@ -145,6 +159,7 @@ async fn run(
         waiting: RefCell::new(HashMap::new()),
         next_slot: Cell::new(0),
         send_turns: (0..config.shards).map(|_| Turns::default()).collect(),
+        cluster,
     });
     let main = TcpListener::bind(config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
@@ -175,6 +190,9 @@ async fn run(
         tasks.push(glommio::spawn_local(accept).detach());
     }
     spawn_mesh_tasks(&ctx);
+    if let Some(settings) = &config.cluster {
+        tasks.extend(start_cluster(&ctx, settings.peer_listen)?);
+    }
     tracing::debug!(shard = setup.shard, "listening");
     if let Some(ready) = ready.take() {
         let _ = ready.send(Ok(ShardReady {
@@ -196,6 +214,22 @@ async fn run(
         .map_err(|e| e.to_string())?;
     tracing::info!(shard = setup.shard, "shard stopped cleanly");
     Ok(())
+}
+
+/// Starts the cluster node's work: its peer listener and its clock.
+fn start_cluster(
+    ctx: &Rc<ShardCtx>,
+    peer_listen: std::net::SocketAddr,
+) -> Result<Vec<glommio::task::JoinHandle<()>>, String> {
+    let listener = TcpListener::bind(peer_listen)
+        .map_err(|e| format!("cannot listen for peers on {peer_listen}: {e}"))?;
+    let host = ctx.clone();
+    let deliver: Rc<dyn Fn(NodeId, PeerMessage)> =
+        Rc::new(move |from, message| driver::deliver(&host, from, message));
+    let serve = glommio::spawn_local(serve_peers(listener, deliver)).detach();
+    let clock = glommio::spawn_local(driver::run(ctx.clone())).detach();
+    tracing::info!(node = %ctx.cluster.as_ref().map_or(0, |d| d.id().0), %peer_listen, "cluster node started");
+    Ok(vec![serve, clock])
 }
 
 /// The protocol a listener speaks.

@@ -1,0 +1,437 @@
+//! The cluster driver: runs core's [`Node`] on a shard's executor.
+//!
+//! The node is a sans-IO state machine; this module feeds it and carries out what it asks:
+//! - inputs: a clock tick every [`TICK`], peer messages from the peer listener, client
+//!   requests from the connections, and the results of the storage operations it asked for;
+//! - actions: peer messages go out through the [`PeerPool`], storage operations run on the
+//!   shard's engine ([`storage::execute`]) as tasks that feed their result back, replies
+//!   complete the waiting client request.
+//!
+//! Membership bootstrap: a node with seeds introduces itself by sending each seed address
+//! its own membership record (a gossip `Ack2`, which any node merges) until the seed's
+//! record shows up in its gossip view; from then on gossip carries every address. Peer links
+//! follow the addresses gossip reports.
+//!
+//! Invariants: the node is borrowed only inside [`step`], never across an `.await`, so every
+//! input is applied whole and in arrival order; storage results of one key come back in the
+//! order the node issued them (each op starts in issue order under the key's turn, and its
+//! result is fed back in the same poll in which it completes).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use futures::channel::oneshot;
+use rand_core::SeedableRng;
+use rand_xoshiro::Xoshiro256PlusPlus;
+use tessera_core::membership::{GossipMessage, MemberRecord, Status};
+use tessera_core::node::{
+    Action, ClientOp, Input, Node, NodeConfig as CoreNodeConfig, PeerMessage, Recovered, RingState,
+};
+use tessera_core::placement::{Member, Replication, Ring};
+use tessera_core::quorum::{QuorumError, QuorumOptions, RequestId};
+use tessera_core::{NodeId, Object, PartitionCount, Tick};
+use tessera_schema::Encoder;
+
+use super::peers::{PeerPool, SendError};
+use super::storage::{self, engine_key, is_internal, parse_hint, HINTS_KEYSPACE};
+use crate::config::ClusterSettings;
+use crate::engine::Engine;
+use crate::error::ShardError;
+
+/// How often the node's clock ticks.
+pub const TICK: Duration = Duration::from_millis(5);
+/// How often peer links are matched to the addresses gossip reports.
+pub const ADDRESS_REFRESH: Duration = Duration::from_millis(100);
+/// How often a node that has not yet heard of a seed introduces itself to it again.
+pub const HELLO_INTERVAL: Duration = Duration::from_secs(1);
+/// How long an introduction may take to connect and send.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A client request waiting for the node's reply.
+type Waiter = oneshot::Sender<Result<Object, QuorumError>>;
+
+/// One shard's cluster node and what it needs to run.
+pub struct Driver {
+    node: RefCell<Node>,
+    me: NodeId,
+    peers: Rc<PeerPool>,
+    waiting: RefCell<HashMap<RequestId, Waiter>>,
+    next_request: Cell<u64>,
+    origin: Instant,
+    rng: RefCell<Xoshiro256PlusPlus>,
+    settings: ClusterSettings,
+    /// The address each peer link was last pointed at.
+    linked: RefCell<HashMap<NodeId, SocketAddr>>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver").field("me", &self.me).finish()
+    }
+}
+
+/// Where the driver's storage operations run and where it replies: the shard's context.
+pub trait Host: 'static {
+    /// The shard's engine.
+    fn engine(&self) -> &Engine;
+    /// The shard's driver.
+    fn driver(&self) -> &Driver;
+}
+
+impl Driver {
+    /// Recovers the node's state from `engine` (its saved ring, hints and the objects its
+    /// Merkle trees are built from) and creates the node.
+    pub async fn open(
+        engine: &Engine,
+        me: NodeId,
+        partitions: PartitionCount,
+        settings: ClusterSettings,
+    ) -> Result<Driver, ShardError> {
+        let recovered = recover(engine).await?;
+        let member = Member::new(
+            me,
+            settings.rack.clone(),
+            settings.dc.clone(),
+            settings.weight,
+        );
+        let alone = Ring::new(partitions, vec![member])
+            .map_err(|e| ShardError::Storage(format!("cannot build this node's ring: {e}")))?;
+        let in_saved_ring = recovered.ring.as_ref().is_some_and(|r| r.has_member(me));
+        let founding = settings.seeds.is_empty() && recovered.ring.is_none();
+        // A node that is neither founding a cluster nor in the ring it saved joins: it claims
+        // nothing until the cluster pushes it the ring.
+        let (ring, status) = if founding || in_saved_ring {
+            (RingState::initial(alone), Status::Up)
+        } else {
+            (RingState::unknown(alone), Status::Joining)
+        };
+        let record = MemberRecord {
+            id: me,
+            addr: settings.peer_listen.to_string(),
+            rack: settings.rack.clone(),
+            dc: settings.dc.clone(),
+            weight: settings.weight,
+            status,
+            // Larger after every restart: the wall clock in milliseconds.
+            generation: crate::engine::now_ms(),
+            heartbeat: 0,
+            ring_version: 0,
+        };
+        let mut config = CoreNodeConfig::new(me, Replication::uniform(settings.replicas));
+        config.quorum = QuorumOptions {
+            r: settings.read_quorum,
+            w: settings.write_quorum,
+            ..QuorumOptions::default()
+        };
+        let origin = Instant::now();
+        let node = Node::new(config, ring, record, Vec::new(), recovered, Tick(0));
+        Ok(Driver {
+            node: RefCell::new(node),
+            me,
+            peers: PeerPool::new(me),
+            waiting: RefCell::new(HashMap::new()),
+            next_request: Cell::new(0),
+            origin,
+            // Gossip peer choice and jitter only: seeded apart per node and per start.
+            rng: RefCell::new(Xoshiro256PlusPlus::seed_from_u64(
+                me.0 ^ crate::engine::now_ms(),
+            )),
+            settings,
+            linked: RefCell::new(HashMap::new()),
+        })
+    }
+
+    /// This node.
+    pub fn id(&self) -> NodeId {
+        self.me
+    }
+
+    /// Reads the node's state (for status and tests).
+    pub fn with_node<T>(&self, f: impl FnOnce(&Node) -> T) -> T {
+        f(&self.node.borrow())
+    }
+
+    /// The request defaults (r, w) and durability `durable`.
+    pub fn options(&self, durable: bool) -> QuorumOptions {
+        QuorumOptions {
+            r: self.settings.read_quorum,
+            w: self.settings.write_quorum,
+            sloppy: true,
+            durable,
+        }
+    }
+
+    fn now(&self) -> Tick {
+        Tick(u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+/// Reads everything the node rebuilds its state from. The whole store passes through memory
+/// once; a node holding more than its memory should rebuild its trees in pages instead.
+async fn recover(engine: &Engine) -> Result<Recovered, ShardError> {
+    let ring = storage::load_ring(engine).await?;
+    let (entries, _) = engine
+        .read_range((0, u64::MAX), None, usize::MAX, usize::MAX)
+        .await?;
+    let mut recovered = Recovered {
+        ring,
+        ..Recovered::default()
+    };
+    for (mem_key, object) in entries {
+        let Some(key) = tessera_core::node::Key::from_entry_bytes(&mem_key) else {
+            continue;
+        };
+        if object.is_empty() {
+            continue;
+        }
+        if !is_internal(&key) {
+            recovered.objects.push((key, object));
+            continue;
+        }
+        if let Ok((HINTS_KEYSPACE, hint_key)) = engine_key(&key) {
+            recovered.hints.extend(parse_hint(hint_key, object));
+        }
+    }
+    Ok(recovered)
+}
+
+/// Feeds one input to the node and carries out what it asks.
+pub fn step<H: Host>(host: &Rc<H>, input: Input) {
+    let driver = host.driver();
+    let mut actions = Vec::new();
+    driver.node.borrow_mut().step(
+        driver.now(),
+        crate::engine::now_ms(),
+        input,
+        &mut *driver.rng.borrow_mut(),
+        &mut actions,
+    );
+    for action in actions {
+        act(host, action);
+    }
+}
+
+fn act<H: Host>(host: &Rc<H>, action: Action) {
+    let driver = host.driver();
+    match action {
+        Action::Send { to, message } => send(driver, to, &message),
+        Action::Storage { id, op, durable } => {
+            let host = host.clone();
+            let me = driver.me;
+            glommio::spawn_local(async move {
+                let result = storage::execute(host.engine(), me, op, durable).await;
+                step(&host, Input::Storage { id, result });
+            })
+            .detach();
+        }
+        Action::Reply { request, result } => {
+            if let Some(waiter) = driver.waiting.borrow_mut().remove(&request) {
+                // The client may have gone away; nothing to do then.
+                let _ = waiter.send(result);
+            }
+        }
+    }
+}
+
+fn send(driver: &Driver, to: NodeId, message: &PeerMessage) {
+    let mut outcome = driver.peers.send(to, message);
+    if matches!(outcome, Err(SendError::UnknownPeer(_))) && link_to(driver, to) {
+        outcome = driver.peers.send(to, message);
+    }
+    if let Err(e) = outcome {
+        // Like a lost packet: the protocols above retry, time out or repair.
+        tracing::debug!(error = %e, "peer message dropped");
+    }
+}
+
+/// Points the link to `peer` at the address gossip reports for it; false if none is known.
+fn link_to(driver: &Driver, peer: NodeId) -> bool {
+    let addr = driver.with_node(|node| {
+        node.gossip()
+            .record(peer)
+            .and_then(|r| r.addr.parse::<SocketAddr>().ok())
+    });
+    let Some(addr) = addr else {
+        return false;
+    };
+    let mut linked = driver.linked.borrow_mut();
+    if linked.get(&peer) != Some(&addr) {
+        driver.peers.set_addr(peer, addr);
+        linked.insert(peer, addr);
+    }
+    true
+}
+
+/// Runs a client operation through the node and waits for its reply.
+pub async fn client<H: Host>(
+    host: &Rc<H>,
+    op: ClientOp,
+    options: QuorumOptions,
+) -> Result<Object, QuorumError> {
+    let driver = host.driver();
+    let request = RequestId(driver.next_request.get());
+    driver.next_request.set(request.0 + 1);
+    let (tx, rx) = oneshot::channel();
+    driver.waiting.borrow_mut().insert(request, tx);
+    step(
+        host,
+        Input::Client {
+            request,
+            op,
+            options,
+        },
+    );
+    // The node answers every request by its deadline; a dropped sender means the node is
+    // shutting down.
+    rx.await.unwrap_or(Err(QuorumError::Timeout {
+        answered: 0,
+        needed: options.w.max(options.r),
+    }))
+}
+
+/// Delivers a message from a peer. A sender seen in a new incarnation (one this node had no
+/// record of, or a restart) is answered with this node's own record once the message taught
+/// its address: a seed learns a newcomer from its introduction and the newcomer learns the
+/// seed from the answer, which a restarted node needs as much as a new one. A stranger also
+/// becomes a seed, so that gossip with it starts at once.
+pub fn deliver<H: Host>(host: &Rc<H>, from: NodeId, message: PeerMessage) {
+    let driver = host.driver();
+    let generation = |d: &Driver| d.with_node(|n| n.gossip().record(from).map(|r| r.generation));
+    let before = generation(driver);
+    if from != driver.me && before.is_none() {
+        driver.node.borrow_mut().add_seed(from);
+    }
+    step(host, Input::Peer { from, message });
+    let after = generation(driver);
+    if from != driver.me && after.is_some() && after != before {
+        send(driver, from, &introduction(driver));
+    }
+}
+
+/// The node's background work until the task is cancelled: the clock, the peer links'
+/// addresses and the introductions to seeds.
+pub async fn run<H: Host>(host: Rc<H>) {
+    let mut last_refresh = Instant::now();
+    let mut last_hello: Option<Instant> = None;
+    let mut last_view = String::new();
+    loop {
+        step(&host, Input::Tick);
+        let driver = host.driver();
+        let view = view(driver);
+        if view != last_view {
+            tracing::info!(node = %driver.me, "{view}");
+            last_view = view;
+        }
+        if last_refresh.elapsed() >= ADDRESS_REFRESH {
+            last_refresh = Instant::now();
+            refresh_links(driver);
+        }
+        if last_hello.is_none_or(|at| at.elapsed() >= HELLO_INTERVAL) {
+            last_hello = Some(Instant::now());
+            for seed in unknown_seeds(driver) {
+                let frame = hello_frame(driver);
+                glommio::spawn_local(hello(seed, frame)).detach();
+            }
+        }
+        glommio::timer::sleep(TICK).await;
+    }
+}
+
+/// One line on what the node sees: its status, the ring and the peers gossip reports.
+fn view(driver: &Driver) -> String {
+    let now = driver.now();
+    driver.with_node(|node| {
+        let rings = node.ring_state();
+        let peers: Vec<String> = node
+            .gossip()
+            .records()
+            .filter(|r| r.id != driver.me)
+            .map(|r| {
+                let health = if node.gossip().is_alive(r.id, now) {
+                    "up"
+                } else {
+                    "down"
+                };
+                format!("{}={:?}/{health}", r.id, r.status)
+            })
+            .collect();
+        format!(
+            "status {:?}; ring epoch {} {:?} with {} members{}; peers [{}]",
+            node.status(),
+            rings.epoch(),
+            rings.phase(),
+            rings.current().members().len(),
+            rings.next().map_or(String::new(), |n| format!(
+                " (next: {} members)",
+                n.members().len()
+            )),
+            peers.join(", ")
+        )
+    })
+}
+
+fn refresh_links(driver: &Driver) {
+    let peers: Vec<NodeId> = driver.with_node(|node| {
+        node.gossip()
+            .records()
+            .map(|r| r.id)
+            .filter(|&id| id != driver.me)
+            .collect()
+    });
+    for peer in peers {
+        link_to(driver, peer);
+    }
+}
+
+/// Seed addresses no gossip record carries yet.
+fn unknown_seeds(driver: &Driver) -> Vec<SocketAddr> {
+    driver.with_node(|node| {
+        driver
+            .settings
+            .seeds
+            .iter()
+            .copied()
+            .filter(|seed| {
+                !node
+                    .gossip()
+                    .records()
+                    .any(|r| r.id != driver.me && r.addr.parse::<SocketAddr>().ok() == Some(*seed))
+            })
+            .collect()
+    })
+}
+
+/// This node's own membership record as a message any node merges.
+fn introduction(driver: &Driver) -> PeerMessage {
+    let record = driver.with_node(|node| node.gossip().me().clone());
+    PeerMessage::Gossip(GossipMessage::Ack2 {
+        records: vec![record],
+    })
+}
+
+fn hello_frame(driver: &Driver) -> Vec<u8> {
+    let mut frame = Vec::new();
+    Encoder::new().encode_peer(driver.me, &introduction(driver), &mut frame);
+    frame
+}
+
+/// Introduces this node to `seed` on a connection of its own (the seed's id is not known
+/// yet, so no pooled link can name it).
+async fn hello(seed: SocketAddr, frame: Vec<u8>) {
+    use futures_lite::AsyncWriteExt;
+    let attempt = async {
+        let mut stream = glommio::net::TcpStream::connect(seed).await.ok()?;
+        stream.write_all(&frame).await.ok()?;
+        stream.close().await.ok()
+    };
+    let timeout = async {
+        glommio::timer::sleep(HELLO_TIMEOUT).await;
+        None
+    };
+    if futures_lite::future::or(attempt, timeout).await.is_none() {
+        tracing::debug!(%seed, "seed not reachable yet");
+    }
+}
