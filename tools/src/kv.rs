@@ -127,7 +127,6 @@ pub fn status(args: StatusArgs) -> Result<ExitCode, String> {
     let t = client.topology();
     println!("node        {:016x}", t.node_id);
     println!("address     {}", args.addr.server);
-    println!("replication single node: n=r=w=1 (a cluster needs more nodes)");
     println!("partitions  {}", t.partitions);
     println!(
         "shards      {} (all answering; slowest ping {:?})",

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod cluster;
 mod kv;
 mod server;
 mod sim;
@@ -21,7 +22,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     name = "tessera",
     version,
     about = "Tessera: a Dynamo-style key-value store (thread-per-core, io_uring)",
-    after_help = "Examples:\n  tessera server --data-dir ./tessera-data --listen 127.0.0.1:7000\n  \
+    after_help = "Examples:\n  tessera cluster up --nodes 3 --data-dir ./tessera-data --port 7000\n  tessera server --data-dir ./tessera-data --listen 127.0.0.1:7000\n  \
                   tessera put greeting hello\n  tessera get greeting\n  tessera status\n\n\
                   Client commands talk to 127.0.0.1:7000 unless --server or TESSERA_SERVER says otherwise."
 )]
@@ -45,6 +46,9 @@ enum Command {
     Status(kv::StatusArgs),
     /// YCSB-style benchmark runner and TCP echo ceiling (same as the `tessera-bench` binary).
     Bench(tessera_bench::BenchArgs),
+    /// Run a local cluster: `tessera cluster up --nodes 3 --data-dir DIR --port 7000`.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Run the deterministic cluster simulator over many seeds (faults, workloads, checkers).
     Sim(sim::SimArgs),
 }
@@ -72,6 +76,7 @@ fn main() -> ExitCode {
         Command::Status(args) => kv::status(args),
         Command::Bench(args) => return tessera_bench::run(args),
         Command::Sim(args) => return sim::run_sim(args),
+        Command::Cluster(command) => cluster::run(command),
     };
     match result {
         Ok(code) => code,
