@@ -10,8 +10,9 @@ use crossbeam_channel::Receiver;
 use tessera_core::ring::group_by_owner;
 use tessera_core::{PartitionCount, ShardId, ShardMap};
 use tessera_schema::{
-    BatchGetRequest, BatchPutRequest, DeleteRequest, Durability, GetRequest, GetResponse, PutItem,
-    PutRequest, Request, Response, TopologyInfo, WriteResponse, BATCH_ITEMS_MAX,
+    BatchGetRequest, BatchPutRequest, ClusterStatus, DeleteRequest, Durability, GetRequest,
+    GetResponse, PutItem, PutRequest, Request, Response, TopologyInfo, WriteResponse,
+    BATCH_ITEMS_MAX,
 };
 
 use crate::connection::{Connection, Wake};
@@ -288,6 +289,26 @@ impl Client {
             }
         }
         Ok(slowest)
+    }
+
+    /// The cluster as the node this client connected to sees it: members, their health and
+    /// ownership, and partition transfers in progress. A node that is not a cluster member
+    /// answers with an error that says so.
+    pub fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {
+        match self.request_idempotent(0, &Request::ClusterStatus)? {
+            Response::ClusterStatus(status) => Ok(*status),
+            other => Err(answer_error("cluster status", other)),
+        }
+    }
+
+    /// Asks the node this client connected to to leave the cluster: it hands its partitions
+    /// to the nodes that take them over, then shows `Left`. Returns its status right after.
+    /// Asking twice is harmless.
+    pub fn leave(&self) -> Result<ClusterStatus, ClientError> {
+        match self.request_idempotent(0, &Request::Leave)? {
+            Response::ClusterStatus(status) => Ok(*status),
+            other => Err(answer_error("cluster status", other)),
+        }
     }
 
     /// Starts a get without waiting (pipelining).

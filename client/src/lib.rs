@@ -23,4 +23,6 @@ mod error;
 
 pub use client::{Client, ClientConfig, Context, Pending, Versions};
 pub use error::ClientError;
-pub use tessera_schema::{Durability, ErrorCode, TopologyInfo, WireError};
+pub use tessera_schema::{
+    ClusterMember, ClusterStatus, Durability, ErrorCode, TopologyInfo, TransferInfo, WireError,
+};

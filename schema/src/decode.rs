@@ -4,7 +4,8 @@
 //! - Every body passes the flatbuffers verifier, run with the limits of `limits.rs`, before any
 //!   field is read. The generated accessors are sound only on verified buffers, so the
 //!   `verify_*` functions here are the only way this crate (and its users) open a body.
-//! - Every element count is checked against its bound before anything is allocated for it.
+//! - Every element count and bounded string length is checked against its bound before anything
+//!   is allocated for it.
 //! - No input makes these functions panic: bad bytes are a [`DecodeError`].
 //! - Absent vectors and strings read as empty; an empty keyspace reads as [`DEFAULT_KEYSPACE`].
 #![forbid(unsafe_code)]
@@ -14,14 +15,14 @@ use flatbuffers::{Vector, VerifierOptions};
 use crate::error::DecodeError;
 use crate::generated as wire;
 use crate::limits::{
-    BATCH_ITEMS_MAX, GET_VALUES_MAX, TOPOLOGY_PARTITIONS_MAX, TOPOLOGY_SHARDS_MAX,
-    VERIFIER_AMPLIFICATION_MAX, VERIFIER_APPARENT_BYTES_MIN, VERIFIER_DEPTH_MAX,
-    VERIFIER_TABLES_MAX,
+    BATCH_ITEMS_MAX, CLUSTER_LABEL_BYTES_MAX, CLUSTER_MEMBERS_MAX, CLUSTER_TRANSFERS_MAX,
+    GET_VALUES_MAX, TOPOLOGY_PARTITIONS_MAX, TOPOLOGY_SHARDS_MAX, VERIFIER_AMPLIFICATION_MAX,
+    VERIFIER_APPARENT_BYTES_MIN, VERIFIER_DEPTH_MAX, VERIFIER_TABLES_MAX,
 };
 use crate::message::{
-    BatchGetRequest, BatchPutRequest, DeleteRequest, Durability, ErrorCode, GetRequest,
-    GetResponse, PutItem, PutRequest, Request, Response, ShardEndpoint, TopologyInfo, WireError,
-    WriteResponse, DEFAULT_KEYSPACE,
+    BatchGetRequest, BatchPutRequest, ClusterMember, ClusterStatus, DeleteRequest, Durability,
+    ErrorCode, GetRequest, GetResponse, PutItem, PutRequest, Request, Response, ShardEndpoint,
+    TopologyInfo, TransferInfo, WireError, WriteResponse, DEFAULT_KEYSPACE,
 };
 
 /// Decodes a request frame body (the bytes after the length header) into its id and request.
@@ -95,6 +96,14 @@ fn request_body(frame: &wire::RequestFrame<'_>) -> Result<Request, DecodeError> 
         wire::RequestBody::TopologyRequest => {
             union_member(frame.body_as_topology_request())?;
             Request::Topology
+        }
+        wire::RequestBody::ClusterStatusRequest => {
+            union_member(frame.body_as_cluster_status_request())?;
+            Request::ClusterStatus
+        }
+        wire::RequestBody::LeaveRequest => {
+            union_member(frame.body_as_leave_request())?;
+            Request::Leave
         }
         _ => return Err(DecodeError::UnknownMessage),
     })
@@ -182,6 +191,9 @@ fn response_body(frame: &wire::ResponseFrame<'_>) -> Result<Response, DecodeErro
         wire::ResponseBody::Error => {
             Response::Error(wire_error(union_member(frame.body_as_error())?))
         }
+        wire::ResponseBody::ClusterStatus => Response::ClusterStatus(Box::new(cluster_status(
+            union_member(frame.body_as_cluster_status())?,
+        )?)),
         _ => return Err(DecodeError::UnknownMessage),
     })
 }
@@ -251,6 +263,54 @@ fn topology_response(topology: wire::Topology<'_>) -> Result<TopologyInfo, Decod
     })
 }
 
+fn cluster_status(status: wire::ClusterStatus<'_>) -> Result<ClusterStatus, DecodeError> {
+    let members = counted(status.members(), CLUSTER_MEMBERS_MAX)?;
+    let transfers = counted(status.transfers(), CLUSTER_TRANSFERS_MAX)?;
+    Ok(ClusterStatus {
+        node_id: status.node_id(),
+        status: label(status.status(), "ClusterStatus.status")?,
+        ring_epoch: status.ring_epoch(),
+        ring_phase: label(status.ring_phase(), "ClusterStatus.ring_phase")?,
+        replicas: status.replicas(),
+        read_quorum: status.read_quorum(),
+        write_quorum: status.write_quorum(),
+        members: members
+            .iter()
+            .map(cluster_member)
+            .collect::<Result<_, _>>()?,
+        transfers: transfers
+            .iter()
+            .map(transfer_info)
+            .collect::<Result<_, _>>()?,
+        moves_pending: status.moves_pending(),
+        hints_held: status.hints_held(),
+    })
+}
+
+fn cluster_member(member: wire::ClusterMember<'_>) -> Result<ClusterMember, DecodeError> {
+    Ok(ClusterMember {
+        id: member.id(),
+        addr: label(member.addr(), "ClusterMember.addr")?,
+        rack: label(member.rack(), "ClusterMember.rack")?,
+        dc: label(member.dc(), "ClusterMember.dc")?,
+        status: label(member.status(), "ClusterMember.status")?,
+        alive: member.alive(),
+        partitions: member.partitions(),
+        next_partitions: member.next_partitions(),
+    })
+}
+
+fn transfer_info(transfer: wire::TransferInfo<'_>) -> Result<TransferInfo, DecodeError> {
+    Ok(TransferInfo {
+        partition: transfer.partition(),
+        peer: transfer.peer(),
+        outgoing: transfer.outgoing(),
+        state: label(transfer.state(), "TransferInfo.state")?,
+        entries: transfer.entries(),
+        bytes: transfer.bytes(),
+    })
+}
+
 fn wire_error(error: wire::Error<'_>) -> WireError {
     WireError {
         code: ErrorCode::from_wire(error.code()),
@@ -308,6 +368,20 @@ fn bytes(vector: Option<Vector<'_, u8>>) -> Vec<u8> {
     vector
         .map(|vector| vector.bytes().to_vec())
         .unwrap_or_default()
+}
+
+/// A `ClusterStatus` text field (absent reads as empty), at most [`CLUSTER_LABEL_BYTES_MAX`]
+/// bytes, checked before it is copied.
+fn label(text: Option<&str>, field: &'static str) -> Result<String, DecodeError> {
+    let text = text.unwrap_or_default();
+    if text.len() > CLUSTER_LABEL_BYTES_MAX {
+        return Err(DecodeError::TooLong {
+            field,
+            len: text.len(),
+            max: CLUSTER_LABEL_BYTES_MAX,
+        });
+    }
+    Ok(text.to_owned())
 }
 
 fn keyspace(name: Option<&str>) -> String {

@@ -28,8 +28,8 @@ use crate::frame::frame_header;
 use crate::generated as wire;
 use crate::limits::{BATCH_ITEMS_MAX, ENCODER_RETAINED_BYTES_MAX, FRAME_HEADER_BYTES};
 use crate::message::{
-    BatchGetRequest, BatchPutRequest, DeleteRequest, GetRequest, GetResponse, PutRequest, Request,
-    Response, TopologyInfo, WireError, WriteResponse, DEFAULT_KEYSPACE,
+    BatchGetRequest, BatchPutRequest, ClusterStatus, DeleteRequest, GetRequest, GetResponse,
+    PutRequest, Request, Response, TopologyInfo, WireError, WriteResponse, DEFAULT_KEYSPACE,
 };
 
 type Builder = FlatBufferBuilder<'static>;
@@ -107,6 +107,20 @@ impl Encoder {
                     topology.as_union_value(),
                 )
             }
+            Request::ClusterStatus => {
+                let status = wire::ClusterStatusRequest::create(
+                    fbb,
+                    &wire::ClusterStatusRequestArgs::default(),
+                );
+                (
+                    wire::RequestBody::ClusterStatusRequest,
+                    status.as_union_value(),
+                )
+            }
+            Request::Leave => {
+                let leave = wire::LeaveRequest::create(fbb, &wire::LeaveRequestArgs::default());
+                (wire::RequestBody::LeaveRequest, leave.as_union_value())
+            }
         };
         let args = wire::RequestFrameArgs {
             id,
@@ -160,6 +174,10 @@ impl Encoder {
                 wire::ResponseBody::Error,
                 wire_error(fbb, error).as_union_value(),
             ),
+            Response::ClusterStatus(status) => {
+                let status = cluster_status(fbb, &mut self.item_offsets, status);
+                (wire::ResponseBody::ClusterStatus, status.as_union_value())
+            }
         };
         let args = wire::ResponseFrameArgs {
             id,
@@ -372,8 +390,59 @@ fn topology_result(
     wire::Topology::create(fbb, &args)
 }
 
+/// Members and transfers are vectors of tables; both go through `offsets`, one after the other
+/// (a vector's tables must all be finished before the vector starts).
+fn cluster_status(
+    fbb: &mut Builder,
+    offsets: &mut Vec<UOffsetT>,
+    status: &ClusterStatus,
+) -> WIPOffset<wire::ClusterStatus<'static>> {
+    offsets.clear();
+    for member in &status.members {
+        let args = wire::ClusterMemberArgs {
+            id: member.id,
+            addr: text(fbb, &member.addr),
+            rack: text(fbb, &member.rack),
+            dc: text(fbb, &member.dc),
+            status: text(fbb, &member.status),
+            alive: member.alive,
+            partitions: member.partitions,
+            next_partitions: member.next_partitions,
+        };
+        offsets.push(wire::ClusterMember::create(fbb, &args).value());
+    }
+    let members = table_vector::<wire::ClusterMember<'static>>(fbb, offsets);
+    offsets.clear();
+    for transfer in &status.transfers {
+        let args = wire::TransferInfoArgs {
+            partition: transfer.partition,
+            peer: transfer.peer,
+            outgoing: transfer.outgoing,
+            state: text(fbb, &transfer.state),
+            entries: transfer.entries,
+            bytes: transfer.bytes,
+        };
+        offsets.push(wire::TransferInfo::create(fbb, &args).value());
+    }
+    let transfers = table_vector::<wire::TransferInfo<'static>>(fbb, offsets);
+    let args = wire::ClusterStatusArgs {
+        node_id: status.node_id,
+        status: text(fbb, &status.status),
+        ring_epoch: status.ring_epoch,
+        ring_phase: text(fbb, &status.ring_phase),
+        replicas: status.replicas,
+        read_quorum: status.read_quorum,
+        write_quorum: status.write_quorum,
+        members,
+        transfers,
+        moves_pending: status.moves_pending,
+        hints_held: status.hints_held,
+    };
+    wire::ClusterStatus::create(fbb, &args)
+}
+
 fn wire_error(fbb: &mut Builder, error: &WireError) -> WIPOffset<wire::Error<'static>> {
-    let message = (!error.message.is_empty()).then(|| fbb.create_string(&error.message));
+    let message = text(fbb, &error.message);
     let args = wire::ErrorArgs {
         code: error.code.to_wire(),
         message,
@@ -388,6 +457,11 @@ fn wire_error(fbb: &mut Builder, error: &WireError) -> WIPOffset<wire::Error<'st
 /// A byte vector, or nothing for an empty one (absent reads back as empty).
 fn bytes(fbb: &mut Builder, data: &[u8]) -> Option<Bytes> {
     (!data.is_empty()).then(|| fbb.create_vector(data))
+}
+
+/// A string, or nothing for an empty one (absent reads back as empty).
+fn text(fbb: &mut Builder, text: &str) -> Option<WIPOffset<&'static str>> {
+    (!text.is_empty()).then(|| fbb.create_string(text))
 }
 
 /// The keyspace name, or nothing for the default keyspace (absent reads back as the default),

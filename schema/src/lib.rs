@@ -56,8 +56,8 @@ pub use error::{DecodeError, FrameError};
 pub use frame::{frame_body_len, frame_header, peer_frame_body_len, FrameBuffer};
 pub use limits::*;
 pub use message::{
-    BatchGetRequest, BatchPutRequest, DeleteRequest, Durability, ErrorCode, GetRequest,
-    GetResponse, PutItem, PutRequest, Request, Response, ShardEndpoint, TopologyInfo, WireError,
-    WriteResponse, DEFAULT_KEYSPACE,
+    BatchGetRequest, BatchPutRequest, ClusterMember, ClusterStatus, DeleteRequest, Durability,
+    ErrorCode, GetRequest, GetResponse, PutItem, PutRequest, Request, Response, ShardEndpoint,
+    TopologyInfo, TransferInfo, WireError, WriteResponse, DEFAULT_KEYSPACE,
 };
 pub use peer::{decode_peer, verify_peer, MALFORMED_FROM_PEER};

@@ -43,6 +43,20 @@ pub const TOPOLOGY_PARTITIONS_MAX: usize = core_limits::PARTITION_COUNT_MAX as u
 /// Most shards (cores) of one node a `Topology` may list: core's `SHARD_COUNT_MAX`.
 pub const TOPOLOGY_SHARDS_MAX: usize = core_limits::SHARD_COUNT_MAX as usize;
 
+/// Most members a `ClusterStatus` may list: core's `RING_MEMBERS_MAX` (4096), which is at least
+/// as many as gossip tracks (`MEMBERS_MAX`), so every node a status could mention fits.
+pub const CLUSTER_MEMBERS_MAX: usize = core_limits::RING_MEMBERS_MAX;
+
+/// Most transfers a `ClusterStatus` may list: one per partition of the largest ring (core's
+/// `PARTITION_COUNT_MAX`, 65536), far above the transfers a node runs, queues and remembers at
+/// once.
+pub const CLUSTER_TRANSFERS_MAX: usize = core_limits::PARTITION_COUNT_MAX as usize;
+
+/// Longest text field of a `ClusterStatus`, in bytes: a status or phase name, a member's address
+/// (`host:port`), rack or datacenter, a transfer's state. Core's `MEMBER_ADDR_BYTES_MAX` (256),
+/// the longest of the values these fields report.
+pub const CLUSTER_LABEL_BYTES_MAX: usize = core_limits::MEMBER_ADDR_BYTES_MAX;
+
 /// Deepest table nesting the verifier accepts. The schema nests at most five tables
 /// (`ResponseFrame` → `BatchGetResult` → `BatchGetItem` → `GetResult` → `Blob`); the slack
 /// allows future messages without letting a crafted buffer recurse deeply.
@@ -168,6 +182,16 @@ const _: () = assert!(PEER_OBJECT_SIBLINGS_MAX >= core_limits::SIBLINGS_MAX);
 const _: () = assert!(FRAME_HEADER_BYTES == core::mem::size_of::<u32>());
 // Whatever core lets a write produce must fit on the wire.
 const _: () = assert!(GET_VALUES_MAX >= core_limits::SIBLINGS_MAX);
+// Whatever core can report must fit in a `ClusterStatus`.
+const _: () = assert!(CLUSTER_MEMBERS_MAX >= core_limits::MEMBERS_MAX);
+const _: () = assert!(
+    CLUSTER_TRANSFERS_MAX
+        >= core_limits::TRANSFERS_CONCURRENT_MAX
+            + core_limits::TRANSFERS_QUEUED_MAX
+            + core_limits::TRANSFERS_FINISHED_MAX
+);
+const _: () = assert!(CLUSTER_LABEL_BYTES_MAX >= core_limits::MEMBER_LABEL_BYTES_MAX);
+const _: () = assert!(CLUSTER_LABEL_BYTES_MAX >= core_limits::LOCATION_NAME_BYTES_MAX);
 // Retention thresholds must be real limits, not larger than what they limit.
 const _: () = assert!(FRAME_BUFFER_RETAINED_BYTES_MAX <= FRAME_BYTES_MAX);
 const _: () = assert!(FRAME_READ_CHUNK_BYTES <= FRAME_BUFFER_RETAINED_BYTES_MAX);

@@ -123,6 +123,12 @@ pub enum Request {
     Ping(Vec<u8>),
     /// Ask for the node's shard layout.
     Topology,
+    /// Ask the node to describe the cluster as it sees it; answered by
+    /// [`Response::ClusterStatus`].
+    ClusterStatus,
+    /// Ask the node to leave the cluster: hand off its partitions, then stop serving. Answered
+    /// by [`Response::ClusterStatus`], or [`Response::Error`] if the node cannot leave.
+    Leave,
 }
 
 /// Every sibling value of a key and the causal context covering them.
@@ -168,6 +174,79 @@ pub struct TopologyInfo {
     pub shards: Vec<ShardEndpoint>,
     /// Shard serving each partition, indexed by partition.
     pub partition_shard: Vec<u16>,
+}
+
+/// The cluster as the answering node sees it: the answer to [`Request::ClusterStatus`] and
+/// [`Request::Leave`].
+///
+/// The text fields are labels for people and tools (at most
+/// [`CLUSTER_LABEL_BYTES_MAX`](crate::CLUSTER_LABEL_BYTES_MAX) bytes each), not enums, so a newer
+/// node may report states this version does not know.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClusterStatus {
+    /// The answering node.
+    pub node_id: u64,
+    /// This node's membership status, e.g. `Up`, `Joining`, `Leaving`, `Left`.
+    pub status: String,
+    /// Epoch of the node's current ring.
+    pub ring_epoch: u32,
+    /// Where the ring change stands: `Stable`, `Pending`, `Flipped`.
+    pub ring_phase: String,
+    /// Replicas per key (`n`).
+    pub replicas: u32,
+    /// Default read quorum (`r`).
+    pub read_quorum: u32,
+    /// Default write quorum (`w`).
+    pub write_quorum: u32,
+    /// Every member the node knows of (at most
+    /// [`CLUSTER_MEMBERS_MAX`](crate::CLUSTER_MEMBERS_MAX)).
+    pub members: Vec<ClusterMember>,
+    /// Partition transfers the node takes part in (at most
+    /// [`CLUSTER_TRANSFERS_MAX`](crate::CLUSTER_TRANSFERS_MAX)).
+    pub transfers: Vec<TransferInfo>,
+    /// Partitions still to move in the ring change in progress; zero when none is.
+    pub moves_pending: u32,
+    /// Hinted writes the node holds for replicas it could not reach.
+    pub hints_held: u64,
+}
+
+/// One member of the cluster, as a [`ClusterStatus`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct ClusterMember {
+    /// The member's node id.
+    pub id: u64,
+    /// Its peer address, `host:port`.
+    pub addr: String,
+    /// Its rack.
+    pub rack: String,
+    /// Its datacenter.
+    pub dc: String,
+    /// Its membership status as gossip reports it.
+    pub status: String,
+    /// The failure detector's verdict: whether the member is reachable.
+    pub alive: bool,
+    /// Partitions it owns in the current ring.
+    pub partitions: u32,
+    /// Partitions it owns in the ring being moved to; equal to `partitions` when no change is in
+    /// progress.
+    pub next_partitions: u32,
+}
+
+/// One partition transfer the node reporting a [`ClusterStatus`] takes part in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct TransferInfo {
+    /// The partition being moved.
+    pub partition: u32,
+    /// The other node of the transfer.
+    pub peer: u64,
+    /// Whether this node sends the partition (`true`) or receives it (`false`).
+    pub outgoing: bool,
+    /// The transfer's state, as text.
+    pub state: String,
+    /// Entries moved so far.
+    pub entries: u64,
+    /// Bytes moved so far.
+    pub bytes: u64,
 }
 
 /// Why a request failed. Values are fixed on the wire (see `fbs/client.fbs`).
@@ -325,6 +404,9 @@ pub enum Response {
     Topology(TopologyInfo),
     /// The whole request failed.
     Error(WireError),
+    /// Answer to [`Request::ClusterStatus`] and [`Request::Leave`]. Boxed: it is much larger
+    /// than the other answers, and every `Response` would pay for it inline.
+    ClusterStatus(Box<ClusterStatus>),
 }
 
 // ---- Wire numbering of the enums. Writers and readers of each mapping sit side by side. ----

@@ -8,9 +8,11 @@ use proptest::prelude::*;
 use tessera_schema::generated as wire;
 use tessera_schema::{
     decode_request, decode_response, frame_body_len, peek_request_id, BatchGetRequest,
-    BatchPutRequest, DecodeError, Encoder, ErrorCode, FrameBuffer, FrameError, GetRequest,
-    GetResponse, PutItem, PutRequest, Request, Response, ShardEndpoint, TopologyInfo, WireError,
-    WriteResponse, BATCH_ITEMS_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES, GET_VALUES_MAX,
+    BatchPutRequest, ClusterMember, ClusterStatus, DecodeError, Encoder, ErrorCode, FrameBuffer,
+    FrameError, GetRequest, GetResponse, PutItem, PutRequest, Request, Response, ShardEndpoint,
+    TopologyInfo, TransferInfo, WireError, WriteResponse, BATCH_ITEMS_MAX, CLUSTER_LABEL_BYTES_MAX,
+    CLUSTER_MEMBERS_MAX, CLUSTER_TRANSFERS_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES,
+    GET_VALUES_MAX,
 };
 
 const CASES: u32 = 512;
@@ -25,6 +27,41 @@ fn response_body(id: u64, response: &Response) -> Vec<u8> {
     let mut out = Vec::new();
     Encoder::new().encode_response(id, response, &mut out);
     out.split_off(FRAME_HEADER_BYTES)
+}
+
+/// A small but complete `ClusterStatus`: every field set, two members, two transfers.
+fn sample_cluster_status() -> ClusterStatus {
+    let member = |id: u64, status: &str| ClusterMember {
+        id,
+        addr: format!("10.0.0.{id}:7900"),
+        rack: format!("r{id}"),
+        dc: "dc1".into(),
+        status: status.into(),
+        alive: id % 2 == 1,
+        partitions: 512,
+        next_partitions: 340,
+    };
+    let transfer = |partition: u32, outgoing: bool| TransferInfo {
+        partition,
+        peer: 2,
+        outgoing,
+        state: "Streaming".into(),
+        entries: 1000,
+        bytes: 1 << 20,
+    };
+    ClusterStatus {
+        node_id: 1,
+        status: "Leaving".into(),
+        ring_epoch: 7,
+        ring_phase: "Pending".into(),
+        replicas: 3,
+        read_quorum: 2,
+        write_quorum: 2,
+        members: vec![member(1, "Leaving"), member(2, "Up")],
+        transfers: vec![transfer(3, true), transfer(9, false)],
+        moves_pending: 12,
+        hints_held: 40,
+    }
 }
 
 /// One valid body of every message type, as seeds for mutation.
@@ -63,6 +100,8 @@ fn sample_bodies() -> Vec<Vec<u8>> {
         }),
         Request::Ping(vec![9; 5]),
         Request::Topology,
+        Request::ClusterStatus,
+        Request::Leave,
     ];
     let get = GetResponse {
         values: vec![vec![1; 4], vec![]],
@@ -86,6 +125,8 @@ fn sample_bodies() -> Vec<Vec<u8>> {
             partition_shard: vec![0, 0, 0],
         }),
         Response::Error(WireError::new(ErrorCode::Overloaded, "busy")),
+        Response::ClusterStatus(Box::new(sample_cluster_status())),
+        Response::ClusterStatus(Box::default()),
     ];
     let mut bodies: Vec<Vec<u8>> = requests.iter().map(|r| request_body(1, r)).collect();
     bodies.extend(responses.iter().map(|r| response_body(2, r)));
@@ -105,12 +146,13 @@ proptest! {
     /// panic.
     #[test]
     fn mutated_frames_never_panic(
-        seed in 0usize..12,
+        seed in any::<prop::sample::Index>(),
         flips in vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
         truncate in any::<prop::sample::Index>(),
         do_truncate: bool,
     ) {
-        let mut body = sample_bodies().swap_remove(seed);
+        let mut bodies = sample_bodies();
+        let mut body = bodies.swap_remove(seed.index(bodies.len()));
         for (at, byte) in flips {
             let at = at.index(body.len());
             body[at] ^= byte;
@@ -242,6 +284,93 @@ fn batches_over_the_limit_are_refused() {
     );
 }
 
+/// Every truncation of an encoded `ClusterStatus`, and every single-byte flip of it, is refused
+/// or decodes to something; none panics.
+#[test]
+fn cluster_status_truncations_and_flips_never_panic() {
+    let body = response_body(
+        3,
+        &Response::ClusterStatus(Box::new(sample_cluster_status())),
+    );
+    for len in 0..body.len() {
+        let _ = decode_response(&body[..len]);
+        let _ = decode_request(&body[..len]);
+    }
+    for at in 0..body.len() {
+        for flip in [0x01, 0x80, 0xFF] {
+            let mut mutated = body.clone();
+            mutated[at] ^= flip;
+            let _ = decode_response(&mutated);
+            let _ = decode_request(&mutated);
+        }
+    }
+}
+
+#[test]
+fn cluster_status_over_the_limits_is_refused() {
+    let decode = |status: ClusterStatus| {
+        decode_response(&response_body(
+            1,
+            &Response::ClusterStatus(Box::new(status)),
+        ))
+    };
+
+    let members = ClusterStatus {
+        members: vec![ClusterMember::default(); CLUSTER_MEMBERS_MAX + 1],
+        ..ClusterStatus::default()
+    };
+    let too_many = DecodeError::TooManyItems {
+        count: CLUSTER_MEMBERS_MAX + 1,
+        max: CLUSTER_MEMBERS_MAX,
+    };
+    assert_eq!(decode(members), Err(too_many.clone()));
+    assert_eq!(too_many.to_wire_error().code, ErrorCode::TooLarge);
+
+    let transfers = ClusterStatus {
+        transfers: vec![TransferInfo::default(); CLUSTER_TRANSFERS_MAX + 1],
+        ..ClusterStatus::default()
+    };
+    assert_eq!(
+        decode(transfers),
+        Err(DecodeError::TooManyItems {
+            count: CLUSTER_TRANSFERS_MAX + 1,
+            max: CLUSTER_TRANSFERS_MAX,
+        })
+    );
+
+    // Each text field one byte over its bound, the others at most at it.
+    let long = "x".repeat(CLUSTER_LABEL_BYTES_MAX + 1);
+    type Lengthen = fn(&mut ClusterStatus, String);
+    let fields: [(&str, Lengthen); 7] = [
+        ("ClusterStatus.status", |s, text| s.status = text),
+        ("ClusterStatus.ring_phase", |s, text| s.ring_phase = text),
+        ("ClusterMember.addr", |s, text| s.members[1].addr = text),
+        ("ClusterMember.rack", |s, text| s.members[1].rack = text),
+        ("ClusterMember.dc", |s, text| s.members[1].dc = text),
+        ("ClusterMember.status", |s, text| s.members[1].status = text),
+        ("TransferInfo.state", |s, text| s.transfers[1].state = text),
+    ];
+    for (field, lengthen) in fields {
+        let mut status = sample_cluster_status();
+        lengthen(&mut status, long.clone());
+        let refused = DecodeError::TooLong {
+            field,
+            len: CLUSTER_LABEL_BYTES_MAX + 1,
+            max: CLUSTER_LABEL_BYTES_MAX,
+        };
+        assert_eq!(decode(status), Err(refused.clone()), "{field}");
+        assert_eq!(refused.to_wire_error().code, ErrorCode::TooLarge);
+
+        let mut status = sample_cluster_status();
+        lengthen(&mut status, long[1..].to_owned());
+        assert_eq!(
+            decode(status.clone()),
+            Ok((1, Response::ClusterStatus(Box::new(status)))),
+            "{field} at its bound"
+        );
+    }
+}
+
 /// The largest legal messages, in the shapes with the most verifier work per byte, still pass the
 /// verifier's budgets.
 #[test]
@@ -261,6 +390,26 @@ fn largest_legal_messages_decode() {
     };
     let many = Response::BatchGet(vec![Ok(siblings); 64]);
     assert!(decode_response(&response_body(1, &many)).is_ok());
+
+    // A full member list and transfer list, with empty text (the most tables per byte) and with
+    // realistic labels.
+    let sparse = ClusterStatus {
+        members: vec![ClusterMember::default(); CLUSTER_MEMBERS_MAX],
+        transfers: vec![TransferInfo::default(); CLUSTER_TRANSFERS_MAX],
+        ..ClusterStatus::default()
+    };
+    assert!(decode_response(&response_body(
+        1,
+        &Response::ClusterStatus(Box::new(sparse))
+    ))
+    .is_ok());
+    let mut full = sample_cluster_status();
+    full.members = vec![full.members[0].clone(); CLUSTER_MEMBERS_MAX];
+    full.transfers = vec![full.transfers[0].clone(); CLUSTER_TRANSFERS_MAX];
+    let full = Response::ClusterStatus(Box::new(full));
+    let body = response_body(1, &full);
+    assert!(body.len() <= FRAME_BYTES_MAX);
+    assert_eq!(decode_response(&body), Ok((1, full)));
 }
 
 /// A small buffer whose batch items all point at one table holding a large value would decode

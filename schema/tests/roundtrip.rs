@@ -5,10 +5,10 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use tessera_schema::{
-    decode_request, decode_response, BatchGetRequest, BatchPutRequest, DeleteRequest, Durability,
-    Encoder, ErrorCode, FrameBuffer, GetRequest, GetResponse, PutItem, PutRequest, Request,
-    Response, ShardEndpoint, TopologyInfo, WireError, WriteResponse, DEFAULT_KEYSPACE,
-    FRAME_HEADER_BYTES,
+    decode_request, decode_response, BatchGetRequest, BatchPutRequest, ClusterMember,
+    ClusterStatus, DeleteRequest, Durability, Encoder, ErrorCode, FrameBuffer, GetRequest,
+    GetResponse, PutItem, PutRequest, Request, Response, ShardEndpoint, TopologyInfo, TransferInfo,
+    WireError, WriteResponse, DEFAULT_KEYSPACE, FRAME_HEADER_BYTES,
 };
 
 const CASES: u32 = 256;
@@ -120,6 +120,8 @@ fn request() -> impl Strategy<Value = Request> {
             }),
         bytes().prop_map(Request::Ping),
         Just(Request::Topology),
+        Just(Request::ClusterStatus),
+        Just(Request::Leave),
     ]
 }
 
@@ -144,6 +146,95 @@ fn topology() -> impl Strategy<Value = TopologyInfo> {
     )
 }
 
+/// A `ClusterStatus` text field: empty (left out by the encoder), a typical name, or any text.
+fn label() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just(String::new()),
+        prop::sample::select(vec![
+            "Up", "Joining", "Leaving", "Left", "Stable", "Flipped"
+        ])
+        .prop_map(str::to_owned),
+        "\\PC{0,24}"
+    ]
+}
+
+fn cluster_member() -> impl Strategy<Value = ClusterMember> {
+    (
+        any::<u64>(),
+        (label(), label(), label(), label()),
+        any::<bool>(),
+        any::<u32>(),
+        any::<u32>(),
+    )
+        .prop_map(
+            |(id, (addr, rack, dc, status), alive, partitions, next_partitions)| ClusterMember {
+                id,
+                addr,
+                rack,
+                dc,
+                status,
+                alive,
+                partitions,
+                next_partitions,
+            },
+        )
+}
+
+fn transfer_info() -> impl Strategy<Value = TransferInfo> {
+    (
+        any::<u32>(),
+        any::<u64>(),
+        any::<bool>(),
+        label(),
+        any::<u64>(),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(partition, peer, outgoing, state, entries, bytes)| TransferInfo {
+                partition,
+                peer,
+                outgoing,
+                state,
+                entries,
+                bytes,
+            },
+        )
+}
+
+/// Members and transfers are each empty about half the time.
+fn cluster_status() -> impl Strategy<Value = ClusterStatus> {
+    let lists = (
+        prop_oneof![Just(Vec::new()), vec(cluster_member(), 1..8)],
+        prop_oneof![Just(Vec::new()), vec(transfer_info(), 1..8)],
+    );
+    (
+        (any::<u64>(), label(), any::<u32>(), label()),
+        (any::<u32>(), any::<u32>(), any::<u32>()),
+        lists,
+        (any::<u32>(), any::<u64>()),
+    )
+        .prop_map(
+            |(
+                (node_id, status, ring_epoch, ring_phase),
+                (replicas, read_quorum, write_quorum),
+                (members, transfers),
+                (moves_pending, hints_held),
+            )| ClusterStatus {
+                node_id,
+                status,
+                ring_epoch,
+                ring_phase,
+                replicas,
+                read_quorum,
+                write_quorum,
+                members,
+                transfers,
+                moves_pending,
+                hints_held,
+            },
+        )
+}
+
 fn response() -> impl Strategy<Value = Response> {
     prop_oneof![
         get_response().prop_map(Response::Get),
@@ -156,6 +247,7 @@ fn response() -> impl Strategy<Value = Response> {
         bytes().prop_map(Response::Pong),
         topology().prop_map(Response::Topology),
         wire_error().prop_map(Response::Error),
+        cluster_status().prop_map(|s| Response::ClusterStatus(Box::new(s))),
     ]
 }
 
@@ -167,7 +259,9 @@ fn normalized(mut request: Request) -> Request {
         Request::Delete(r) => &mut r.keyspace,
         Request::BatchGet(r) => &mut r.keyspace,
         Request::BatchPut(r) => &mut r.keyspace,
-        Request::Ping(_) | Request::Topology => return request,
+        Request::Ping(_) | Request::Topology | Request::ClusterStatus | Request::Leave => {
+            return request
+        }
     };
     if keyspace.is_empty() {
         *keyspace = DEFAULT_KEYSPACE.to_owned();
@@ -193,6 +287,14 @@ proptest! {
         let mut wire = Vec::new();
         Encoder::new().encode_request(id, &request, &mut wire);
         prop_assert_eq!(decode_request(body_of(&wire)), Ok((id, normalized(request))));
+    }
+
+    #[test]
+    fn cluster_status_round_trips(id: u64, status in cluster_status()) {
+        let response = Response::ClusterStatus(Box::new(status));
+        let mut wire = Vec::new();
+        Encoder::new().encode_response(id, &response, &mut wire);
+        prop_assert_eq!(decode_response(body_of(&wire)), Ok((id, response)));
     }
 
     #[test]
@@ -284,6 +386,32 @@ fn put_and_delete_answers_stay_distinct() {
         let mut wire = Vec::new();
         Encoder::new().encode_response(9, &response, &mut wire);
         assert_eq!(decode_response(body_of(&wire)), Ok((9, response)));
+    }
+}
+
+#[test]
+fn cluster_requests_stay_distinct() {
+    for request in [Request::ClusterStatus, Request::Leave, Request::Topology] {
+        let mut wire = Vec::new();
+        Encoder::new().encode_request(4, &request, &mut wire);
+        assert_eq!(decode_request(body_of(&wire)), Ok((4, request)));
+    }
+}
+
+/// An all-default status (every list and text empty, so the encoder leaves them all out) and
+/// one with a member and a transfer whose text fields are empty.
+#[test]
+fn sparse_cluster_status_round_trips() {
+    let sparse = ClusterStatus {
+        members: vec![ClusterMember::default()],
+        transfers: vec![TransferInfo::default()],
+        ..ClusterStatus::default()
+    };
+    for status in [ClusterStatus::default(), sparse] {
+        let response = Response::ClusterStatus(Box::new(status));
+        let mut wire = Vec::new();
+        Encoder::new().encode_response(6, &response, &mut wire);
+        assert_eq!(decode_response(body_of(&wire)), Ok((6, response)));
     }
 }
 

@@ -51,9 +51,13 @@ impl Service {
             Request::BatchGet(r) => self.batch_get(&r).await.map(Response::BatchGet),
             Request::BatchPut(r) => self.batch_put(r).await.map(Response::BatchPut),
             Request::Ping(payload) => Ok(Response::Pong(payload)),
-            Request::Topology => Err(ShardError::BadRequest(
-                "topology is answered by the connection's shard, not forwarded".into(),
-            )),
+            Request::Topology | Request::ClusterStatus | Request::Leave => {
+                Err(ShardError::BadRequest(
+                    "topology and cluster requests are answered by the connection's shard, not \
+                     forwarded"
+                        .into(),
+                ))
+            }
         };
         result.unwrap_or_else(|e| Response::Error(e.to_wire()))
     }

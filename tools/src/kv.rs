@@ -140,5 +140,9 @@ pub fn status(args: StatusArgs) -> Result<ExitCode, String> {
             s.shard, s.port
         );
     }
+    match crate::membership::cluster_status(&client)? {
+        Some(cluster) => crate::membership::print_cluster(&client, cluster)?,
+        None => println!("replication single node: n=r=w=1 (not a cluster member)"),
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod cluster;
 mod kv;
+mod membership;
 mod server;
 mod sim;
 
@@ -42,8 +43,14 @@ enum Command {
     Get(kv::GetArgs),
     /// Delete a key (supersedes every version currently stored).
     Del(kv::DelArgs),
-    /// Show a node's shards, ports, partitions and health.
+    /// Show a node's shards, ports and partitions, and on a cluster member every node's
+    /// health and the partition transfers in progress (bytes, rate, ETA).
     Status(kv::StatusArgs),
+    /// Show the ring: every cluster member, its rack and datacenter, and the partitions it
+    /// owns now and after the change in progress.
+    Ring(membership::RingArgs),
+    /// Make a node leave the cluster: it hands its partitions off, then shows `Left`.
+    Leave(membership::LeaveArgs),
     /// YCSB-style benchmark runner and TCP echo ceiling (same as the `tessera-bench` binary).
     Bench(tessera_bench::BenchArgs),
     /// Run a local cluster: `tessera cluster up --nodes 3 --data-dir DIR --port 7000`.
@@ -74,6 +81,8 @@ fn main() -> ExitCode {
         Command::Get(args) => kv::get(args),
         Command::Del(args) => kv::del(args),
         Command::Status(args) => kv::status(args),
+        Command::Ring(args) => membership::ring(args),
+        Command::Leave(args) => membership::leave(args),
         Command::Bench(args) => return tessera_bench::run(args),
         Command::Sim(args) => return sim::run_sim(args),
         Command::Cluster(command) => cluster::run(command),

@@ -54,6 +54,17 @@ impl MovesState {
 }
 
 impl Node {
+    /// Moves of the ring change in progress that this node still has to stream, for status
+    /// displays (0 when the ring is stable).
+    pub fn moves_outstanding(&self) -> usize {
+        let me = self.config.id;
+        self.moves
+            .planned
+            .iter()
+            .filter(|(m, source)| **source == Some(me) && !self.moves.done.contains(*m))
+            .count()
+    }
+
     /// The ring state changed: cancel every outgoing transfer (a move still wanted is started
     /// again by the next drive) and plan the new state's moves.
     pub(super) fn on_ring_changed(&mut self, now: Tick, out: &mut Vec<Action>) {

@@ -217,10 +217,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 7;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 9;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 8] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 10] = [
   RequestBody::NONE,
   RequestBody::Get,
   RequestBody::Put,
@@ -229,6 +229,8 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 8] = [
   RequestBody::BatchPut,
   RequestBody::Ping,
   RequestBody::TopologyRequest,
+  RequestBody::ClusterStatusRequest,
+  RequestBody::LeaveRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -244,9 +246,11 @@ impl RequestBody {
   pub const BatchPut: Self = Self(5);
   pub const Ping: Self = Self(6);
   pub const TopologyRequest: Self = Self(7);
+  pub const ClusterStatusRequest: Self = Self(8);
+  pub const LeaveRequest: Self = Self(9);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 7;
+  pub const ENUM_MAX: u8 = 9;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Get,
@@ -256,6 +260,8 @@ impl RequestBody {
     Self::BatchPut,
     Self::Ping,
     Self::TopologyRequest,
+    Self::ClusterStatusRequest,
+    Self::LeaveRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -268,6 +274,8 @@ impl RequestBody {
       Self::BatchPut => Some("BatchPut"),
       Self::Ping => Some("Ping"),
       Self::TopologyRequest => Some("TopologyRequest"),
+      Self::ClusterStatusRequest => Some("ClusterStatusRequest"),
+      Self::LeaveRequest => Some("LeaveRequest"),
       _ => None,
     }
   }
@@ -327,10 +335,10 @@ pub struct RequestBodyUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE_BODY: u8 = 8;
+pub const ENUM_MAX_RESPONSE_BODY: u8 = 9;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 9] = [
+pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 10] = [
   ResponseBody::NONE,
   ResponseBody::GetResult,
   ResponseBody::PutResult,
@@ -340,6 +348,7 @@ pub const ENUM_VALUES_RESPONSE_BODY: [ResponseBody; 9] = [
   ResponseBody::Pong,
   ResponseBody::Topology,
   ResponseBody::Error,
+  ResponseBody::ClusterStatus,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -356,9 +365,10 @@ impl ResponseBody {
   pub const Pong: Self = Self(6);
   pub const Topology: Self = Self(7);
   pub const Error: Self = Self(8);
+  pub const ClusterStatus: Self = Self(9);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 8;
+  pub const ENUM_MAX: u8 = 9;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::GetResult,
@@ -369,6 +379,7 @@ impl ResponseBody {
     Self::Pong,
     Self::Topology,
     Self::Error,
+    Self::ClusterStatus,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -382,6 +393,7 @@ impl ResponseBody {
       Self::Pong => Some("Pong"),
       Self::Topology => Some("Topology"),
       Self::Error => Some("Error"),
+      Self::ClusterStatus => Some("ClusterStatus"),
       _ => None,
     }
   }
@@ -1683,6 +1695,162 @@ impl ::core::fmt::Debug for TopologyRequest<'_> {
       ds.finish()
   }
 }
+pub enum ClusterStatusRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ClusterStatusRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ClusterStatusRequest<'a> {
+  type Inner = ClusterStatusRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ClusterStatusRequest<'a> {
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ClusterStatusRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    _args: &'args ClusterStatusRequestArgs
+  ) -> ::flatbuffers::WIPOffset<ClusterStatusRequest<'bldr>> {
+    let mut builder = ClusterStatusRequestBuilder::new(_fbb);
+    builder.finish()
+  }
+
+}
+
+impl ::flatbuffers::Verifiable for ClusterStatusRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ClusterStatusRequestArgs {
+}
+impl<'a> Default for ClusterStatusRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    ClusterStatusRequestArgs {
+    }
+  }
+}
+
+pub struct ClusterStatusRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ClusterStatusRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ClusterStatusRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ClusterStatusRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ClusterStatusRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ClusterStatusRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ClusterStatusRequest");
+      ds.finish()
+  }
+}
+pub enum LeaveRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct LeaveRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for LeaveRequest<'a> {
+  type Inner = LeaveRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> LeaveRequest<'a> {
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    LeaveRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    _args: &'args LeaveRequestArgs
+  ) -> ::flatbuffers::WIPOffset<LeaveRequest<'bldr>> {
+    let mut builder = LeaveRequestBuilder::new(_fbb);
+    builder.finish()
+  }
+
+}
+
+impl ::flatbuffers::Verifiable for LeaveRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct LeaveRequestArgs {
+}
+impl<'a> Default for LeaveRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    LeaveRequestArgs {
+    }
+  }
+}
+
+pub struct LeaveRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> LeaveRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> LeaveRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    LeaveRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<LeaveRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for LeaveRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("LeaveRequest");
+      ds.finish()
+  }
+}
 pub enum RequestFrameOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -1846,6 +2014,36 @@ impl<'a> RequestFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_cluster_status_request(&self) -> Option<ClusterStatusRequest<'a>> {
+    if self.body_type() == RequestBody::ClusterStatusRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ClusterStatusRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_leave_request(&self) -> Option<LeaveRequest<'a>> {
+    if self.body_type() == RequestBody::LeaveRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { LeaveRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for RequestFrame<'_> {
@@ -1864,6 +2062,8 @@ impl ::flatbuffers::Verifiable for RequestFrame<'_> {
           RequestBody::BatchPut => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<BatchPut>>("RequestBody::BatchPut", pos),
           RequestBody::Ping => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Ping>>("RequestBody::Ping", pos),
           RequestBody::TopologyRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<TopologyRequest>>("RequestBody::TopologyRequest", pos),
+          RequestBody::ClusterStatusRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ClusterStatusRequest>>("RequestBody::ClusterStatusRequest", pos),
+          RequestBody::LeaveRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<LeaveRequest>>("RequestBody::LeaveRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -1969,6 +2169,20 @@ impl ::core::fmt::Debug for RequestFrame<'_> {
         },
         RequestBody::TopologyRequest => {
           if let Some(x) = self.body_as_topology_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::ClusterStatusRequest => {
+          if let Some(x) = self.body_as_cluster_status_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::LeaveRequest => {
+          if let Some(x) = self.body_as_leave_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -3095,6 +3309,668 @@ impl ::core::fmt::Debug for Error<'_> {
       ds.finish()
   }
 }
+pub enum ClusterMemberOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ClusterMember<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ClusterMember<'a> {
+  type Inner = ClusterMember<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ClusterMember<'a> {
+  pub const VT_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ADDR: ::flatbuffers::VOffsetT = 6;
+  pub const VT_RACK: ::flatbuffers::VOffsetT = 8;
+  pub const VT_DC: ::flatbuffers::VOffsetT = 10;
+  pub const VT_STATUS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_ALIVE: ::flatbuffers::VOffsetT = 14;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 16;
+  pub const VT_NEXT_PARTITIONS: ::flatbuffers::VOffsetT = 18;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ClusterMember { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ClusterMemberArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ClusterMember<'bldr>> {
+    let mut builder = ClusterMemberBuilder::new(_fbb);
+    builder.add_id(args.id);
+    builder.add_next_partitions(args.next_partitions);
+    builder.add_partitions(args.partitions);
+    if let Some(x) = args.status { builder.add_status(x); }
+    if let Some(x) = args.dc { builder.add_dc(x); }
+    if let Some(x) = args.rack { builder.add_rack(x); }
+    if let Some(x) = args.addr { builder.add_addr(x); }
+    builder.add_alive(args.alive);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ClusterMember::VT_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn addr(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ClusterMember::VT_ADDR, None)}
+  }
+  #[inline]
+  pub fn rack(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ClusterMember::VT_RACK, None)}
+  }
+  #[inline]
+  pub fn dc(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ClusterMember::VT_DC, None)}
+  }
+  #[inline]
+  pub fn status(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ClusterMember::VT_STATUS, None)}
+  }
+  #[inline]
+  pub fn alive(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(ClusterMember::VT_ALIVE, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn partitions(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ClusterMember::VT_PARTITIONS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn next_partitions(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ClusterMember::VT_NEXT_PARTITIONS, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ClusterMember<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("id", Self::VT_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("addr", Self::VT_ADDR, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("rack", Self::VT_RACK, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("dc", Self::VT_DC, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("status", Self::VT_STATUS, false)?
+     .visit_field::<bool>("alive", Self::VT_ALIVE, false)?
+     .visit_field::<u32>("partitions", Self::VT_PARTITIONS, false)?
+     .visit_field::<u32>("next_partitions", Self::VT_NEXT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ClusterMemberArgs<'a> {
+    pub id: u64,
+    pub addr: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub rack: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub dc: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub status: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub alive: bool,
+    pub partitions: u32,
+    pub next_partitions: u32,
+}
+impl<'a> Default for ClusterMemberArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ClusterMemberArgs {
+      id: 0,
+      addr: None,
+      rack: None,
+      dc: None,
+      status: None,
+      alive: false,
+      partitions: 0,
+      next_partitions: 0,
+    }
+  }
+}
+
+pub struct ClusterMemberBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ClusterMemberBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_id(&mut self, id: u64) {
+    self.fbb_.push_slot::<u64>(ClusterMember::VT_ID, id, 0);
+  }
+  #[inline]
+  pub fn add_addr(&mut self, addr: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClusterMember::VT_ADDR, addr);
+  }
+  #[inline]
+  pub fn add_rack(&mut self, rack: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClusterMember::VT_RACK, rack);
+  }
+  #[inline]
+  pub fn add_dc(&mut self, dc: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClusterMember::VT_DC, dc);
+  }
+  #[inline]
+  pub fn add_status(&mut self, status: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClusterMember::VT_STATUS, status);
+  }
+  #[inline]
+  pub fn add_alive(&mut self, alive: bool) {
+    self.fbb_.push_slot::<bool>(ClusterMember::VT_ALIVE, alive, false);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: u32) {
+    self.fbb_.push_slot::<u32>(ClusterMember::VT_PARTITIONS, partitions, 0);
+  }
+  #[inline]
+  pub fn add_next_partitions(&mut self, next_partitions: u32) {
+    self.fbb_.push_slot::<u32>(ClusterMember::VT_NEXT_PARTITIONS, next_partitions, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ClusterMemberBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ClusterMemberBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ClusterMember<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ClusterMember<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ClusterMember");
+      ds.field("id", &self.id());
+      ds.field("addr", &self.addr());
+      ds.field("rack", &self.rack());
+      ds.field("dc", &self.dc());
+      ds.field("status", &self.status());
+      ds.field("alive", &self.alive());
+      ds.field("partitions", &self.partitions());
+      ds.field("next_partitions", &self.next_partitions());
+      ds.finish()
+  }
+}
+pub enum TransferInfoOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct TransferInfo<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for TransferInfo<'a> {
+  type Inner = TransferInfo<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> TransferInfo<'a> {
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PEER: ::flatbuffers::VOffsetT = 6;
+  pub const VT_OUTGOING: ::flatbuffers::VOffsetT = 8;
+  pub const VT_STATE: ::flatbuffers::VOffsetT = 10;
+  pub const VT_ENTRIES: ::flatbuffers::VOffsetT = 12;
+  pub const VT_BYTES: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    TransferInfo { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TransferInfoArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<TransferInfo<'bldr>> {
+    let mut builder = TransferInfoBuilder::new(_fbb);
+    builder.add_bytes(args.bytes);
+    builder.add_entries(args.entries);
+    builder.add_peer(args.peer);
+    if let Some(x) = args.state { builder.add_state(x); }
+    builder.add_partition(args.partition);
+    builder.add_outgoing(args.outgoing);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn partition(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(TransferInfo::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn peer(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(TransferInfo::VT_PEER, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn outgoing(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(TransferInfo::VT_OUTGOING, Some(false)).unwrap()}
+  }
+  #[inline]
+  pub fn state(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TransferInfo::VT_STATE, None)}
+  }
+  #[inline]
+  pub fn entries(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(TransferInfo::VT_ENTRIES, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(TransferInfo::VT_BYTES, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for TransferInfo<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<u64>("peer", Self::VT_PEER, false)?
+     .visit_field::<bool>("outgoing", Self::VT_OUTGOING, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("state", Self::VT_STATE, false)?
+     .visit_field::<u64>("entries", Self::VT_ENTRIES, false)?
+     .visit_field::<u64>("bytes", Self::VT_BYTES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TransferInfoArgs<'a> {
+    pub partition: u32,
+    pub peer: u64,
+    pub outgoing: bool,
+    pub state: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub entries: u64,
+    pub bytes: u64,
+}
+impl<'a> Default for TransferInfoArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TransferInfoArgs {
+      partition: 0,
+      peer: 0,
+      outgoing: false,
+      state: None,
+      entries: 0,
+      bytes: 0,
+    }
+  }
+}
+
+pub struct TransferInfoBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TransferInfoBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_partition(&mut self, partition: u32) {
+    self.fbb_.push_slot::<u32>(TransferInfo::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_peer(&mut self, peer: u64) {
+    self.fbb_.push_slot::<u64>(TransferInfo::VT_PEER, peer, 0);
+  }
+  #[inline]
+  pub fn add_outgoing(&mut self, outgoing: bool) {
+    self.fbb_.push_slot::<bool>(TransferInfo::VT_OUTGOING, outgoing, false);
+  }
+  #[inline]
+  pub fn add_state(&mut self, state: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TransferInfo::VT_STATE, state);
+  }
+  #[inline]
+  pub fn add_entries(&mut self, entries: u64) {
+    self.fbb_.push_slot::<u64>(TransferInfo::VT_ENTRIES, entries, 0);
+  }
+  #[inline]
+  pub fn add_bytes(&mut self, bytes: u64) {
+    self.fbb_.push_slot::<u64>(TransferInfo::VT_BYTES, bytes, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TransferInfoBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TransferInfoBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<TransferInfo<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for TransferInfo<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("TransferInfo");
+      ds.field("partition", &self.partition());
+      ds.field("peer", &self.peer());
+      ds.field("outgoing", &self.outgoing());
+      ds.field("state", &self.state());
+      ds.field("entries", &self.entries());
+      ds.field("bytes", &self.bytes());
+      ds.finish()
+  }
+}
+pub enum ClusterStatusOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ClusterStatus<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ClusterStatus<'a> {
+  type Inner = ClusterStatus<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ClusterStatus<'a> {
+  pub const VT_NODE_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_STATUS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_RING_EPOCH: ::flatbuffers::VOffsetT = 8;
+  pub const VT_RING_PHASE: ::flatbuffers::VOffsetT = 10;
+  pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_READ_QUORUM: ::flatbuffers::VOffsetT = 14;
+  pub const VT_WRITE_QUORUM: ::flatbuffers::VOffsetT = 16;
+  pub const VT_MEMBERS: ::flatbuffers::VOffsetT = 18;
+  pub const VT_TRANSFERS: ::flatbuffers::VOffsetT = 20;
+  pub const VT_MOVES_PENDING: ::flatbuffers::VOffsetT = 22;
+  pub const VT_HINTS_HELD: ::flatbuffers::VOffsetT = 24;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ClusterStatus { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ClusterStatusArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ClusterStatus<'bldr>> {
+    let mut builder = ClusterStatusBuilder::new(_fbb);
+    builder.add_hints_held(args.hints_held);
+    builder.add_node_id(args.node_id);
+    builder.add_moves_pending(args.moves_pending);
+    if let Some(x) = args.transfers { builder.add_transfers(x); }
+    if let Some(x) = args.members { builder.add_members(x); }
+    builder.add_write_quorum(args.write_quorum);
+    builder.add_read_quorum(args.read_quorum);
+    builder.add_replicas(args.replicas);
+    if let Some(x) = args.ring_phase { builder.add_ring_phase(x); }
+    builder.add_ring_epoch(args.ring_epoch);
+    if let Some(x) = args.status { builder.add_status(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn node_id(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ClusterStatus::VT_NODE_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn status(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ClusterStatus::VT_STATUS, None)}
+  }
+  #[inline]
+  pub fn ring_epoch(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ClusterStatus::VT_RING_EPOCH, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn ring_phase(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ClusterStatus::VT_RING_PHASE, None)}
+  }
+  #[inline]
+  pub fn replicas(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ClusterStatus::VT_REPLICAS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn read_quorum(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ClusterStatus::VT_READ_QUORUM, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn write_quorum(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ClusterStatus::VT_WRITE_QUORUM, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn members(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ClusterMember<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ClusterMember>>>>(ClusterStatus::VT_MEMBERS, None)}
+  }
+  #[inline]
+  pub fn transfers(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TransferInfo<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TransferInfo>>>>(ClusterStatus::VT_TRANSFERS, None)}
+  }
+  #[inline]
+  pub fn moves_pending(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(ClusterStatus::VT_MOVES_PENDING, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn hints_held(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ClusterStatus::VT_HINTS_HELD, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ClusterStatus<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("node_id", Self::VT_NODE_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("status", Self::VT_STATUS, false)?
+     .visit_field::<u32>("ring_epoch", Self::VT_RING_EPOCH, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("ring_phase", Self::VT_RING_PHASE, false)?
+     .visit_field::<u32>("replicas", Self::VT_REPLICAS, false)?
+     .visit_field::<u32>("read_quorum", Self::VT_READ_QUORUM, false)?
+     .visit_field::<u32>("write_quorum", Self::VT_WRITE_QUORUM, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ClusterMember>>>>("members", Self::VT_MEMBERS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TransferInfo>>>>("transfers", Self::VT_TRANSFERS, false)?
+     .visit_field::<u32>("moves_pending", Self::VT_MOVES_PENDING, false)?
+     .visit_field::<u64>("hints_held", Self::VT_HINTS_HELD, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ClusterStatusArgs<'a> {
+    pub node_id: u64,
+    pub status: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub ring_epoch: u32,
+    pub ring_phase: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub replicas: u32,
+    pub read_quorum: u32,
+    pub write_quorum: u32,
+    pub members: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ClusterMember<'a>>>>>,
+    pub transfers: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TransferInfo<'a>>>>>,
+    pub moves_pending: u32,
+    pub hints_held: u64,
+}
+impl<'a> Default for ClusterStatusArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ClusterStatusArgs {
+      node_id: 0,
+      status: None,
+      ring_epoch: 0,
+      ring_phase: None,
+      replicas: 0,
+      read_quorum: 0,
+      write_quorum: 0,
+      members: None,
+      transfers: None,
+      moves_pending: 0,
+      hints_held: 0,
+    }
+  }
+}
+
+pub struct ClusterStatusBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ClusterStatusBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_node_id(&mut self, node_id: u64) {
+    self.fbb_.push_slot::<u64>(ClusterStatus::VT_NODE_ID, node_id, 0);
+  }
+  #[inline]
+  pub fn add_status(&mut self, status: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClusterStatus::VT_STATUS, status);
+  }
+  #[inline]
+  pub fn add_ring_epoch(&mut self, ring_epoch: u32) {
+    self.fbb_.push_slot::<u32>(ClusterStatus::VT_RING_EPOCH, ring_epoch, 0);
+  }
+  #[inline]
+  pub fn add_ring_phase(&mut self, ring_phase: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClusterStatus::VT_RING_PHASE, ring_phase);
+  }
+  #[inline]
+  pub fn add_replicas(&mut self, replicas: u32) {
+    self.fbb_.push_slot::<u32>(ClusterStatus::VT_REPLICAS, replicas, 0);
+  }
+  #[inline]
+  pub fn add_read_quorum(&mut self, read_quorum: u32) {
+    self.fbb_.push_slot::<u32>(ClusterStatus::VT_READ_QUORUM, read_quorum, 0);
+  }
+  #[inline]
+  pub fn add_write_quorum(&mut self, write_quorum: u32) {
+    self.fbb_.push_slot::<u32>(ClusterStatus::VT_WRITE_QUORUM, write_quorum, 0);
+  }
+  #[inline]
+  pub fn add_members(&mut self, members: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ClusterMember<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClusterStatus::VT_MEMBERS, members);
+  }
+  #[inline]
+  pub fn add_transfers(&mut self, transfers: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TransferInfo<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClusterStatus::VT_TRANSFERS, transfers);
+  }
+  #[inline]
+  pub fn add_moves_pending(&mut self, moves_pending: u32) {
+    self.fbb_.push_slot::<u32>(ClusterStatus::VT_MOVES_PENDING, moves_pending, 0);
+  }
+  #[inline]
+  pub fn add_hints_held(&mut self, hints_held: u64) {
+    self.fbb_.push_slot::<u64>(ClusterStatus::VT_HINTS_HELD, hints_held, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ClusterStatusBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ClusterStatusBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ClusterStatus<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ClusterStatus<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ClusterStatus");
+      ds.field("node_id", &self.node_id());
+      ds.field("status", &self.status());
+      ds.field("ring_epoch", &self.ring_epoch());
+      ds.field("ring_phase", &self.ring_phase());
+      ds.field("replicas", &self.replicas());
+      ds.field("read_quorum", &self.read_quorum());
+      ds.field("write_quorum", &self.write_quorum());
+      ds.field("members", &self.members());
+      ds.field("transfers", &self.transfers());
+      ds.field("moves_pending", &self.moves_pending());
+      ds.field("hints_held", &self.hints_held());
+      ds.finish()
+  }
+}
 pub enum ResponseFrameOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3273,6 +4149,21 @@ impl<'a> ResponseFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_cluster_status(&self) -> Option<ClusterStatus<'a>> {
+    if self.body_type() == ResponseBody::ClusterStatus {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ClusterStatus::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ResponseFrame<'_> {
@@ -3292,6 +4183,7 @@ impl ::flatbuffers::Verifiable for ResponseFrame<'_> {
           ResponseBody::Pong => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Pong>>("ResponseBody::Pong", pos),
           ResponseBody::Topology => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Topology>>("ResponseBody::Topology", pos),
           ResponseBody::Error => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Error>>("ResponseBody::Error", pos),
+          ResponseBody::ClusterStatus => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ClusterStatus>>("ResponseBody::ClusterStatus", pos),
           _ => Ok(()),
         }
      })?
@@ -3404,6 +4296,13 @@ impl ::core::fmt::Debug for ResponseFrame<'_> {
         },
         ResponseBody::Error => {
           if let Some(x) = self.body_as_error() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        ResponseBody::ClusterStatus => {
+          if let Some(x) = self.body_as_cluster_status() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

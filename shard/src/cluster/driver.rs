@@ -32,8 +32,9 @@ use tessera_core::node::{
 };
 use tessera_core::placement::{Member, Replication, Ring};
 use tessera_core::quorum::{QuorumError, QuorumOptions, RequestId};
+use tessera_core::transfer::Direction;
 use tessera_core::{NodeId, Object, PartitionCount, Tick};
-use tessera_schema::Encoder;
+use tessera_schema::{ClusterMember, ClusterStatus, Encoder, TransferInfo};
 
 use super::peers::{PeerPool, SendError};
 use super::storage::{self, engine_key, is_internal, parse_hint, HINTS_KEYSPACE};
@@ -164,9 +165,94 @@ impl Driver {
         }
     }
 
+    /// Asks the cluster to take this node out of the ring; its partitions stream to the
+    /// nodes that take them over, and it shows `Left` once the change is committed.
+    pub fn leave(&self) {
+        self.node.borrow_mut().leave();
+    }
+
+    /// The cluster as this node sees it, for `tessera status` and `tessera ring`.
+    pub fn status(&self) -> ClusterStatus {
+        let now = self.now();
+        self.with_node(|node| {
+            let rings = node.ring_state();
+            let current = rings.current();
+            let next = rings.next();
+            let owned = |id: NodeId| {
+                let now_owned = count(current.owned_partitions(id).len());
+                let then = next.map_or(now_owned, |r| count(r.owned_partitions(id).len()));
+                (now_owned, then)
+            };
+            let gossip = node.gossip();
+            let mut members: Vec<ClusterMember> = gossip
+                .records()
+                .map(|r| {
+                    let (partitions, next_partitions) = owned(r.id);
+                    ClusterMember {
+                        id: r.id.0,
+                        addr: r.addr.clone(),
+                        rack: r.rack.clone(),
+                        dc: r.dc.clone(),
+                        status: format!("{:?}", r.status),
+                        alive: r.id == self.me || gossip.is_alive(r.id, now),
+                        partitions,
+                        next_partitions,
+                    }
+                })
+                .collect();
+            // Ring members gossip has not reported yet (after a restart) still own data.
+            for id in rings.all_members() {
+                if members.iter().all(|m| m.id != id.0) {
+                    let (partitions, next_partitions) = owned(id);
+                    members.push(ClusterMember {
+                        id: id.0,
+                        addr: String::new(),
+                        rack: String::new(),
+                        dc: String::new(),
+                        status: "Unknown".into(),
+                        alive: false,
+                        partitions,
+                        next_partitions,
+                    });
+                }
+            }
+            members.sort_by_key(|m| m.id);
+            let transfers = node
+                .transfers()
+                .progress()
+                .into_iter()
+                .map(|p| TransferInfo {
+                    partition: p.partition.0,
+                    peer: p.peer.0,
+                    outgoing: matches!(p.direction, Direction::Outgoing),
+                    state: format!("{:?}", p.state),
+                    entries: p.entries,
+                    bytes: p.bytes,
+                })
+                .collect();
+            ClusterStatus {
+                node_id: self.me.0,
+                status: format!("{:?}", node.status()),
+                ring_epoch: rings.epoch(),
+                ring_phase: format!("{:?}", rings.phase()),
+                replicas: count(self.settings.replicas),
+                read_quorum: count(self.settings.read_quorum),
+                write_quorum: count(self.settings.write_quorum),
+                members,
+                transfers,
+                moves_pending: count(node.moves_outstanding()),
+                hints_held: u64::try_from(node.hints().len()).unwrap_or(u64::MAX),
+            }
+        })
+    }
+
     fn now(&self) -> Tick {
         Tick(u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX))
     }
+}
+
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }
 
 /// Reads everything the node rebuilds its state from. The whole store passes through memory

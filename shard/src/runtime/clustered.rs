@@ -80,6 +80,12 @@ impl ShardCtx {
             Request::BatchPut(r) => Ok(Response::BatchPut(self.cluster_batch_put(&r).await)),
             Request::Ping(payload) => Ok(Response::Pong(payload)),
             Request::Topology => Ok(Response::Topology(self.topology.clone())),
+            Request::ClusterStatus => Ok(Response::ClusterStatus(Box::new(self.driver().status()))),
+            Request::Leave => {
+                tracing::info!("asked to leave the cluster: handing partitions off");
+                self.driver().leave();
+                Ok(Response::ClusterStatus(Box::new(self.driver().status())))
+            }
         };
         result.unwrap_or_else(Response::Error)
     }

@@ -25,6 +25,13 @@ use super::turns::Turns;
 use crate::error::ShardError;
 use crate::service::{answer_value_bytes, check_answer_size, get_response, Service};
 
+/// The answer to a cluster request on a node that is not a cluster member.
+fn not_a_member() -> WireError {
+    WireError::bad_request(
+        "this node is not a cluster member (it was started without --peer-listen or --seeds)",
+    )
+}
+
 /// A request crossing to its owning shard.
 #[derive(Debug)]
 pub struct Forward {
@@ -93,6 +100,7 @@ impl ShardCtx {
             Request::BatchPut(r) => self.batch_put(r).await,
             Request::Ping(payload) => Response::Pong(payload),
             Request::Topology => Response::Topology(self.topology.clone()),
+            Request::ClusterStatus | Request::Leave => Response::Error(not_a_member()),
         }
     }
 
