@@ -148,8 +148,8 @@ fn esay(line: std::fmt::Arguments<'_>) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
-/// Waits until every node answers a quorum read (the ring holds every node and replicas
-/// answer), so that the first request a user sends succeeds; gives up after
+/// Waits until every node answers a quorum read and sees the ring settled with every node in
+/// it, so that the first request a user sends succeeds and every node holds its share; gives up after
 /// [`READY_TIMEOUT`] with a warning (the nodes keep forming; their logs say how far).
 fn wait_ready(args: &UpArgs, stop: &AtomicBool) {
     let started = Instant::now();
@@ -162,10 +162,13 @@ fn wait_ready(args: &UpArgs, stop: &AtomicBool) {
     while !pending.is_empty() && !stop.load(Ordering::Acquire) {
         pending.retain(|&i| {
             let addr = SocketAddr::new(node_ip(i), args.port).to_string();
-            let answered = Client::connect(addr.as_str(), config.clone())
-                .and_then(|client| client.get(READY_PROBE_KEY))
-                .is_ok();
-            !answered
+            let ready = Client::connect(addr.as_str(), config.clone()).is_ok_and(|client| {
+                client.get(READY_PROBE_KEY).is_ok()
+                    && client
+                        .cluster_status()
+                        .is_ok_and(|s| ring_complete(&s, args.nodes))
+            });
+            !ready
         });
         if started.elapsed() > READY_TIMEOUT {
             esay(format_args!(
@@ -182,6 +185,12 @@ fn wait_ready(args: &UpArgs, stop: &AtomicBool) {
         "cluster ready in {:.1}s",
         started.elapsed().as_secs_f64()
     ));
+}
+
+/// Whether a node sees the ring settled with every one of `nodes` owning partitions.
+fn ring_complete(status: &tessera_client::ClusterStatus, nodes: u8) -> bool {
+    status.ring_phase == "Stable"
+        && status.members.iter().filter(|m| m.partitions > 0).count() == usize::from(nodes)
 }
 
 /// Waits for the stop flag, reporting nodes that exit on their own.

@@ -7,10 +7,12 @@
 //!   shard's engine ([`storage::execute`]) as tasks that feed their result back, replies
 //!   complete the waiting client request.
 //!
-//! Membership bootstrap: a node with seeds introduces itself by sending each seed address
-//! its own membership record (a gossip `Ack2`, which any node merges) until the seed's
-//! record shows up in its gossip view; from then on gossip carries every address. Peer links
-//! follow the addresses gossip reports.
+//! Membership bootstrap: a node introduces itself by sending its own membership record (a
+//! gossip `Ack2`, which any node merges) to each seed address, and after a restart to each
+//! peer address it saved, until that address shows up in its gossip view; from then on gossip
+//! carries every address. Peer links follow the addresses gossip reports. The saved addresses
+//! matter: peers learn a restarted node's new incarnation only from the node itself, and a
+//! node started without seeds (the one that founded the cluster) has nobody else to ask.
 //!
 //! Invariants: the node is borrowed only inside [`step`], never across an `.await`, so every
 //! input is applied whole and in arrival order; storage results of one key come back in the
@@ -66,6 +68,13 @@ pub struct Driver {
     settings: ClusterSettings,
     /// The address each peer link was last pointed at.
     linked: RefCell<HashMap<NodeId, SocketAddr>>,
+    /// When each peer was last sent this node's introduction.
+    introduced: RefCell<HashMap<NodeId, Instant>>,
+    /// Addresses to introduce this node to until gossip reports them: the configured seeds
+    /// and the peers saved before a restart.
+    introduce_to: Vec<SocketAddr>,
+    /// The peer addresses last saved.
+    saved_peers: RefCell<Vec<SocketAddr>>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -92,6 +101,13 @@ impl Driver {
         settings: ClusterSettings,
     ) -> Result<Driver, ShardError> {
         let recovered = recover(engine).await?;
+        let saved_peers = storage::load_peers(engine).await?;
+        let mut introduce_to = settings.seeds.clone();
+        introduce_to.extend(
+            saved_peers
+                .iter()
+                .filter(|a| **a != settings.peer_listen && !settings.seeds.contains(a)),
+        );
         let member = Member::new(
             me,
             settings.rack.clone(),
@@ -142,6 +158,9 @@ impl Driver {
             )),
             settings,
             linked: RefCell::new(HashMap::new()),
+            introduced: RefCell::new(HashMap::new()),
+            introduce_to,
+            saved_peers: RefCell::new(saved_peers),
         })
     }
 
@@ -378,21 +397,40 @@ pub async fn client<H: Host>(
     }))
 }
 
-/// Delivers a message from a peer. A sender seen in a new incarnation (one this node had no
-/// record of, or a restart) is answered with this node's own record once the message taught
-/// its address: a seed learns a newcomer from its introduction and the newcomer learns the
-/// seed from the answer, which a restarted node needs as much as a new one. A stranger also
-/// becomes a seed, so that gossip with it starts at once.
+/// Delivers a message from a peer.
+///
+/// Introductions: a sender seen in a new incarnation (one this node had no record of, or a
+/// restart) is answered with this node's own record once the message taught its address: a
+/// seed learns a newcomer from its introduction and the newcomer learns the seed from the
+/// answer, which a restarted node needs as much as a new one. An introduction is answered
+/// again (at most once per [`HELLO_INTERVAL`] per peer) even from a known incarnation, because
+/// the first answer can be lost: it may be written into the connection to the peer's previous
+/// process before the link notices that process is gone. A stranger also becomes a seed, so
+/// that gossip with it starts at once.
 pub fn deliver<H: Host>(host: &Rc<H>, from: NodeId, message: PeerMessage) {
     let driver = host.driver();
     let generation = |d: &Driver| d.with_node(|n| n.gossip().record(from).map(|r| r.generation));
     let before = generation(driver);
+    let introduces_itself = matches!(
+        &message,
+        PeerMessage::Gossip(GossipMessage::Ack2 { records })
+            if records.len() == 1 && records[0].id == from
+    );
     if from != driver.me && before.is_none() {
         driver.node.borrow_mut().add_seed(from);
     }
     step(host, Input::Peer { from, message });
     let after = generation(driver);
-    if from != driver.me && after.is_some() && after != before {
+    if from == driver.me || after.is_none() {
+        return;
+    }
+    let answered_lately = driver
+        .introduced
+        .borrow()
+        .get(&from)
+        .is_some_and(|at| at.elapsed() < HELLO_INTERVAL);
+    if after != before || (introduces_itself && !answered_lately) {
+        driver.introduced.borrow_mut().insert(from, Instant::now());
         send(driver, from, &introduction(driver));
     }
 }
@@ -414,6 +452,7 @@ pub async fn run<H: Host>(host: Rc<H>) {
         if last_refresh.elapsed() >= ADDRESS_REFRESH {
             last_refresh = Instant::now();
             refresh_links(driver);
+            save_peers_if_changed(&host);
         }
         if last_hello.is_none_or(|at| at.elapsed() >= HELLO_INTERVAL) {
             last_hello = Some(Instant::now());
@@ -472,12 +511,39 @@ fn refresh_links(driver: &Driver) {
     }
 }
 
-/// Seed addresses no gossip record carries yet.
+/// Saves the peers' addresses when gossip reports a different set (rarely: joins, leaves,
+/// address changes). A failed save is retried at the next refresh.
+fn save_peers_if_changed<H: Host>(host: &Rc<H>) {
+    let driver = host.driver();
+    let mut peers: Vec<SocketAddr> = driver.with_node(|node| {
+        node.gossip()
+            .records()
+            .filter(|r| r.id != driver.me)
+            .filter_map(|r| r.addr.parse().ok())
+            .collect()
+    });
+    peers.sort_unstable();
+    peers.dedup();
+    if peers.is_empty() || *driver.saved_peers.borrow() == peers {
+        return;
+    }
+    *driver.saved_peers.borrow_mut() = peers.clone();
+    let host = host.clone();
+    glommio::spawn_local(async move {
+        let driver = host.driver();
+        if let Err(e) = storage::save_peers(host.engine(), driver.me, &peers).await {
+            tracing::warn!(error = %e, "cannot save the peers' addresses; retrying");
+            driver.saved_peers.borrow_mut().clear();
+        }
+    })
+    .detach();
+}
+
+/// Addresses to introduce this node to that no gossip record carries yet.
 fn unknown_seeds(driver: &Driver) -> Vec<SocketAddr> {
     driver.with_node(|node| {
         driver
-            .settings
-            .seeds
+            .introduce_to
             .iter()
             .copied()
             .filter(|seed| {

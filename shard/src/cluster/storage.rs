@@ -30,6 +30,8 @@ pub const HINTS_KEYSPACE: &str = "\u{1}hints";
 pub const SYSTEM_KEYSPACE: &str = "\u{1}system";
 /// Key of the ring state in [`SYSTEM_KEYSPACE`].
 pub const RING_KEY: &[u8] = b"ring";
+/// Key of the peers' addresses in [`SYSTEM_KEYSPACE`]: one `host:port` per line.
+pub const PEERS_KEY: &[u8] = b"peers";
 
 /// The engine key of a cluster key: (keyspace, key) parsed from its bytes, checked against
 /// its token.
@@ -235,6 +237,37 @@ async fn list(
 /// Whether a key belongs to a keyspace clients cannot name (hints, system records).
 pub fn is_internal(key: &Key) -> bool {
     key.bytes.get(1) == Some(&1)
+}
+
+/// Remembers where the cluster's other nodes listen, so that a restarted node can introduce
+/// itself to them even without seeds (peers learn a restarted node only from it).
+pub async fn save_peers(
+    engine: &Engine,
+    me: NodeId,
+    peers: &[std::net::SocketAddr],
+) -> Result<(), ShardError> {
+    let text: String = peers.iter().map(|a| format!("{a}\n")).collect();
+    engine
+        .modify(SYSTEM_KEYSPACE, PEERS_KEY, true, |stored| {
+            let mut object = Object::new();
+            object.update(stored.clock(), me, 0, Some(text.into_bytes()))?;
+            Ok((object, ()))
+        })
+        .await
+}
+
+/// The peers' addresses saved by [`save_peers`]; lines that do not parse are skipped.
+pub async fn load_peers(engine: &Engine) -> Result<Vec<std::net::SocketAddr>, ShardError> {
+    let text = engine
+        .read(SYSTEM_KEYSPACE, PEERS_KEY, |o| {
+            o.and_then(|o| o.siblings().first().and_then(|s| s.value.clone()))
+        })
+        .await?
+        .unwrap_or_default();
+    Ok(String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|line| line.parse().ok())
+        .collect())
 }
 
 /// The ring state saved by [`StorageOp::SaveRing`], if any.
