@@ -15,12 +15,16 @@ fi
 # - procps: the `kill` utility, to stop servers by PID;
 # - redis-tools: redis-cli and redis-benchmark drive the RESP front door (tools/tests/resp.rs);
 # - fonts-dejavu-core: the benchmark runner's latency plots draw text with it;
+# - iproute2, nftables: the cluster tests put each node in its own network namespace
+#   (`ip netns`, veth, a bridge) and make partitions and loss with nftables rules (as root);
 # - e2fsprogs, mount: mkfs.ext4, losetup and mount build the small full disk of
 #   tools/tests/disk_full.rs (which also needs root and loop devices: `modprobe loop`).
 missing=()
 need kill || missing+=(procps)
 need redis-cli || missing+=(redis-tools)
 need mkfs.ext4 || missing+=(e2fsprogs)
+need ip || missing+=(iproute2)
+need nft || missing+=(nftables)
 { need mount && need losetup; } || missing+=(mount)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then

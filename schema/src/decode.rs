@@ -15,9 +15,10 @@ use flatbuffers::{Vector, VerifierOptions};
 use crate::error::DecodeError;
 use crate::generated as wire;
 use crate::limits::{
-    BATCH_ITEMS_MAX, CLUSTER_LABEL_BYTES_MAX, CLUSTER_MEMBERS_MAX, CLUSTER_TRANSFERS_MAX,
-    GET_VALUES_MAX, TOPOLOGY_PARTITIONS_MAX, TOPOLOGY_SHARDS_MAX, VERIFIER_AMPLIFICATION_MAX,
-    VERIFIER_APPARENT_BYTES_MIN, VERIFIER_DEPTH_MAX, VERIFIER_TABLES_MAX,
+    BATCH_ITEMS_MAX, CLUSTER_LABEL_BYTES_MAX, CLUSTER_MEMBERS_MAX, CLUSTER_PARTITION_ROOTS_MAX,
+    CLUSTER_TRANSFERS_MAX, GET_VALUES_MAX, TOPOLOGY_PARTITIONS_MAX, TOPOLOGY_SHARDS_MAX,
+    VERIFIER_AMPLIFICATION_MAX, VERIFIER_APPARENT_BYTES_MIN, VERIFIER_DEPTH_MAX,
+    VERIFIER_TABLES_MAX,
 };
 use crate::message::{
     BatchGetRequest, BatchPutRequest, ClusterMember, ClusterStatus, DeleteRequest, Durability,
@@ -266,6 +267,7 @@ fn topology_response(topology: wire::Topology<'_>) -> Result<TopologyInfo, Decod
 fn cluster_status(status: wire::ClusterStatus<'_>) -> Result<ClusterStatus, DecodeError> {
     let members = counted(status.members(), CLUSTER_MEMBERS_MAX)?;
     let transfers = counted(status.transfers(), CLUSTER_TRANSFERS_MAX)?;
+    let partition_roots = counted(status.partition_roots(), CLUSTER_PARTITION_ROOTS_MAX)?;
     Ok(ClusterStatus {
         node_id: status.node_id(),
         status: label(status.status(), "ClusterStatus.status")?,
@@ -284,6 +286,12 @@ fn cluster_status(status: wire::ClusterStatus<'_>) -> Result<ClusterStatus, Deco
             .collect::<Result<_, _>>()?,
         moves_pending: status.moves_pending(),
         hints_held: status.hints_held(),
+        partition_roots: partition_roots.iter().collect(),
+        ae_exchanges: status.ae_exchanges(),
+        ae_keys_repaired: status.ae_keys_repaired(),
+        ae_bytes_sent: status.ae_bytes_sent(),
+        read_repairs: status.read_repairs(),
+        hints_delivered: status.hints_delivered(),
     })
 }
 

@@ -391,7 +391,8 @@ fn topology_result(
 }
 
 /// Members and transfers are vectors of tables; both go through `offsets`, one after the other
-/// (a vector's tables must all be finished before the vector starts).
+/// (a vector's tables must all be finished before the vector starts). Partition roots are
+/// scalars, left out when empty.
 fn cluster_status(
     fbb: &mut Builder,
     offsets: &mut Vec<UOffsetT>,
@@ -425,6 +426,8 @@ fn cluster_status(
         offsets.push(wire::TransferInfo::create(fbb, &args).value());
     }
     let transfers = table_vector::<wire::TransferInfo<'static>>(fbb, offsets);
+    let partition_roots =
+        (!status.partition_roots.is_empty()).then(|| fbb.create_vector(&status.partition_roots));
     let args = wire::ClusterStatusArgs {
         node_id: status.node_id,
         status: text(fbb, &status.status),
@@ -437,6 +440,12 @@ fn cluster_status(
         transfers,
         moves_pending: status.moves_pending,
         hints_held: status.hints_held,
+        partition_roots,
+        ae_exchanges: status.ae_exchanges,
+        ae_keys_repaired: status.ae_keys_repaired,
+        ae_bytes_sent: status.ae_bytes_sent,
+        read_repairs: status.read_repairs,
+        hints_delivered: status.hints_delivered,
     };
     wire::ClusterStatus::create(fbb, &args)
 }

@@ -52,6 +52,10 @@ pub const CLUSTER_MEMBERS_MAX: usize = core_limits::RING_MEMBERS_MAX;
 /// once.
 pub const CLUSTER_TRANSFERS_MAX: usize = core_limits::PARTITION_COUNT_MAX as usize;
 
+/// Most Merkle tree roots a `ClusterStatus` may list: one per partition of the largest ring
+/// (core's `PARTITION_COUNT_MAX`, 65536), since `partition_roots` is indexed by partition id.
+pub const CLUSTER_PARTITION_ROOTS_MAX: usize = core_limits::PARTITION_COUNT_MAX as usize;
+
 /// Longest text field of a `ClusterStatus`, in bytes: a status or phase name, a member's address
 /// (`host:port`), rack or datacenter, a transfer's state. Core's `MEMBER_ADDR_BYTES_MAX` (256),
 /// the longest of the values these fields report.

@@ -208,6 +208,21 @@ pub struct ClusterStatus {
     pub moves_pending: u32,
     /// Hinted writes the node holds for replicas it could not reach.
     pub hints_held: u64,
+    /// The Merkle (tictac) tree root of every partition, indexed by partition id; 0 where the
+    /// node holds nothing for that partition. Empty if the node reports none (at most
+    /// [`CLUSTER_PARTITION_ROOTS_MAX`](crate::CLUSTER_PARTITION_ROOTS_MAX)).
+    pub partition_roots: Vec<u64>,
+    /// Anti-entropy exchanges the node completed since it started.
+    pub ae_exchanges: u64,
+    /// Keys anti-entropy repaired (pushed to or pulled from a peer) since the node started.
+    pub ae_keys_repaired: u64,
+    /// Bytes of anti-entropy traffic (tree exchange messages, repairs and fetches) the node sent
+    /// to peers since it started.
+    pub ae_bytes_sent: u64,
+    /// Read-repair objects the node sent since it started.
+    pub read_repairs: u64,
+    /// Hints the node delivered and had acknowledged since it started.
+    pub hints_delivered: u64,
 }
 
 /// One member of the cluster, as a [`ClusterStatus`] reports it.

@@ -11,8 +11,8 @@ use tessera_schema::{
     BatchPutRequest, ClusterMember, ClusterStatus, DecodeError, Encoder, ErrorCode, FrameBuffer,
     FrameError, GetRequest, GetResponse, PutItem, PutRequest, Request, Response, ShardEndpoint,
     TopologyInfo, TransferInfo, WireError, WriteResponse, BATCH_ITEMS_MAX, CLUSTER_LABEL_BYTES_MAX,
-    CLUSTER_MEMBERS_MAX, CLUSTER_TRANSFERS_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES,
-    GET_VALUES_MAX,
+    CLUSTER_MEMBERS_MAX, CLUSTER_PARTITION_ROOTS_MAX, CLUSTER_TRANSFERS_MAX, FRAME_BYTES_MAX,
+    FRAME_HEADER_BYTES, GET_VALUES_MAX,
 };
 
 const CASES: u32 = 512;
@@ -29,7 +29,8 @@ fn response_body(id: u64, response: &Response) -> Vec<u8> {
     out.split_off(FRAME_HEADER_BYTES)
 }
 
-/// A small but complete `ClusterStatus`: every field set, two members, two transfers.
+/// A small but complete `ClusterStatus`: every field set, two members, two transfers, four
+/// partition roots.
 fn sample_cluster_status() -> ClusterStatus {
     let member = |id: u64, status: &str| ClusterMember {
         id,
@@ -61,6 +62,12 @@ fn sample_cluster_status() -> ClusterStatus {
         transfers: vec![transfer(3, true), transfer(9, false)],
         moves_pending: 12,
         hints_held: 40,
+        partition_roots: vec![0x1234_5678_9ABC_DEF0, 0, u64::MAX, 7],
+        ae_exchanges: 90,
+        ae_keys_repaired: 15,
+        ae_bytes_sent: 3 << 20,
+        read_repairs: 6,
+        hints_delivered: 33,
     }
 }
 
@@ -338,6 +345,17 @@ fn cluster_status_over_the_limits_is_refused() {
         })
     );
 
+    let roots = ClusterStatus {
+        partition_roots: vec![0; CLUSTER_PARTITION_ROOTS_MAX + 1],
+        ..ClusterStatus::default()
+    };
+    let too_many_roots = DecodeError::TooManyItems {
+        count: CLUSTER_PARTITION_ROOTS_MAX + 1,
+        max: CLUSTER_PARTITION_ROOTS_MAX,
+    };
+    assert_eq!(decode(roots), Err(too_many_roots.clone()));
+    assert_eq!(too_many_roots.to_wire_error().code, ErrorCode::TooLarge);
+
     // Each text field one byte over its bound, the others at most at it.
     let long = "x".repeat(CLUSTER_LABEL_BYTES_MAX + 1);
     type Lengthen = fn(&mut ClusterStatus, String);
@@ -391,11 +409,12 @@ fn largest_legal_messages_decode() {
     let many = Response::BatchGet(vec![Ok(siblings); 64]);
     assert!(decode_response(&response_body(1, &many)).is_ok());
 
-    // A full member list and transfer list, with empty text (the most tables per byte) and with
-    // realistic labels.
+    // A full member list, transfer list and partition root list, with empty text (the most
+    // tables per byte) and with realistic labels.
     let sparse = ClusterStatus {
         members: vec![ClusterMember::default(); CLUSTER_MEMBERS_MAX],
         transfers: vec![TransferInfo::default(); CLUSTER_TRANSFERS_MAX],
+        partition_roots: vec![0; CLUSTER_PARTITION_ROOTS_MAX],
         ..ClusterStatus::default()
     };
     assert!(decode_response(&response_body(
@@ -406,6 +425,9 @@ fn largest_legal_messages_decode() {
     let mut full = sample_cluster_status();
     full.members = vec![full.members[0].clone(); CLUSTER_MEMBERS_MAX];
     full.transfers = vec![full.transfers[0].clone(); CLUSTER_TRANSFERS_MAX];
+    full.partition_roots = (0..CLUSTER_PARTITION_ROOTS_MAX as u64)
+        .map(|p| p.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .collect();
     let full = Response::ClusterStatus(Box::new(full));
     let body = response_body(1, &full);
     assert!(body.len() <= FRAME_BYTES_MAX);

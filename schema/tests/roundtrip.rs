@@ -201,24 +201,34 @@ fn transfer_info() -> impl Strategy<Value = TransferInfo> {
         )
 }
 
-/// Members and transfers are each empty about half the time.
+/// Members, transfers and partition roots are each empty about half the time.
 fn cluster_status() -> impl Strategy<Value = ClusterStatus> {
     let lists = (
         prop_oneof![Just(Vec::new()), vec(cluster_member(), 1..8)],
         prop_oneof![Just(Vec::new()), vec(transfer_info(), 1..8)],
+        prop_oneof![Just(Vec::new()), vec(any::<u64>(), 1..64)],
+    );
+    let repair_counters = (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
     );
     (
         (any::<u64>(), label(), any::<u32>(), label()),
         (any::<u32>(), any::<u32>(), any::<u32>()),
         lists,
         (any::<u32>(), any::<u64>()),
+        repair_counters,
     )
         .prop_map(
             |(
                 (node_id, status, ring_epoch, ring_phase),
                 (replicas, read_quorum, write_quorum),
-                (members, transfers),
+                (members, transfers, partition_roots),
                 (moves_pending, hints_held),
+                (ae_exchanges, ae_keys_repaired, ae_bytes_sent, read_repairs, hints_delivered),
             )| ClusterStatus {
                 node_id,
                 status,
@@ -231,6 +241,12 @@ fn cluster_status() -> impl Strategy<Value = ClusterStatus> {
                 transfers,
                 moves_pending,
                 hints_held,
+                partition_roots,
+                ae_exchanges,
+                ae_keys_repaired,
+                ae_bytes_sent,
+                read_repairs,
+                hints_delivered,
             },
         )
 }
@@ -399,12 +415,14 @@ fn cluster_requests_stay_distinct() {
 }
 
 /// An all-default status (every list and text empty, so the encoder leaves them all out) and
-/// one with a member and a transfer whose text fields are empty.
+/// one with a member and a transfer whose text fields are empty and a single zero partition root
+/// (kept: a zero root means "holds nothing", not "absent").
 #[test]
 fn sparse_cluster_status_round_trips() {
     let sparse = ClusterStatus {
         members: vec![ClusterMember::default()],
         transfers: vec![TransferInfo::default()],
+        partition_roots: vec![0],
         ..ClusterStatus::default()
     };
     for status in [ClusterStatus::default(), sparse] {
@@ -413,6 +431,34 @@ fn sparse_cluster_status_round_trips() {
         Encoder::new().encode_response(6, &response, &mut wire);
         assert_eq!(decode_response(body_of(&wire)), Ok((6, response)));
     }
+}
+
+/// The anti-entropy fields (appended to the table after `hints_held`) come back exactly, each
+/// set to a distinct value so a swapped pair would show.
+#[test]
+fn cluster_status_anti_entropy_fields_round_trip() {
+    let status = ClusterStatus {
+        hints_held: 1,
+        partition_roots: vec![u64::MAX, 0, 0xFEED_F00D, 0],
+        ae_exchanges: 2,
+        ae_keys_repaired: 3,
+        ae_bytes_sent: 4,
+        read_repairs: 5,
+        hints_delivered: 6,
+        ..ClusterStatus::default()
+    };
+    let mut wire = Vec::new();
+    Encoder::new().encode_response(8, &Response::ClusterStatus(Box::new(status)), &mut wire);
+    let Ok((8, Response::ClusterStatus(decoded))) = decode_response(body_of(&wire)) else {
+        panic!("a ClusterStatus response must decode");
+    };
+    assert_eq!(decoded.hints_held, 1);
+    assert_eq!(decoded.partition_roots, vec![u64::MAX, 0, 0xFEED_F00D, 0]);
+    assert_eq!(decoded.ae_exchanges, 2);
+    assert_eq!(decoded.ae_keys_repaired, 3);
+    assert_eq!(decoded.ae_bytes_sent, 4);
+    assert_eq!(decoded.read_repairs, 5);
+    assert_eq!(decoded.hints_delivered, 6);
 }
 
 #[test]

@@ -105,6 +105,21 @@ pub struct ClusterSettings {
     pub read_quorum: usize,
     /// Replicas that must acknowledge a write unless a request asks otherwise (w).
     pub write_quorum: usize,
+    /// How concurrent writes to a key resolve.
+    pub conflict: ConflictSetting,
+}
+
+/// How concurrent writes to a key resolve (TOML `conflict = "siblings" | "lww"`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ConflictSetting {
+    /// Concurrent writes are kept as siblings that the next writer reconciles: nothing
+    /// acknowledged is lost (the default).
+    #[default]
+    Siblings,
+    /// The newest timestamp wins and concurrent writes are silently dropped: only for data
+    /// where losing a concurrent update is acceptable.
+    Lww,
 }
 
 impl Default for ClusterSettings {
@@ -118,6 +133,7 @@ impl Default for ClusterSettings {
             replicas: 3,
             read_quorum: 2,
             write_quorum: 2,
+            conflict: ConflictSetting::Siblings,
         }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use clap::{Args, ValueEnum};
 use tessera_shard::config::size::{format_size, parse_size};
-use tessera_shard::config::{ClusterSettings, PlacementSetting};
+use tessera_shard::config::{ClusterSettings, ConflictSetting, PlacementSetting};
 use tessera_shard::NodeConfig;
 
 /// Options of `tessera server`; flags override the config file.
@@ -79,6 +79,20 @@ pub struct ClusterArgs {
     /// Replicas that must acknowledge a write, w [default: 2].
     #[arg(long)]
     pub write_quorum: Option<usize>,
+    /// How concurrent writes to a key resolve: siblings (kept for the next writer to merge;
+    /// nothing acknowledged is lost) or lww (the newest wins and the others are silently
+    /// dropped) [default: siblings].
+    #[arg(long, value_enum)]
+    pub conflict: Option<Conflict>,
+}
+
+/// `--conflict`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Conflict {
+    /// Keep concurrent writes as siblings.
+    Siblings,
+    /// Last write wins.
+    Lww,
 }
 
 impl ClusterArgs {
@@ -91,6 +105,7 @@ impl ClusterArgs {
             || self.replicas.is_some()
             || self.read_quorum.is_some()
             || self.write_quorum.is_some()
+            || self.conflict.is_some()
     }
 
     /// Applies the flags given to `config`'s cluster settings, creating them if needed.
@@ -120,6 +135,11 @@ impl ClusterArgs {
         cluster.replicas = self.replicas.unwrap_or(cluster.replicas);
         cluster.read_quorum = self.read_quorum.unwrap_or(cluster.read_quorum);
         cluster.write_quorum = self.write_quorum.unwrap_or(cluster.write_quorum);
+        match self.conflict {
+            Some(Conflict::Siblings) => cluster.conflict = ConflictSetting::Siblings,
+            Some(Conflict::Lww) => cluster.conflict = ConflictSetting::Lww,
+            None => {}
+        }
         // A cluster node runs one shard (see `ClusterSettings`): the default follows.
         config.shards = 1;
     }

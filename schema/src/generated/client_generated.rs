@@ -3732,6 +3732,12 @@ impl<'a> ClusterStatus<'a> {
   pub const VT_TRANSFERS: ::flatbuffers::VOffsetT = 20;
   pub const VT_MOVES_PENDING: ::flatbuffers::VOffsetT = 22;
   pub const VT_HINTS_HELD: ::flatbuffers::VOffsetT = 24;
+  pub const VT_PARTITION_ROOTS: ::flatbuffers::VOffsetT = 26;
+  pub const VT_AE_EXCHANGES: ::flatbuffers::VOffsetT = 28;
+  pub const VT_AE_KEYS_REPAIRED: ::flatbuffers::VOffsetT = 30;
+  pub const VT_AE_BYTES_SENT: ::flatbuffers::VOffsetT = 32;
+  pub const VT_READ_REPAIRS: ::flatbuffers::VOffsetT = 34;
+  pub const VT_HINTS_DELIVERED: ::flatbuffers::VOffsetT = 36;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3743,8 +3749,14 @@ impl<'a> ClusterStatus<'a> {
     args: &'args ClusterStatusArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ClusterStatus<'bldr>> {
     let mut builder = ClusterStatusBuilder::new(_fbb);
+    builder.add_hints_delivered(args.hints_delivered);
+    builder.add_read_repairs(args.read_repairs);
+    builder.add_ae_bytes_sent(args.ae_bytes_sent);
+    builder.add_ae_keys_repaired(args.ae_keys_repaired);
+    builder.add_ae_exchanges(args.ae_exchanges);
     builder.add_hints_held(args.hints_held);
     builder.add_node_id(args.node_id);
+    if let Some(x) = args.partition_roots { builder.add_partition_roots(x); }
     builder.add_moves_pending(args.moves_pending);
     if let Some(x) = args.transfers { builder.add_transfers(x); }
     if let Some(x) = args.members { builder.add_members(x); }
@@ -3835,6 +3847,48 @@ impl<'a> ClusterStatus<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(ClusterStatus::VT_HINTS_HELD, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn partition_roots(&self) -> Option<::flatbuffers::Vector<'a, u64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(ClusterStatus::VT_PARTITION_ROOTS, None)}
+  }
+  #[inline]
+  pub fn ae_exchanges(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ClusterStatus::VT_AE_EXCHANGES, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn ae_keys_repaired(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ClusterStatus::VT_AE_KEYS_REPAIRED, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn ae_bytes_sent(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ClusterStatus::VT_AE_BYTES_SENT, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn read_repairs(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ClusterStatus::VT_READ_REPAIRS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn hints_delivered(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ClusterStatus::VT_HINTS_DELIVERED, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ClusterStatus<'_> {
@@ -3854,6 +3908,12 @@ impl ::flatbuffers::Verifiable for ClusterStatus<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TransferInfo>>>>("transfers", Self::VT_TRANSFERS, false)?
      .visit_field::<u32>("moves_pending", Self::VT_MOVES_PENDING, false)?
      .visit_field::<u64>("hints_held", Self::VT_HINTS_HELD, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("partition_roots", Self::VT_PARTITION_ROOTS, false)?
+     .visit_field::<u64>("ae_exchanges", Self::VT_AE_EXCHANGES, false)?
+     .visit_field::<u64>("ae_keys_repaired", Self::VT_AE_KEYS_REPAIRED, false)?
+     .visit_field::<u64>("ae_bytes_sent", Self::VT_AE_BYTES_SENT, false)?
+     .visit_field::<u64>("read_repairs", Self::VT_READ_REPAIRS, false)?
+     .visit_field::<u64>("hints_delivered", Self::VT_HINTS_DELIVERED, false)?
      .finish();
     Ok(())
   }
@@ -3870,6 +3930,12 @@ pub struct ClusterStatusArgs<'a> {
     pub transfers: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TransferInfo<'a>>>>>,
     pub moves_pending: u32,
     pub hints_held: u64,
+    pub partition_roots: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
+    pub ae_exchanges: u64,
+    pub ae_keys_repaired: u64,
+    pub ae_bytes_sent: u64,
+    pub read_repairs: u64,
+    pub hints_delivered: u64,
 }
 impl<'a> Default for ClusterStatusArgs<'a> {
   #[inline]
@@ -3886,6 +3952,12 @@ impl<'a> Default for ClusterStatusArgs<'a> {
       transfers: None,
       moves_pending: 0,
       hints_held: 0,
+      partition_roots: None,
+      ae_exchanges: 0,
+      ae_keys_repaired: 0,
+      ae_bytes_sent: 0,
+      read_repairs: 0,
+      hints_delivered: 0,
     }
   }
 }
@@ -3940,6 +4012,30 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ClusterStatusBuilder<'a, 'b, 
     self.fbb_.push_slot::<u64>(ClusterStatus::VT_HINTS_HELD, hints_held, 0);
   }
   #[inline]
+  pub fn add_partition_roots(&mut self, partition_roots: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u64>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClusterStatus::VT_PARTITION_ROOTS, partition_roots);
+  }
+  #[inline]
+  pub fn add_ae_exchanges(&mut self, ae_exchanges: u64) {
+    self.fbb_.push_slot::<u64>(ClusterStatus::VT_AE_EXCHANGES, ae_exchanges, 0);
+  }
+  #[inline]
+  pub fn add_ae_keys_repaired(&mut self, ae_keys_repaired: u64) {
+    self.fbb_.push_slot::<u64>(ClusterStatus::VT_AE_KEYS_REPAIRED, ae_keys_repaired, 0);
+  }
+  #[inline]
+  pub fn add_ae_bytes_sent(&mut self, ae_bytes_sent: u64) {
+    self.fbb_.push_slot::<u64>(ClusterStatus::VT_AE_BYTES_SENT, ae_bytes_sent, 0);
+  }
+  #[inline]
+  pub fn add_read_repairs(&mut self, read_repairs: u64) {
+    self.fbb_.push_slot::<u64>(ClusterStatus::VT_READ_REPAIRS, read_repairs, 0);
+  }
+  #[inline]
+  pub fn add_hints_delivered(&mut self, hints_delivered: u64) {
+    self.fbb_.push_slot::<u64>(ClusterStatus::VT_HINTS_DELIVERED, hints_delivered, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ClusterStatusBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ClusterStatusBuilder {
@@ -3968,6 +4064,12 @@ impl ::core::fmt::Debug for ClusterStatus<'_> {
       ds.field("transfers", &self.transfers());
       ds.field("moves_pending", &self.moves_pending());
       ds.field("hints_held", &self.hints_held());
+      ds.field("partition_roots", &self.partition_roots());
+      ds.field("ae_exchanges", &self.ae_exchanges());
+      ds.field("ae_keys_repaired", &self.ae_keys_repaired());
+      ds.field("ae_bytes_sent", &self.ae_bytes_sent());
+      ds.field("read_repairs", &self.read_repairs());
+      ds.field("hints_delivered", &self.hints_delivered());
       ds.finish()
   }
 }

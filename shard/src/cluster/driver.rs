@@ -30,7 +30,8 @@ use rand_core::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use tessera_core::membership::{GossipMessage, MemberRecord, Status};
 use tessera_core::node::{
-    Action, ClientOp, Input, Node, NodeConfig as CoreNodeConfig, PeerMessage, Recovered, RingState,
+    Action, ClientOp, ConflictMode, Input, Node, NodeConfig as CoreNodeConfig, PeerMessage,
+    Recovered, RingState,
 };
 use tessera_core::placement::{Member, Replication, Ring};
 use tessera_core::quorum::{QuorumError, QuorumOptions, RequestId};
@@ -40,7 +41,7 @@ use tessera_schema::{ClusterMember, ClusterStatus, Encoder, TransferInfo};
 
 use super::peers::{PeerPool, SendError};
 use super::storage::{self, engine_key, is_internal, parse_hint, HINTS_KEYSPACE};
-use crate::config::ClusterSettings;
+use crate::config::{ClusterSettings, ConflictSetting};
 use crate::engine::Engine;
 use crate::error::ShardError;
 
@@ -50,6 +51,11 @@ pub const TICK: Duration = Duration::from_millis(5);
 pub const ADDRESS_REFRESH: Duration = Duration::from_millis(100);
 /// How often a node that has not yet heard of a seed introduces itself to it again.
 pub const HELLO_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the node starts an anti-entropy exchange (one at a time, each for the next
+/// partition it replicates, in turn): a sweep over 1,024 partitions takes about 20 s. An
+/// exchange of equal trees costs one small message each way; the budget is the one exchange
+/// in flight, so repairs never crowd out client traffic.
+pub const AE_INTERVAL: Duration = Duration::from_millis(20);
 /// How long an introduction may take to connect and send.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -75,6 +81,9 @@ pub struct Driver {
     introduce_to: Vec<SocketAddr>,
     /// The peer addresses last saved.
     saved_peers: RefCell<Vec<SocketAddr>>,
+    /// Bytes of anti-entropy traffic (tree exchange, fetches, repair objects, read repair's
+    /// included) queued for peers since start.
+    ae_bytes_sent: Cell<u64>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -143,6 +152,11 @@ impl Driver {
             w: settings.write_quorum,
             ..QuorumOptions::default()
         };
+        config.ae_interval_ticks = AE_INTERVAL.as_millis() as u64 / TICK.as_millis() as u64;
+        config.conflict = match settings.conflict {
+            ConflictSetting::Siblings => ConflictMode::Siblings,
+            ConflictSetting::Lww => ConflictMode::LastWriteWins,
+        };
         let origin = Instant::now();
         let node = Node::new(config, ring, record, Vec::new(), recovered, Tick(0));
         Ok(Driver {
@@ -161,6 +175,7 @@ impl Driver {
             introduced: RefCell::new(HashMap::new()),
             introduce_to,
             saved_peers: RefCell::new(saved_peers),
+            ae_bytes_sent: Cell::new(0),
         })
     }
 
@@ -249,6 +264,7 @@ impl Driver {
                     bytes: p.bytes,
                 })
                 .collect();
+            let stats = node.stats();
             ClusterStatus {
                 node_id: self.me.0,
                 status: format!("{:?}", node.status()),
@@ -261,6 +277,16 @@ impl Driver {
                 transfers,
                 moves_pending: count(node.moves_outstanding()),
                 hints_held: u64::try_from(node.hints().len()).unwrap_or(u64::MAX),
+                partition_roots: current
+                    .partitions()
+                    .iter()
+                    .map(|p| node.tree_root(p))
+                    .collect(),
+                ae_exchanges: stats.ae_exchanges,
+                ae_keys_repaired: stats.ae_keys_repaired,
+                ae_bytes_sent: self.ae_bytes_sent.get(),
+                read_repairs: stats.read_repairs,
+                hints_delivered: stats.hints_delivered,
             }
         })
     }
@@ -346,9 +372,19 @@ fn send(driver: &Driver, to: NodeId, message: &PeerMessage) {
     if matches!(outcome, Err(SendError::UnknownPeer(_))) && link_to(driver, to) {
         outcome = driver.peers.send(to, message);
     }
-    if let Err(e) = outcome {
+    match outcome {
+        Ok(bytes) => {
+            if matches!(
+                message,
+                PeerMessage::Ae(_) | PeerMessage::Fetch { .. } | PeerMessage::Repair { .. }
+            ) {
+                driver
+                    .ae_bytes_sent
+                    .set(driver.ae_bytes_sent.get() + bytes as u64);
+            }
+        }
         // Like a lost packet: the protocols above retry, time out or repair.
-        tracing::debug!(error = %e, "peer message dropped");
+        Err(e) => tracing::debug!(error = %e, "peer message dropped"),
     }
 }
 

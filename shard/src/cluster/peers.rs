@@ -89,8 +89,8 @@ impl PeerPool {
         }
     }
 
-    /// Queues `message` for `to`.
-    pub fn send(&self, to: NodeId, message: &PeerMessage) -> Result<(), SendError> {
+    /// Queues `message` for `to`; returns its encoded size.
+    pub fn send(&self, to: NodeId, message: &PeerMessage) -> Result<usize, SendError> {
         let link = self
             .links
             .borrow()
@@ -106,8 +106,9 @@ impl PeerPool {
             queue.truncate(before);
             return Err(SendError::QueueFull(to));
         }
+        let bytes = queue.len() - before;
         link.work.notify();
-        Ok(())
+        Ok(bytes)
     }
 
     /// Bytes waiting for `peer`.

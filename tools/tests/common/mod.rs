@@ -6,6 +6,8 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod cluster;
+pub mod netns;
+pub mod setload;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
