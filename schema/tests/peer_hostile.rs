@@ -150,6 +150,7 @@ fn sample_bodies() -> Vec<Vec<u8>> {
                 token: Token(1),
                 key: b"e".to_vec(),
                 version: 2,
+                weight: 2,
             }],
             more: true,
         }),

@@ -74,6 +74,7 @@ fn lists_over_their_limits_are_refused() {
         token: Token(0),
         key: vec![],
         version: 0,
+        weight: 0,
     };
     let reply = PeerMessage::Ae(AeMessage::SegmentReply {
         tag: tag(),
@@ -196,6 +197,7 @@ fn largest_legal_messages_decode() {
         token: Token(0),
         key: vec![],
         version: 0,
+        weight: 0,
     };
     let reply = PeerMessage::Ae(AeMessage::SegmentReply {
         tag: tag(),

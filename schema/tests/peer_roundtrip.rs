@@ -232,12 +232,14 @@ fn ae() -> impl Strategy<Value = AeMessage> {
         token: Token(token),
         key,
     });
-    let entry =
-        (any::<u64>(), bytes(), any::<u64>()).prop_map(|(token, key, version)| SegmentEntry {
+    let entry = (any::<u64>(), bytes(), any::<u64>(), any::<u64>()).prop_map(
+        |(token, key, version, weight)| SegmentEntry {
             token: Token(token),
             key,
             version,
-        });
+            weight,
+        },
+    );
     let reason = prop::sample::select(vec![
         RefuseReason::NotOwned,
         RefuseReason::BadRequest,

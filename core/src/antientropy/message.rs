@@ -13,6 +13,8 @@ use crate::constants::{AE_SEGMENT_ENTRIES_PER_MESSAGE_MAX, AE_SEGMENT_REPLY_BYTE
 use crate::ids::{PartitionId, Token};
 
 use super::tree::{TicTacTree, TreeShape};
+use super::{version_hash, version_weight};
+use crate::version::Object;
 
 /// Names one exchange; chosen by the initiator's driver, unique among its open exchanges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -58,12 +60,17 @@ pub struct SegmentEntry {
     pub key: Vec<u8>,
     /// The version hash of the key's object on the listing replica.
     pub version: u64,
+    /// The version's causal weight ([`super::version_weight`]): larger for a version that
+    /// supersedes another, so that the replica holding it sends it instead of being asked
+    /// for the stale one. Only a hint: a wrong guess costs one more message, never
+    /// correctness.
+    pub weight: u64,
 }
 
 impl SegmentEntry {
-    /// Bytes on the wire: token, length-prefixed key, version hash.
+    /// Bytes on the wire: token, length-prefixed key, version hash, weight.
     pub fn wire_bytes(&self) -> usize {
-        8 + LEN_WIRE_BYTES + self.key.len() + 8
+        8 + LEN_WIRE_BYTES + self.key.len() + 8 + 8
     }
 
     /// The entry's place in the listing order.
@@ -263,6 +270,15 @@ impl ListingBuilder {
     /// (returns `true`). Returns `false` once the page is full: the key was not taken, the
     /// listing is marked as having more, and the caller stops.
     pub fn push(&mut self, token: Token, key: &[u8], version: u64) -> bool {
+        self.push_weighted(token, key, version, 0)
+    }
+
+    /// Offers the next key with its stored object (see [`ListingBuilder::push`]).
+    pub fn push_object(&mut self, token: Token, key: &[u8], object: &Object) -> bool {
+        self.push_weighted(token, key, version_hash(object), version_weight(object))
+    }
+
+    fn push_weighted(&mut self, token: Token, key: &[u8], version: u64, weight: u64) -> bool {
         if self.more {
             return false;
         }
@@ -281,6 +297,7 @@ impl ListingBuilder {
             token,
             key: key.to_vec(),
             version,
+            weight,
         };
         let bytes = entry.wire_bytes();
         // At least one entry per page whatever its size, so paging always advances.
@@ -387,6 +404,7 @@ mod tests {
             token: Token(tok),
             key: key.to_vec(),
             version: 0,
+            weight: 0,
         };
         let page = |entries: Vec<SegmentEntry>, more: bool| SegmentListing { entries, more };
         assert!(check_page(&t, &[1], None, &page(vec![], true)).is_err());
@@ -424,9 +442,10 @@ mod tests {
                 token: Token(0),
                 key: vec![0; 16],
                 version: 0,
+                weight: 0,
             }],
             more: false,
         };
-        assert_eq!(entries.wire_bytes(), 17 + 4 + (8 + 4 + 16 + 8) + 1);
+        assert_eq!(entries.wire_bytes(), 17 + 4 + (8 + 4 + 16 + 8 + 8) + 1);
     }
 }

@@ -39,6 +39,16 @@ pub use message::{
 pub use responder::{parents_per_request_max, refuse, reply_with_listing, respond, Respond};
 pub use tree::{leaf_hash, TicTacTree, TreeShape};
 
+/// The causal weight of a stored object: the sum of its clock's counters. A version that
+/// supersedes another has seen everything it has and more, so its weight is larger; two
+/// concurrent versions may weigh anything. Anti-entropy uses it to guess which replica should
+/// send a key that differs.
+pub fn version_weight(obj: &Object) -> u64 {
+    obj.clock()
+        .iter()
+        .fold(0u64, |sum, (_, counter)| sum.saturating_add(counter))
+}
+
 /// The version hash of a stored object: xxh3-64 (seed 0) over
 ///
 /// ```text

@@ -85,7 +85,7 @@ impl Replica {
                 if tok.0 > last {
                     break;
                 }
-                if !builder.push(*tok, k, version_hash(obj)) {
+                if !builder.push_object(*tok, k, obj) {
                     break 'ranges;
                 }
             }
@@ -158,30 +158,47 @@ fn run(a: &Replica, b: &Replica, config: ExchangeConfig) -> Outcome {
     outcome
 }
 
-/// Applies an outcome's repairs: objects travel both ways and are merged.
+/// Applies an outcome's repairs as nodes do: the receiver of a repair merges it and sends its
+/// merge back when that differs from what it received.
 fn apply(a: &mut Replica, b: &mut Replica, outcome: &Outcome) {
+    fn repair(from: &mut Replica, to: &mut Replica, k: &[u8]) {
+        let received = from.get(k);
+        to.merge_in(k, received.clone());
+        let merged = to.get(k);
+        if merged.as_ref().map(version_hash) != received.as_ref().map(version_hash) {
+            from.merge_in(k, merged);
+        }
+    }
     for k in &outcome.push {
-        b.merge_in(k, a.get(k));
+        repair(a, b, k);
     }
     for k in &outcome.pull {
-        a.merge_in(k, b.get(k));
+        repair(b, a, k);
     }
 }
 
 /// The keys `a` should push and pull, computed straight from the data.
 fn expected(a: &Replica, b: &Replica) -> (BTreeSet<Vec<u8>>, BTreeSet<Vec<u8>>) {
-    let differs = |x: &Replica, y: &Replica| -> BTreeSet<Vec<u8>> {
-        x.data
-            .iter()
-            .filter(|(k, obj)| {
-                y.data
-                    .get(*k)
-                    .is_none_or(|o| version_hash(o) != version_hash(obj))
-            })
-            .map(|((_, k), _)| k.clone())
-            .collect()
-    };
-    (differs(a, b), differs(b, a))
+    // A key only one side holds goes from it; a key both hold in different versions goes
+    // from the heavier copy (pulled when the weights tie).
+    let mut push = BTreeSet::new();
+    let mut pull = BTreeSet::new();
+    let keys: BTreeSet<_> = a.data.keys().chain(b.data.keys()).collect();
+    for k in keys {
+        match (a.data.get(k), b.data.get(k)) {
+            (Some(x), Some(y)) if version_hash(x) == version_hash(y) => {}
+            (Some(x), Some(y)) if version_weight(x) > version_weight(y) => {
+                push.insert(k.1.clone());
+            }
+            (Some(_), None) => {
+                push.insert(k.1.clone());
+            }
+            _ => {
+                pull.insert(k.1.clone());
+            }
+        }
+    }
+    (push, pull)
 }
 
 /// Two replicas sharing `common` keys, then diverging as `changes` say.

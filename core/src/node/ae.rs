@@ -2,9 +2,11 @@
 //!
 //! Every `ae_interval_ticks` the node starts one exchange (at most
 //! [`AE_EXCHANGES_IN_FLIGHT_MAX`] at once) for the next partition it replicates, in turn,
-//! with a random live replica of it. Repairs exchange whole objects: pushed keys go to the
-//! peer as [`PeerMessage::Repair`]; pulled keys are fetched with [`PeerMessage::Fetch`], which
-//! the peer answers with `Repair`s. Both sides merge, so both converge.
+//! with a random live replica of it. Repairs exchange whole objects, one way per key where
+//! possible: keys the peer lacks, or holds in a version that weighs less, go to it as
+//! [`PeerMessage::Repair`]; the other differing keys are fetched with [`PeerMessage::Fetch`],
+//! which the peer answers with `Repair`s. A node that merges a repair and holds more than it
+//! received sends the merge back, so both sides converge.
 
 use std::collections::BTreeMap;
 

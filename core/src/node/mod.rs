@@ -239,8 +239,12 @@ enum Pending {
     HintStored { coordinator: NodeId, op: RequestId },
     /// A read for `coordinator`'s request `op`.
     Read { coordinator: NodeId, op: RequestId },
-    /// A repair merge (read repair, anti-entropy, transfer): nobody to answer.
-    Repair { key: Key },
+    /// A repair merge (read repair, anti-entropy): nobody to answer, but the merge goes back
+    /// to `from` (the sender and the version hash it sent) if it holds more than it sent.
+    Repair {
+        key: Key,
+        from: Option<(NodeId, Option<u64>)>,
+    },
     /// A delivered hint merged here; acknowledge to the fallback `from`.
     HintMerged {
         from: NodeId,
@@ -291,6 +295,8 @@ pub struct NodeStats {
     pub ae_exchanges: u64,
     /// Keys repaired by anti-entropy (pushed or pulled).
     pub ae_keys_repaired: u64,
+    /// Repairs merged here and sent back because this node held versions the sender lacked.
+    pub ae_keys_pushed_back: u64,
     /// Writes coordinated through a sloppy quorum with at least one fallback.
     pub sloppy_writes: u64,
     /// Partition moves this node streamed completely as a source.

@@ -4,6 +4,7 @@
 use super::{
     Action, Key, Node, PeerMessage, Pending, StorageOp, StorageResult, UPDATES_REMEMBERED_MAX,
 };
+use crate::antientropy::version_hash;
 use crate::error::CoreError;
 use crate::ids::NodeId;
 use crate::quorum::RequestId;
@@ -95,6 +96,7 @@ impl Node {
             }
             PeerMessage::Repair { key, object } => {
                 let lww = self.lww();
+                let received = (!object.is_empty()).then(|| version_hash(&object));
                 self.storage(
                     StorageOp::Merge {
                         key: key.clone(),
@@ -102,7 +104,10 @@ impl Node {
                         lww,
                     },
                     false,
-                    Pending::Repair { key },
+                    Pending::Repair {
+                        key,
+                        from: Some((from, received)),
+                    },
                     out,
                 );
             }
@@ -336,9 +341,12 @@ impl Node {
                     self.send(now, coordinator, PeerMessage::ReadReply { op, object }, out);
                 }
             }
-            Pending::Repair { key } => {
+            Pending::Repair { key, from } => {
                 if let StorageResult::Changed { before, after } = result {
                     self.track_change(&key, &before, &after);
+                    if let Some((from, received)) = from {
+                        self.push_back(now, from, received, key, after, out);
+                    }
                 }
             }
             Pending::HintMerged {
@@ -360,5 +368,44 @@ impl Node {
                 }
             }
         }
+    }
+}
+
+impl Node {
+    /// After merging a repair from `from` (which sent a copy hashing to `received`): sends
+    /// the merge back when it differs, i.e. when this node held something the sender lacks.
+    /// Anti-entropy pulls only, so this is how a stale puller's extra versions reach the
+    /// other side. Only to a replica of the key: a read's coordinator need not hold it. It
+    /// settles at once: the sender's merge of this copy equals it.
+    fn push_back(
+        &mut self,
+        now: Tick,
+        from: NodeId,
+        received: Option<u64>,
+        key: Key,
+        merged: Object,
+        out: &mut Vec<Action>,
+    ) {
+        if merged.is_empty() || received == Some(version_hash(&merged)) {
+            return;
+        }
+        let p = self.rings.current().partitions().partition_of(key.token);
+        if !self
+            .rings
+            .read_list(p, &self.config.replication)
+            .contains(&from)
+        {
+            return;
+        }
+        self.stats.ae_keys_pushed_back += 1;
+        self.send(
+            now,
+            from,
+            PeerMessage::Repair {
+                key,
+                object: merged,
+            },
+            out,
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use rand_core::RngCore;
 
-use crate::antientropy::{version_hash, ListingBuilder};
+use crate::antientropy::ListingBuilder;
 use crate::handoff::Hint;
 use crate::ids::{NodeId, Token};
 use crate::node::{lww_resolve, Key, Recovered, RingState, StorageOp, StorageResult};
@@ -216,7 +216,7 @@ impl SimDisk {
                         .iter()
                         .filter(|(k, _)| k.token.0 >= first && k.token.0 <= last);
                     for (k, o) in in_range {
-                        if !builder.push(k.token, &k.bytes, version_hash(o)) {
+                        if !builder.push_object(k.token, &k.bytes, o) {
                             break 'ranges;
                         }
                     }

@@ -3737,6 +3737,7 @@ impl<'a> SegmentEntry<'a> {
   pub const VT_TOKEN: ::flatbuffers::VOffsetT = 4;
   pub const VT_KEY: ::flatbuffers::VOffsetT = 6;
   pub const VT_VERSION: ::flatbuffers::VOffsetT = 8;
+  pub const VT_WEIGHT: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3748,6 +3749,7 @@ impl<'a> SegmentEntry<'a> {
     args: &'args SegmentEntryArgs<'args>
   ) -> ::flatbuffers::WIPOffset<SegmentEntry<'bldr>> {
     let mut builder = SegmentEntryBuilder::new(_fbb);
+    builder.add_weight(args.weight);
     builder.add_version(args.version);
     builder.add_token(args.token);
     if let Some(x) = args.key { builder.add_key(x); }
@@ -3776,6 +3778,13 @@ impl<'a> SegmentEntry<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(SegmentEntry::VT_VERSION, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn weight(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(SegmentEntry::VT_WEIGHT, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for SegmentEntry<'_> {
@@ -3787,6 +3796,7 @@ impl ::flatbuffers::Verifiable for SegmentEntry<'_> {
      .visit_field::<u64>("token", Self::VT_TOKEN, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("key", Self::VT_KEY, false)?
      .visit_field::<u64>("version", Self::VT_VERSION, false)?
+     .visit_field::<u64>("weight", Self::VT_WEIGHT, false)?
      .finish();
     Ok(())
   }
@@ -3795,6 +3805,7 @@ pub struct SegmentEntryArgs<'a> {
     pub token: u64,
     pub key: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
     pub version: u64,
+    pub weight: u64,
 }
 impl<'a> Default for SegmentEntryArgs<'a> {
   #[inline]
@@ -3803,6 +3814,7 @@ impl<'a> Default for SegmentEntryArgs<'a> {
       token: 0,
       key: None,
       version: 0,
+      weight: 0,
     }
   }
 }
@@ -3825,6 +3837,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SegmentEntryBuilder<'a, 'b, A
     self.fbb_.push_slot::<u64>(SegmentEntry::VT_VERSION, version, 0);
   }
   #[inline]
+  pub fn add_weight(&mut self, weight: u64) {
+    self.fbb_.push_slot::<u64>(SegmentEntry::VT_WEIGHT, weight, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SegmentEntryBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     SegmentEntryBuilder {
@@ -3845,6 +3861,7 @@ impl ::core::fmt::Debug for SegmentEntry<'_> {
       ds.field("token", &self.token());
       ds.field("key", &self.key());
       ds.field("version", &self.version());
+      ds.field("weight", &self.weight());
       ds.finish()
   }
 }

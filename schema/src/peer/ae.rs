@@ -82,6 +82,7 @@ impl Writer<'_> {
                         token: entry.token.0,
                         key: self.bytes(&entry.key),
                         version: entry.version,
+                        weight: entry.weight,
                     };
                     let offset = wire::SegmentEntry::create(self.fbb, &args);
                     self.tables.push(offset.value());
@@ -208,6 +209,7 @@ pub(super) fn decode(frame: &wire::PeerFrame<'_>) -> Result<AeMessage, DecodeErr
                         token: Token(entry.token()),
                         key: bytes_within(entry.key(), PEER_KEY_BYTES_MAX, "SegmentEntry.key")?,
                         version: entry.version(),
+                        weight: entry.weight(),
                     })
                 })
                 .collect::<Result<Vec<SegmentEntry>, DecodeError>>()?;

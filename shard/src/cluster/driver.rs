@@ -534,16 +534,32 @@ fn view(driver: &Driver) -> String {
     })
 }
 
+/// Points every peer link at the address gossip reports, and empties the queues of peers the
+/// failure detector holds down: what waits for them is dropped as if lost (every peer
+/// protocol tolerates loss, and hints and anti-entropy repair what they missed), so a dead
+/// peer costs no memory and a restarted one never receives its old incarnation's traffic.
 fn refresh_links(driver: &Driver) {
-    let peers: Vec<NodeId> = driver.with_node(|node| {
-        node.gossip()
+    let now = driver.now();
+    let peers: Vec<(NodeId, bool)> = driver.with_node(|node| {
+        let gossip = node.gossip();
+        gossip
             .records()
-            .map(|r| r.id)
-            .filter(|&id| id != driver.me)
+            .map(|r| (r.id, gossip.is_alive(r.id, now)))
+            .filter(|&(id, _)| id != driver.me)
             .collect()
     });
-    for peer in peers {
+    for (peer, alive) in peers {
         link_to(driver, peer);
+        if !alive {
+            let dropped = driver.peers.drop_queued(peer);
+            if dropped > 0 {
+                tracing::debug!(
+                    peer = peer.0,
+                    dropped,
+                    "dropped queued frames for a down peer"
+                );
+            }
+        }
     }
 }
 

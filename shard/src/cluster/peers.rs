@@ -2,7 +2,8 @@
 //!
 //! Outgoing: one link per peer, opened on the first send and re-opened after any failure with
 //! exponential backoff ([`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`]). Frames wait in the
-//! link's queue while it is down; beyond [`LINK_QUEUE_BYTES_MAX`] a send is refused, never
+//! link's queue while it is down, until the driver drops them for a peer held down
+//! ([`PeerPool::drop_queued`]); beyond [`LINK_QUEUE_BYTES_MAX`] a send is refused, never
 //! buffered (every peer protocol tolerates loss: gossip repeats, hints and transfers retry,
 //! anti-entropy repairs). A frame written to a socket that then fails is lost with it, for the
 //! same reason.
@@ -109,6 +110,17 @@ impl PeerPool {
         let bytes = queue.len() - before;
         link.work.notify();
         Ok(bytes)
+    }
+
+    /// Drops every frame waiting for `peer` (one the failure detector holds down); returns
+    /// the bytes dropped. Frames already taken by the link's writer go or fail with it.
+    pub fn drop_queued(&self, peer: NodeId) -> usize {
+        self.links.borrow().get(&peer).map_or(0, |l| {
+            let mut queue = l.queue.borrow_mut();
+            let bytes = queue.len();
+            queue.clear();
+            bytes
+        })
     }
 
     /// Bytes waiting for `peer`.

@@ -14,7 +14,7 @@
 //! Invariant: a key whose token does not match its bytes is refused, so a peer cannot place a
 //! pair where no lookup would find it.
 
-use tessera_core::antientropy::{version_hash, ListingBuilder, ListingRequest, SegmentListing};
+use tessera_core::antientropy::{ListingBuilder, ListingRequest, SegmentListing};
 use tessera_core::handoff::Hint;
 use tessera_core::node::{lww_resolve, Key, PeerMessage, RingState, StorageOp, StorageResult};
 use tessera_core::{token_of, NodeId, Object, Token};
@@ -143,19 +143,14 @@ async fn run(
             max_bytes,
             ..
         } => {
-            let after = after.map(|k| k.to_entry_bytes());
-            let (page, end) = engine
-                .read_range(tokens, after.as_deref(), max_entries, max_bytes)
-                .await?;
-            let entries = page
-                .into_iter()
-                .filter_map(|(mem_key, object)| Some((Key::from_entry_bytes(&mem_key)?, object)))
-                .collect();
+            let (entries, end) =
+                read_range_public(engine, tokens, after, max_entries, max_bytes).await?;
             StorageResult::Range { entries, end }
         }
         StorageOp::MergeMany { entries, lww } => {
             let mut changed = Vec::with_capacity(entries.len());
-            for (key, object) in entries {
+            // A peer's hints and system records are its own: never merged into this node's.
+            for (key, object) in entries.into_iter().filter(|(k, _)| !is_internal(k)) {
                 // One sync for the whole chunk, below.
                 let (before, after) = merge(engine, &key, &object, lww, false).await?;
                 changed.push((key, before, after));
@@ -226,12 +221,39 @@ async fn list(
             if object.is_empty() || is_internal(&key) {
                 continue;
             }
-            if !builder.push(key.token, &key.bytes, version_hash(&object)) {
+            if !builder.push_object(key.token, &key.bytes, &object) {
                 return Ok(builder.finish());
             }
         }
     }
     Ok(builder.finish())
+}
+
+/// One page of a partition stream: like [`Engine::read_range`], without the internal keys
+/// (hints, system records), which belong to this node only. A page of internal keys alone is
+/// skipped, so that the stream's cursor (the last key sent) always advances.
+async fn read_range_public(
+    engine: &Engine,
+    tokens: (u64, u64),
+    after: Option<Key>,
+    max_entries: usize,
+    max_bytes: usize,
+) -> Result<(Vec<(Key, Object)>, bool), ShardError> {
+    let mut after = after.map(|k| k.to_entry_bytes());
+    loop {
+        let (page, end) = engine
+            .read_range(tokens, after.as_deref(), max_entries, max_bytes)
+            .await?;
+        after = page.last().map(|(k, _)| k.clone());
+        let entries: Vec<(Key, Object)> = page
+            .into_iter()
+            .filter_map(|(mem_key, object)| Some((Key::from_entry_bytes(&mem_key)?, object)))
+            .filter(|(key, _)| !is_internal(key))
+            .collect();
+        if !entries.is_empty() || end || after.is_none() {
+            return Ok((entries, end));
+        }
+    }
 }
 
 /// Whether a key belongs to a keyspace clients cannot name (hints, system records).

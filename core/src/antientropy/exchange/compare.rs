@@ -28,9 +28,13 @@ pub(super) struct PageDiff {
     pub(super) out_of_budget: bool,
 }
 
-/// The keys that differ between two sorted pages, up to `bound` inclusive: only local or a
-/// different version goes to `push`, only remote or a different version to `pull`. Stops once
-/// `budget` keys are named.
+/// The keys that differ between two sorted pages, up to `bound` inclusive: only local goes to
+/// `push`, only remote to `pull`. A key both sides hold in different versions goes one way
+/// only: pushed if the local copy weighs more (it likely supersedes the remote one), else
+/// pulled. The node that merges a repair sends the merge back when it holds more than it
+/// received (see the node's repair handling), so one object crosses the wire where one side
+/// is stale, two only where both hold something the other lacks (or the guess was wrong).
+/// Stops once `budget` keys are named.
 pub(super) fn diff_pages(
     local: &SegmentListing,
     remote: &SegmentListing,
@@ -52,12 +56,13 @@ pub(super) fn diff_pages(
         let (a, b) = match (ours.peek(), theirs.peek()) {
             (None, None) => break,
             (Some(a), Some(b)) if a.position() == b.position() => {
-                let same = a.version == b.version;
                 let (a, b) = (ours.next(), theirs.next());
-                if same {
-                    continue;
+                match (a, b) {
+                    (Some(x), Some(y)) if x.version == y.version => continue,
+                    // The heavier copy likely supersedes the other: its holder sends it.
+                    (Some(x), Some(y)) if x.weight > y.weight => (a, None),
+                    _ => (None, b),
                 }
-                (a, b)
             }
             (Some(a), Some(b)) if a.position() < b.position() => (ours.next(), None),
             (Some(_), None) => (ours.next(), None),
@@ -90,6 +95,8 @@ mod tests {
                     token: Token(*t),
                     key: k.as_bytes().to_vec(),
                     version: *v,
+                    // A later version here supersedes an earlier one.
+                    weight: *v,
                 })
                 .collect(),
             more,
@@ -112,7 +119,8 @@ mod tests {
         assert_eq!(bound, Bound::At(Token(5), b"e".to_vec()));
         let diff = diff_pages(&local, &remote, &bound, usize::MAX);
         // "f" lies past the bound: the next round compares it against the next local page.
-        assert_eq!(names(&diff.push), keys(&["a", "b", "e"]));
+        // "a" differs: only pulled (the puller sends its merge back if it holds more).
+        assert_eq!(names(&diff.push), keys(&["b", "e"]));
         assert_eq!(names(&diff.pull), keys(&["a", "c", "d"]));
         assert!(!diff.out_of_budget);
     }
@@ -123,8 +131,8 @@ mod tests {
         let diff = diff_pages(&same, &same.clone(), &Bound::End, 0);
         assert!(diff.push.is_empty() && diff.pull.is_empty() && !diff.out_of_budget);
         let remote = page(&[(1, "a", 2), (2, "b", 2)], false);
-        let diff = diff_pages(&same, &remote, &Bound::End, 2);
-        assert_eq!((diff.push.len(), diff.pull.len()), (1, 1));
+        let diff = diff_pages(&same, &remote, &Bound::End, 1);
+        assert_eq!((diff.push.len(), diff.pull.len()), (0, 1));
         assert!(diff.out_of_budget);
     }
 }
