@@ -25,4 +25,5 @@ pub use client::{Client, ClientConfig, Context, Pending, Versions};
 pub use error::ClientError;
 pub use tessera_schema::{
     ClusterMember, ClusterStatus, Durability, ErrorCode, TopologyInfo, TransferInfo, WireError,
+    NO_REPLICA,
 };

@@ -15,10 +15,10 @@ use flatbuffers::{Vector, VerifierOptions};
 use crate::error::DecodeError;
 use crate::generated as wire;
 use crate::limits::{
-    BATCH_ITEMS_MAX, CLUSTER_LABEL_BYTES_MAX, CLUSTER_MEMBERS_MAX, CLUSTER_PARTITION_ROOTS_MAX,
-    CLUSTER_TRANSFERS_MAX, GET_VALUES_MAX, TOPOLOGY_PARTITIONS_MAX, TOPOLOGY_SHARDS_MAX,
-    VERIFIER_AMPLIFICATION_MAX, VERIFIER_APPARENT_BYTES_MIN, VERIFIER_DEPTH_MAX,
-    VERIFIER_TABLES_MAX,
+    BATCH_ITEMS_MAX, CLUSTER_LABEL_BYTES_MAX, CLUSTER_MEMBERS_MAX, CLUSTER_PARTITION_REPLICAS_MAX,
+    CLUSTER_PARTITION_ROOTS_MAX, CLUSTER_TRANSFERS_MAX, GET_VALUES_MAX, NO_REPLICA,
+    TOPOLOGY_PARTITIONS_MAX, TOPOLOGY_SHARDS_MAX, VERIFIER_AMPLIFICATION_MAX,
+    VERIFIER_APPARENT_BYTES_MIN, VERIFIER_DEPTH_MAX, VERIFIER_TABLES_MAX,
 };
 use crate::message::{
     BatchGetRequest, BatchPutRequest, ClusterMember, ClusterStatus, DeleteRequest, Durability,
@@ -268,6 +268,19 @@ fn cluster_status(status: wire::ClusterStatus<'_>) -> Result<ClusterStatus, Deco
     let members = counted(status.members(), CLUSTER_MEMBERS_MAX)?;
     let transfers = counted(status.transfers(), CLUSTER_TRANSFERS_MAX)?;
     let partition_roots = counted(status.partition_roots(), CLUSTER_PARTITION_ROOTS_MAX)?;
+    let replicas = counted(status.partition_replicas(), CLUSTER_PARTITION_REPLICAS_MAX)?;
+    let partition_replicas: Vec<u16> = replicas.iter().collect();
+    let stride = status.replicas() as usize;
+    let named_member = |&i: &u16| i == NO_REPLICA || usize::from(i) < members.len();
+    if !partition_replicas.is_empty()
+        && (stride == 0
+            || !partition_replicas.len().is_multiple_of(stride)
+            || !partition_replicas.iter().all(named_member))
+    {
+        return Err(DecodeError::Malformed(
+            "ClusterStatus.partition_replicas is not `replicas` member indexes per partition",
+        ));
+    }
     Ok(ClusterStatus {
         node_id: status.node_id(),
         status: label(status.status(), "ClusterStatus.status")?,
@@ -292,6 +305,7 @@ fn cluster_status(status: wire::ClusterStatus<'_>) -> Result<ClusterStatus, Deco
         ae_bytes_sent: status.ae_bytes_sent(),
         read_repairs: status.read_repairs(),
         hints_delivered: status.hints_delivered(),
+        partition_replicas,
     })
 }
 

@@ -428,6 +428,8 @@ fn cluster_status(
     let transfers = table_vector::<wire::TransferInfo<'static>>(fbb, offsets);
     let partition_roots =
         (!status.partition_roots.is_empty()).then(|| fbb.create_vector(&status.partition_roots));
+    let partition_replicas = (!status.partition_replicas.is_empty())
+        .then(|| fbb.create_vector(&status.partition_replicas));
     let args = wire::ClusterStatusArgs {
         node_id: status.node_id,
         status: text(fbb, &status.status),
@@ -446,6 +448,7 @@ fn cluster_status(
         ae_bytes_sent: status.ae_bytes_sent,
         read_repairs: status.read_repairs,
         hints_delivered: status.hints_delivered,
+        partition_replicas,
     };
     wire::ClusterStatus::create(fbb, &args)
 }

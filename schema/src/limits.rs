@@ -56,6 +56,14 @@ pub const CLUSTER_TRANSFERS_MAX: usize = core_limits::PARTITION_COUNT_MAX as usi
 /// (core's `PARTITION_COUNT_MAX`, 65536), since `partition_roots` is indexed by partition id.
 pub const CLUSTER_PARTITION_ROOTS_MAX: usize = core_limits::PARTITION_COUNT_MAX as usize;
 
+/// Most entries of a `ClusterStatus`'s `partition_replicas`: a full preference list for every
+/// partition of the largest ring (2 MB at most on the wire).
+pub const CLUSTER_PARTITION_REPLICAS_MAX: usize =
+    core_limits::PARTITION_COUNT_MAX as usize * core_limits::REPLICATION_N_MAX;
+
+/// A `partition_replicas` entry naming no member (the ring names fewer replicas than n).
+pub const NO_REPLICA: u16 = u16::MAX;
+
 /// Longest text field of a `ClusterStatus`, in bytes: a status or phase name, a member's address
 /// (`host:port`), rack or datacenter, a transfer's state. Core's `MEMBER_ADDR_BYTES_MAX` (256),
 /// the longest of the values these fields report.

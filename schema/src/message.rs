@@ -223,6 +223,11 @@ pub struct ClusterStatus {
     pub read_repairs: u64,
     /// Hints the node delivered and had acknowledged since it started.
     pub hints_delivered: u64,
+    /// Each partition's replicas by the ring the node reads from: `replicas` entries per
+    /// partition, in partition order, each an index into `members` or
+    /// [`NO_REPLICA`](crate::NO_REPLICA) where the ring names fewer. Empty if the node reports
+    /// none.
+    pub partition_replicas: Vec<u16>,
 }
 
 /// One member of the cluster, as a [`ClusterStatus`] reports it.

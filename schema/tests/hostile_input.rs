@@ -12,7 +12,7 @@ use tessera_schema::{
     FrameError, GetRequest, GetResponse, PutItem, PutRequest, Request, Response, ShardEndpoint,
     TopologyInfo, TransferInfo, WireError, WriteResponse, BATCH_ITEMS_MAX, CLUSTER_LABEL_BYTES_MAX,
     CLUSTER_MEMBERS_MAX, CLUSTER_PARTITION_ROOTS_MAX, CLUSTER_TRANSFERS_MAX, FRAME_BYTES_MAX,
-    FRAME_HEADER_BYTES, GET_VALUES_MAX,
+    FRAME_HEADER_BYTES, GET_VALUES_MAX, NO_REPLICA,
 };
 
 const CASES: u32 = 512;
@@ -68,6 +68,7 @@ fn sample_cluster_status() -> ClusterStatus {
         ae_bytes_sent: 3 << 20,
         read_repairs: 6,
         hints_delivered: 33,
+        partition_replicas: vec![0, 1, NO_REPLICA, 1, 0, NO_REPLICA],
     }
 }
 
@@ -355,6 +356,18 @@ fn cluster_status_over_the_limits_is_refused() {
     };
     assert_eq!(decode(roots), Err(too_many_roots.clone()));
     assert_eq!(too_many_roots.to_wire_error().code, ErrorCode::TooLarge);
+
+    // Preference lists must be `replicas` indexes of listed members per partition.
+    for bad in [vec![0, 1], vec![0, 1, 2]] {
+        let status = ClusterStatus {
+            partition_replicas: bad,
+            ..sample_cluster_status()
+        };
+        assert!(
+            matches!(decode(status), Err(DecodeError::Malformed(_))),
+            "a preference list of the wrong length or naming no member decoded"
+        );
+    }
 
     // Each text field one byte over its bound, the others at most at it.
     let long = "x".repeat(CLUSTER_LABEL_BYTES_MAX + 1);

@@ -8,7 +8,7 @@ use tessera_schema::{
     decode_request, decode_response, BatchGetRequest, BatchPutRequest, ClusterMember,
     ClusterStatus, DeleteRequest, Durability, Encoder, ErrorCode, FrameBuffer, GetRequest,
     GetResponse, PutItem, PutRequest, Request, Response, ShardEndpoint, TopologyInfo, TransferInfo,
-    WireError, WriteResponse, DEFAULT_KEYSPACE, FRAME_HEADER_BYTES,
+    WireError, WriteResponse, DEFAULT_KEYSPACE, FRAME_HEADER_BYTES, NO_REPLICA,
 };
 
 const CASES: u32 = 256;
@@ -247,6 +247,8 @@ fn cluster_status() -> impl Strategy<Value = ClusterStatus> {
                 ae_bytes_sent,
                 read_repairs,
                 hints_delivered,
+                // Valid only against the members and n: its own test below.
+                partition_replicas: Vec::new(),
             },
         )
 }
@@ -431,6 +433,21 @@ fn sparse_cluster_status_round_trips() {
         Encoder::new().encode_response(6, &response, &mut wire);
         assert_eq!(decode_response(body_of(&wire)), Ok((6, response)));
     }
+}
+
+/// Preference lists (member indexes, n per partition, `NO_REPLICA` padding) come back exactly.
+#[test]
+fn cluster_status_partition_replicas_round_trip() {
+    let status = ClusterStatus {
+        replicas: 2,
+        members: vec![ClusterMember::default(), ClusterMember::default()],
+        partition_replicas: vec![0, 1, 1, 0, 1, NO_REPLICA],
+        ..ClusterStatus::default()
+    };
+    let response = Response::ClusterStatus(Box::new(status));
+    let mut wire = Vec::new();
+    Encoder::new().encode_response(9, &response, &mut wire);
+    assert_eq!(decode_response(body_of(&wire)), Ok((9, response)));
 }
 
 /// The anti-entropy fields (appended to the table after `hints_held`) come back exactly, each

@@ -3738,6 +3738,7 @@ impl<'a> ClusterStatus<'a> {
   pub const VT_AE_BYTES_SENT: ::flatbuffers::VOffsetT = 32;
   pub const VT_READ_REPAIRS: ::flatbuffers::VOffsetT = 34;
   pub const VT_HINTS_DELIVERED: ::flatbuffers::VOffsetT = 36;
+  pub const VT_PARTITION_REPLICAS: ::flatbuffers::VOffsetT = 38;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3756,6 +3757,7 @@ impl<'a> ClusterStatus<'a> {
     builder.add_ae_exchanges(args.ae_exchanges);
     builder.add_hints_held(args.hints_held);
     builder.add_node_id(args.node_id);
+    if let Some(x) = args.partition_replicas { builder.add_partition_replicas(x); }
     if let Some(x) = args.partition_roots { builder.add_partition_roots(x); }
     builder.add_moves_pending(args.moves_pending);
     if let Some(x) = args.transfers { builder.add_transfers(x); }
@@ -3889,6 +3891,13 @@ impl<'a> ClusterStatus<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(ClusterStatus::VT_HINTS_DELIVERED, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn partition_replicas(&self) -> Option<::flatbuffers::Vector<'a, u16>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u16>>>(ClusterStatus::VT_PARTITION_REPLICAS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ClusterStatus<'_> {
@@ -3914,6 +3923,7 @@ impl ::flatbuffers::Verifiable for ClusterStatus<'_> {
      .visit_field::<u64>("ae_bytes_sent", Self::VT_AE_BYTES_SENT, false)?
      .visit_field::<u64>("read_repairs", Self::VT_READ_REPAIRS, false)?
      .visit_field::<u64>("hints_delivered", Self::VT_HINTS_DELIVERED, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u16>>>("partition_replicas", Self::VT_PARTITION_REPLICAS, false)?
      .finish();
     Ok(())
   }
@@ -3936,6 +3946,7 @@ pub struct ClusterStatusArgs<'a> {
     pub ae_bytes_sent: u64,
     pub read_repairs: u64,
     pub hints_delivered: u64,
+    pub partition_replicas: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u16>>>,
 }
 impl<'a> Default for ClusterStatusArgs<'a> {
   #[inline]
@@ -3958,6 +3969,7 @@ impl<'a> Default for ClusterStatusArgs<'a> {
       ae_bytes_sent: 0,
       read_repairs: 0,
       hints_delivered: 0,
+      partition_replicas: None,
     }
   }
 }
@@ -4036,6 +4048,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ClusterStatusBuilder<'a, 'b, 
     self.fbb_.push_slot::<u64>(ClusterStatus::VT_HINTS_DELIVERED, hints_delivered, 0);
   }
   #[inline]
+  pub fn add_partition_replicas(&mut self, partition_replicas: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u16>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClusterStatus::VT_PARTITION_REPLICAS, partition_replicas);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ClusterStatusBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ClusterStatusBuilder {
@@ -4070,6 +4086,7 @@ impl ::core::fmt::Debug for ClusterStatus<'_> {
       ds.field("ae_bytes_sent", &self.ae_bytes_sent());
       ds.field("read_repairs", &self.read_repairs());
       ds.field("hints_delivered", &self.hints_delivered());
+      ds.field("partition_replicas", &self.partition_replicas());
       ds.finish()
   }
 }

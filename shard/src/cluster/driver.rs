@@ -37,7 +37,7 @@ use tessera_core::placement::{Member, Replication, Ring};
 use tessera_core::quorum::{QuorumError, QuorumOptions, RequestId};
 use tessera_core::transfer::Direction;
 use tessera_core::{NodeId, Object, PartitionCount, Tick};
-use tessera_schema::{ClusterMember, ClusterStatus, Encoder, TransferInfo};
+use tessera_schema::{ClusterMember, ClusterStatus, Encoder, TransferInfo, NO_REPLICA};
 
 use super::peers::{PeerPool, SendError};
 use super::storage::{self, engine_key, is_internal, parse_hint, HINTS_KEYSPACE};
@@ -265,6 +265,7 @@ impl Driver {
                 })
                 .collect();
             let stats = node.stats();
+            let partition_replicas = preference_lists(node, self.settings.replicas, &members);
             ClusterStatus {
                 node_id: self.me.0,
                 status: format!("{:?}", node.status()),
@@ -287,6 +288,7 @@ impl Driver {
                 ae_bytes_sent: self.ae_bytes_sent.get(),
                 read_repairs: stats.read_repairs,
                 hints_delivered: stats.hints_delivered,
+                partition_replicas,
             }
         })
     }
@@ -327,6 +329,26 @@ async fn recover(engine: &Engine) -> Result<Recovered, ShardError> {
         }
     }
     Ok(recovered)
+}
+
+/// Every partition's replicas by the ring `node` reads from, `n` entries per partition:
+/// indexes into `members` (sorted by id), [`NO_REPLICA`] where the ring names fewer.
+fn preference_lists(node: &Node, n: usize, members: &[ClusterMember]) -> Vec<u16> {
+    let rings = node.ring_state();
+    let replication = Replication::uniform(n);
+    let index = |id: NodeId| {
+        members
+            .binary_search_by_key(&id.0, |m| m.id)
+            .ok()
+            .and_then(|i| u16::try_from(i).ok())
+            .unwrap_or(NO_REPLICA)
+    };
+    let mut out = Vec::new();
+    for p in rings.current().partitions().iter() {
+        let list = rings.read_list(p, &replication);
+        out.extend((0..n).map(|i| list.get(i).map_or(NO_REPLICA, |&id| index(id))));
+    }
+    out
 }
 
 /// Feeds one input to the node and carries out what it asks.

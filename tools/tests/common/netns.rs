@@ -230,6 +230,8 @@ pub struct NetCluster {
     nodes: Vec<Option<Child>>,
     /// Starts of each node so far (log files are numbered by them).
     starts: Vec<u32>,
+    /// Nodes that must own partitions for the cluster to count as formed.
+    pub owners: usize,
 }
 
 impl Drop for NetCluster {
@@ -246,6 +248,18 @@ impl NetCluster {
     /// formed: every node answers a quorum read and sees the ring settled with every node
     /// owning partitions.
     pub fn up(dir: &Path, subnet: u8, nodes: u8, options: NodeOptions) -> NetCluster {
+        Self::up_some(dir, subnet, nodes, nodes, options)
+    }
+
+    /// Like [`NetCluster::up`] in a network of `nodes` namespaces, starting only the first
+    /// `started` nodes (the others join later with [`NetCluster::start`]).
+    pub fn up_some(
+        dir: &Path,
+        subnet: u8,
+        nodes: u8,
+        started: u8,
+        options: NodeOptions,
+    ) -> NetCluster {
         let net = Net::create(subnet, nodes);
         net.enter_hub();
         let mut cluster = NetCluster {
@@ -254,17 +268,18 @@ impl NetCluster {
             options,
             nodes: (0..nodes).map(|_| None).collect(),
             starts: vec![0; usize::from(nodes)],
+            owners: usize::from(started),
         };
-        for i in 1..=nodes {
+        for i in 1..=started {
             cluster.start(i);
         }
-        let started = Instant::now();
-        for i in 1..=nodes {
-            cluster.wait_formed(i, started + READY_TIMEOUT);
+        let begun = Instant::now();
+        for i in 1..=started {
+            cluster.wait_formed(i, begun + READY_TIMEOUT);
         }
         eprintln!(
-            "{nodes} nodes formed a cluster in {:.1}s",
-            started.elapsed().as_secs_f64()
+            "{started} nodes formed a cluster in {:.1}s",
+            begun.elapsed().as_secs_f64()
         );
         cluster
     }
@@ -393,7 +408,7 @@ impl NetCluster {
     /// Waits until node `i` answers a quorum read and sees the ring settled with every node
     /// owning partitions; fails the test at `deadline`.
     pub fn wait_formed(&self, i: u8, deadline: Instant) {
-        let nodes = usize::from(self.net.nodes);
+        let nodes = self.owners;
         loop {
             let config = ClientConfig {
                 request_timeout: Duration::from_secs(3),
@@ -437,23 +452,32 @@ impl NetCluster {
         }
     }
 
+    /// SIGTERMs node `i` and checks it exits cleanly within 30 s.
+    pub fn stop(&mut self, i: u8) {
+        let mut child = self.nodes[usize::from(i) - 1].take().unwrap();
+        assert!(Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        let status = wait_or_kill(&mut child, Duration::from_secs(30));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "node {i} did not stop cleanly on SIGTERM: {status:?}"
+        );
+    }
+
+    /// Node `i`'s number from a member's peer address, if it is one of this network's.
+    pub fn node_of(&self, addr: &str) -> Option<u8> {
+        (1..=self.net.nodes).find(|&i| addr == format!("{}:{PEER_PORT}", self.net.ip(i)))
+    }
+
     /// SIGTERMs every running node and checks each exits cleanly within 30 s.
     pub fn stop_cleanly(mut self) {
-        for (slot, child) in self.nodes.iter_mut().enumerate() {
-            let Some(mut child) = child.take() else {
-                continue;
-            };
-            assert!(Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()
-                .unwrap()
-                .success());
-            let status = wait_or_kill(&mut child, Duration::from_secs(30));
-            assert!(
-                status.is_some_and(|s| s.success()),
-                "node {} did not stop cleanly on SIGTERM: {status:?}",
-                slot + 1
-            );
+        for i in 1..=self.net.nodes {
+            if self.nodes[usize::from(i) - 1].is_some() {
+                self.stop(i);
+            }
         }
     }
 }
