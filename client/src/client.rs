@@ -10,9 +10,9 @@ use crossbeam_channel::Receiver;
 use tessera_core::ring::group_by_owner;
 use tessera_core::{PartitionCount, ShardId, ShardMap};
 use tessera_schema::{
-    BatchGetRequest, BatchPutRequest, ClusterStatus, DeleteRequest, Durability, GetRequest,
-    GetResponse, PutItem, PutRequest, Request, Response, TopologyInfo, WriteResponse,
-    BATCH_ITEMS_MAX,
+    BatchGetRequest, BatchPutRequest, ClusterStatus, Consistency, DeleteRequest, Durability,
+    GetRequest, GetResponse, PutItem, PutRequest, Request, Response, TopologyInfo, WriteResponse,
+    BATCH_ITEMS_MAX, CONSISTENCY_REPLICAS_MAX,
 };
 
 use crate::connection::{Connection, Wake};
@@ -68,6 +68,12 @@ pub struct ClientConfig {
     pub keyspace: String,
     /// Whether writes wait for fsync on the server (`Default` follows the server's setting).
     pub durability: Durability,
+    /// Replicas every request waits for (`r` for reads, `w` for writes) and whether fallback
+    /// nodes may stand in for owners that are down. The default asks for the node's own
+    /// settings (its `r` and `w`, sloppy quorum); [`Client::get_with`], [`Client::put_with`]
+    /// and [`Client::delete_with`] override it per call. A single node (not in a cluster)
+    /// ignores it.
+    pub consistency: Consistency,
     /// How long one request may wait for its answer.
     pub request_timeout: Duration,
     /// How long a connection attempt may take.
@@ -81,6 +87,7 @@ impl Default for ClientConfig {
         Self {
             keyspace: tessera_core::constants::DEFAULT_KEYSPACE.into(),
             durability: Durability::Default,
+            consistency: Consistency::default(),
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             inflight_per_connection_max: 4096,
@@ -196,6 +203,7 @@ impl Client {
     /// Connects to a node at `addr`, learns its topology and opens one connection per shard
     /// lazily.
     pub fn connect(addr: impl ToSocketAddrs, config: ClientConfig) -> Result<Self, ClientError> {
+        check_consistency(config.consistency)?;
         let addr = resolve(addr)?;
         let bootstrap = Connection::open(
             addr,
@@ -239,38 +247,89 @@ impl Client {
         self.shard_map.shard_of_key(&self.config.keyspace, key).0
     }
 
-    /// Reads `key`: all sibling values and the context.
+    /// Reads `key`: all sibling values and the context, with the configured
+    /// [`ClientConfig::consistency`].
     pub fn get(&self, key: &[u8]) -> Result<Versions, ClientError> {
-        let response = self.request_idempotent(self.shard_of(key), &self.get_request(key))?;
-        match response {
+        self.get_with(key, self.config.consistency)
+    }
+
+    /// Reads `key` waiting for the replicas `consistency` asks for (its `replicas` is `r`; 0
+    /// means the node's default). The answer merges every replica that answered.
+    ///
+    /// For example, with `n = 3`, `Consistency::replicas(3).strict()` waits for every replica
+    /// of the key's preference list: the answer merges every version any of them holds, and
+    /// fails with [`ErrorCode::QuorumNotReached`](crate::ErrorCode) while one of them is down.
+    /// `Consistency::replicas(1)` answers from the first replica that answers (fastest, may
+    /// be stale). Asking more replicas than the key has fails with `BadRequest`, saying how
+    /// many there are.
+    pub fn get_with(&self, key: &[u8], consistency: Consistency) -> Result<Versions, ClientError> {
+        check_consistency(consistency)?;
+        let request = self.get_request(key, consistency);
+        match self.request_idempotent(self.shard_of(key), &request)? {
             Response::Get(g) => Ok(versions(g)),
             other => Err(answer_error("get", other)),
         }
     }
 
     /// Writes `value`; with `context` it supersedes what that read saw, without it is a blind
-    /// write that becomes a sibling of existing values. Returns the key's new context.
+    /// write that becomes a sibling of existing values. Returns the key's new context. Uses
+    /// the configured [`ClientConfig::consistency`].
     pub fn put(
         &self,
         key: &[u8],
         value: &[u8],
         context: Option<&Context>,
     ) -> Result<Context, ClientError> {
-        let request = self.put_request(key, value, context);
+        self.put_with(key, value, context, self.config.consistency)
+    }
+
+    /// Like [`Client::put`], acknowledged once the replicas `consistency` asks for have the
+    /// write (its `replicas` is `w`; 0 means the node's default).
+    ///
+    /// For example, with `n = 3`, `Consistency::replicas(3).strict()` returns only once all
+    /// three owners of the key hold the write, and fails with
+    /// [`ErrorCode::QuorumNotReached`](crate::ErrorCode) while one of them is down (the write
+    /// may still have reached the others). `Consistency::replicas(3).sloppy()` succeeds then
+    /// too: a fallback node holds the down owner's copy as a hint and hands it over when the
+    /// owner is back. Asking more replicas than the key has fails with `BadRequest`.
+    pub fn put_with(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        context: Option<&Context>,
+        consistency: Consistency,
+    ) -> Result<Context, ClientError> {
+        check_consistency(consistency)?;
+        let request = self.put_request(key, value, context, consistency);
         match self.send_to(self.shard_of(key), &request)?.wait()? {
             Response::Put(w) => Ok(Context(w.context)),
             other => Err(answer_error("put", other)),
         }
     }
 
-    /// Deletes `key` (writes a tombstone superseding what `context` saw).
+    /// Deletes `key` (writes a tombstone superseding what `context` saw), with the configured
+    /// [`ClientConfig::consistency`].
     pub fn delete(&self, key: &[u8], context: Option<&Context>) -> Result<Context, ClientError> {
+        self.delete_with(key, context, self.config.consistency)
+    }
+
+    /// Like [`Client::delete`], acknowledged once the replicas `consistency` asks for hold the
+    /// tombstone (its `replicas` is `w`; 0 means the node's default), as for
+    /// [`Client::put_with`].
+    pub fn delete_with(
+        &self,
+        key: &[u8],
+        context: Option<&Context>,
+        consistency: Consistency,
+    ) -> Result<Context, ClientError> {
+        check_consistency(consistency)?;
         let request = Request::Delete(DeleteRequest {
             keyspace: self.config.keyspace.clone(),
             key: key.to_vec(),
             context: context.map(|c| c.0.clone()).unwrap_or_default(),
             durability: self.config.durability,
             overwrite: false,
+            consistency,
         });
         match self.send_to(self.shard_of(key), &request)?.wait()? {
             Response::Delete(w) => Ok(Context(w.context)),
@@ -313,7 +372,8 @@ impl Client {
 
     /// Starts a get without waiting (pipelining).
     pub fn get_async(&self, key: &[u8]) -> Result<Pending, ClientError> {
-        self.send_to(self.shard_of(key), &self.get_request(key))
+        let request = self.get_request(key, self.config.consistency);
+        self.send_to(self.shard_of(key), &request)
     }
 
     /// Starts a put without waiting (pipelining).
@@ -323,7 +383,8 @@ impl Client {
         value: &[u8],
         context: Option<&Context>,
     ) -> Result<Pending, ClientError> {
-        self.send_to(self.shard_of(key), &self.put_request(key, value, context))
+        let request = self.put_request(key, value, context, self.config.consistency);
+        self.send_to(self.shard_of(key), &request)
     }
 
     /// Reads many keys at once: batches per owning shard, a few in flight at a time. Answers
@@ -338,6 +399,7 @@ impl Client {
                 let request = Request::BatchGet(BatchGetRequest {
                     keyspace: self.config.keyspace.clone(),
                     keys: chunk.iter().map(|&i| keys[i].to_vec()).collect(),
+                    consistency: self.config.consistency,
                 });
                 (*shard, chunk, request)
             })
@@ -383,6 +445,7 @@ impl Client {
                         .collect(),
                     durability: self.config.durability,
                     overwrite: false,
+                    consistency: self.config.consistency,
                 });
                 (*shard, chunk, request)
             })
@@ -478,14 +541,21 @@ impl Client {
         Ok(conn)
     }
 
-    fn get_request(&self, key: &[u8]) -> Request {
+    fn get_request(&self, key: &[u8], consistency: Consistency) -> Request {
         Request::Get(GetRequest {
             keyspace: self.config.keyspace.clone(),
             key: key.to_vec(),
+            consistency,
         })
     }
 
-    fn put_request(&self, key: &[u8], value: &[u8], context: Option<&Context>) -> Request {
+    fn put_request(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        context: Option<&Context>,
+        consistency: Consistency,
+    ) -> Request {
         Request::Put(PutRequest {
             keyspace: self.config.keyspace.clone(),
             key: key.to_vec(),
@@ -493,8 +563,21 @@ impl Client {
             context: context.map(|c| c.0.clone()).unwrap_or_default(),
             durability: self.config.durability,
             overwrite: false,
+            consistency,
         })
     }
+}
+
+/// Refuses, before anything is sent, more replicas than any key can have: the node would refuse
+/// the request's frame and close the connection, failing every other request on it.
+fn check_consistency(consistency: Consistency) -> Result<(), ClientError> {
+    if usize::from(consistency.replicas) > CONSISTENCY_REPLICAS_MAX {
+        return Err(ClientError::InvalidArgument(format!(
+            "{} replicas asked for, but no key has more than {CONSISTENCY_REPLICAS_MAX}",
+            consistency.replicas
+        )));
+    }
+    Ok(())
 }
 
 fn resolve(addr: impl ToSocketAddrs) -> Result<SocketAddr, ClientError> {

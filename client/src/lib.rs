@@ -16,6 +16,21 @@
 //!
 //! Semantics (DESIGN §2): a put with the context of a read supersedes exactly what that read
 //! saw; a put without context is a blind write that becomes a sibling of whatever exists.
+//!
+//! Consistency: by default a request waits for the node's `r` or `w` replicas (n=3, r=w=2
+//! unless the cluster says otherwise) and fallback nodes may stand in for owners that are down
+//! (sloppy quorum). [`ClientConfig::consistency`] changes that for every request, and the
+//! `*_with` methods for one call:
+//!
+//! ```no_run
+//! use tessera_client::{Client, ClientConfig, Consistency};
+//! let client = Client::connect("127.0.0.1:7000", ClientConfig::default())?;
+//! // Acknowledged only once all three owners hold it; fails while one of them is down.
+//! client.put_with(b"user:1", b"ada", None, Consistency::replicas(3).strict())?;
+//! // Waits for every owner's copy.
+//! let read = client.get_with(b"user:1", Consistency::replicas(3).strict())?;
+//! # Ok::<(), tessera_client::ClientError>(())
+//! ```
 
 mod client;
 mod connection;
@@ -24,6 +39,6 @@ mod error;
 pub use client::{Client, ClientConfig, Context, Pending, Versions};
 pub use error::ClientError;
 pub use tessera_schema::{
-    ClusterMember, ClusterStatus, Durability, ErrorCode, TopologyInfo, TransferInfo, WireError,
-    NO_REPLICA,
+    ClusterMember, ClusterStatus, Consistency, Durability, ErrorCode, QuorumMode, TopologyInfo,
+    TransferInfo, WireError, CONSISTENCY_REPLICAS_MAX, NO_REPLICA,
 };

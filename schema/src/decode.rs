@@ -16,14 +16,15 @@ use crate::error::DecodeError;
 use crate::generated as wire;
 use crate::limits::{
     BATCH_ITEMS_MAX, CLUSTER_LABEL_BYTES_MAX, CLUSTER_MEMBERS_MAX, CLUSTER_PARTITION_REPLICAS_MAX,
-    CLUSTER_PARTITION_ROOTS_MAX, CLUSTER_TRANSFERS_MAX, GET_VALUES_MAX, NO_REPLICA,
-    TOPOLOGY_PARTITIONS_MAX, TOPOLOGY_SHARDS_MAX, VERIFIER_AMPLIFICATION_MAX,
+    CLUSTER_PARTITION_ROOTS_MAX, CLUSTER_TRANSFERS_MAX, CONSISTENCY_REPLICAS_MAX, GET_VALUES_MAX,
+    NO_REPLICA, TOPOLOGY_PARTITIONS_MAX, TOPOLOGY_SHARDS_MAX, VERIFIER_AMPLIFICATION_MAX,
     VERIFIER_APPARENT_BYTES_MIN, VERIFIER_DEPTH_MAX, VERIFIER_TABLES_MAX,
 };
 use crate::message::{
-    BatchGetRequest, BatchPutRequest, ClusterMember, ClusterStatus, DeleteRequest, Durability,
-    ErrorCode, GetRequest, GetResponse, PutItem, PutRequest, Request, Response, ShardEndpoint,
-    TopologyInfo, TransferInfo, WireError, WriteResponse, DEFAULT_KEYSPACE,
+    BatchGetRequest, BatchPutRequest, ClusterMember, ClusterStatus, Consistency, DeleteRequest,
+    Durability, ErrorCode, GetRequest, GetResponse, PutItem, PutRequest, QuorumMode, Request,
+    Response, ShardEndpoint, TopologyInfo, TransferInfo, WireError, WriteResponse,
+    DEFAULT_KEYSPACE,
 };
 
 /// Decodes a request frame body (the bytes after the length header) into its id and request.
@@ -80,7 +81,7 @@ pub(crate) fn verifier_options(body_len: usize, tables_max: usize) -> VerifierOp
 fn request_body(frame: &wire::RequestFrame<'_>) -> Result<Request, DecodeError> {
     Ok(match frame.body_type() {
         wire::RequestBody::NONE => return Err(missing_body()),
-        wire::RequestBody::Get => Request::Get(get_request(union_member(frame.body_as_get())?)),
+        wire::RequestBody::Get => Request::Get(get_request(union_member(frame.body_as_get())?)?),
         wire::RequestBody::Put => Request::Put(put_request(union_member(frame.body_as_put())?)?),
         wire::RequestBody::Delete => {
             Request::Delete(delete_request(union_member(frame.body_as_delete())?)?)
@@ -110,11 +111,12 @@ fn request_body(frame: &wire::RequestFrame<'_>) -> Result<Request, DecodeError> 
     })
 }
 
-fn get_request(get: wire::Get<'_>) -> GetRequest {
-    GetRequest {
+fn get_request(get: wire::Get<'_>) -> Result<GetRequest, DecodeError> {
+    Ok(GetRequest {
         keyspace: keyspace(get.keyspace()),
         key: bytes(get.key()),
-    }
+        consistency: consistency(get.replicas(), get.quorum(), ["Get.replicas", "Get.quorum"])?,
+    })
 }
 
 fn put_request(put: wire::Put<'_>) -> Result<PutRequest, DecodeError> {
@@ -125,6 +127,7 @@ fn put_request(put: wire::Put<'_>) -> Result<PutRequest, DecodeError> {
         context: bytes(put.context()),
         durability: durability(put.durability(), "Put.durability")?,
         overwrite: put.overwrite(),
+        consistency: consistency(put.replicas(), put.quorum(), ["Put.replicas", "Put.quorum"])?,
     })
 }
 
@@ -135,6 +138,11 @@ fn delete_request(delete: wire::Delete<'_>) -> Result<DeleteRequest, DecodeError
         context: bytes(delete.context()),
         durability: durability(delete.durability(), "Delete.durability")?,
         overwrite: delete.overwrite(),
+        consistency: consistency(
+            delete.replicas(),
+            delete.quorum(),
+            ["Delete.replicas", "Delete.quorum"],
+        )?,
     })
 }
 
@@ -143,6 +151,11 @@ fn batch_get_request(batch: wire::BatchGet<'_>) -> Result<BatchGetRequest, Decod
     Ok(BatchGetRequest {
         keyspace: keyspace(batch.keyspace()),
         keys: keys.iter().map(|key| bytes(key.key())).collect(),
+        consistency: consistency(
+            batch.replicas(),
+            batch.quorum(),
+            ["BatchGet.replicas", "BatchGet.quorum"],
+        )?,
     })
 }
 
@@ -160,6 +173,11 @@ fn batch_put_request(batch: wire::BatchPut<'_>) -> Result<BatchPutRequest, Decod
             .collect(),
         durability: durability(batch.durability(), "BatchPut.durability")?,
         overwrite: batch.overwrite(),
+        consistency: consistency(
+            batch.replicas(),
+            batch.quorum(),
+            ["BatchPut.replicas", "BatchPut.quorum"],
+        )?,
     })
 }
 
@@ -418,4 +436,27 @@ fn durability(value: wire::Durability, field: &'static str) -> Result<Durability
         field,
         value: u32::from(value.0),
     })
+}
+
+/// A request's consistency fields (`fields` names them for errors): an unknown quorum mode is
+/// refused rather than guessed (a newer client's mode may promise more than this node would
+/// deliver), and so are more replicas than any key can have.
+fn consistency(
+    replicas: u8,
+    quorum: wire::QuorumMode,
+    fields: [&'static str; 2],
+) -> Result<Consistency, DecodeError> {
+    let [replicas_field, quorum_field] = fields;
+    if usize::from(replicas) > CONSISTENCY_REPLICAS_MAX {
+        return Err(DecodeError::OutOfRange {
+            field: replicas_field,
+            value: u64::from(replicas),
+            max: CONSISTENCY_REPLICAS_MAX as u64,
+        });
+    }
+    let quorum = QuorumMode::from_wire(quorum).ok_or(DecodeError::UnknownEnumValue {
+        field: quorum_field,
+        value: u32::from(quorum.0),
+    })?;
+    Ok(Consistency { replicas, quorum })
 }

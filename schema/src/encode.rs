@@ -230,6 +230,8 @@ fn get_request(fbb: &mut Builder, get: &GetRequest) -> WIPOffset<wire::Get<'stat
     let args = wire::GetArgs {
         keyspace: keyspace(fbb, &get.keyspace),
         key: bytes(fbb, &get.key),
+        replicas: get.consistency.replicas,
+        quorum: get.consistency.quorum.to_wire(),
     };
     wire::Get::create(fbb, &args)
 }
@@ -242,6 +244,8 @@ fn put_request(fbb: &mut Builder, put: &PutRequest) -> WIPOffset<wire::Put<'stat
         context: bytes(fbb, &put.context),
         durability: put.durability.to_wire(),
         overwrite: put.overwrite,
+        replicas: put.consistency.replicas,
+        quorum: put.consistency.quorum.to_wire(),
     };
     wire::Put::create(fbb, &args)
 }
@@ -253,6 +257,8 @@ fn delete_request(fbb: &mut Builder, delete: &DeleteRequest) -> WIPOffset<wire::
         context: bytes(fbb, &delete.context),
         durability: delete.durability.to_wire(),
         overwrite: delete.overwrite,
+        replicas: delete.consistency.replicas,
+        quorum: delete.consistency.quorum.to_wire(),
     };
     wire::Delete::create(fbb, &args)
 }
@@ -269,7 +275,13 @@ fn batch_get_request(
         offsets.push(wire::Key::create(fbb, &wire::KeyArgs { key }).value());
     }
     let keys = table_vector::<wire::Key<'static>>(fbb, offsets);
-    wire::BatchGet::create(fbb, &wire::BatchGetArgs { keyspace, keys })
+    let args = wire::BatchGetArgs {
+        keyspace,
+        keys,
+        replicas: batch.consistency.replicas,
+        quorum: batch.consistency.quorum.to_wire(),
+    };
+    wire::BatchGet::create(fbb, &args)
 }
 
 fn batch_put_request(
@@ -293,6 +305,8 @@ fn batch_put_request(
         items,
         durability: batch.durability.to_wire(),
         overwrite: batch.overwrite,
+        replicas: batch.consistency.replicas,
+        quorum: batch.consistency.quorum.to_wire(),
     };
     wire::BatchPut::create(fbb, &args)
 }

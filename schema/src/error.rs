@@ -68,6 +68,17 @@ pub enum DecodeError {
         /// The raw value on the wire.
         value: u32,
     },
+    /// A number is above its bound (a constant in `limits.rs`), e.g. a request asking more
+    /// replicas than any key can have.
+    #[error("`{field}` is {value} where at most {max} is allowed; ask for less")]
+    OutOfRange {
+        /// Which field.
+        field: &'static str,
+        /// The value on the wire.
+        value: u64,
+        /// The bound.
+        max: u64,
+    },
     /// The fields are individually valid but contradict each other.
     #[error("malformed message: {0}; the peer's encoder is broken")]
     Malformed(&'static str),

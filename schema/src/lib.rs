@@ -20,10 +20,14 @@
 //!
 //! Receiving, in short:
 //! ```
-//! use tessera_schema::{decode_request, Encoder, FrameBuffer, GetRequest, Request};
+//! use tessera_schema::{decode_request, Consistency, Encoder, FrameBuffer, GetRequest, Request};
 //!
 //! let mut wire = Vec::new();
-//! let get = Request::Get(GetRequest { keyspace: "users".into(), key: b"ada".to_vec() });
+//! let get = Request::Get(GetRequest {
+//!     keyspace: "users".into(),
+//!     key: b"ada".to_vec(),
+//!     consistency: Consistency::default(),
+//! });
 //! Encoder::new().encode_request(7, &get, &mut wire);
 //!
 //! let mut frames = FrameBuffer::default();
@@ -56,8 +60,9 @@ pub use error::{DecodeError, FrameError};
 pub use frame::{frame_body_len, frame_header, peer_frame_body_len, FrameBuffer};
 pub use limits::*;
 pub use message::{
-    BatchGetRequest, BatchPutRequest, ClusterMember, ClusterStatus, DeleteRequest, Durability,
-    ErrorCode, GetRequest, GetResponse, PutItem, PutRequest, Request, Response, ShardEndpoint,
-    TopologyInfo, TransferInfo, WireError, WriteResponse, DEFAULT_KEYSPACE,
+    BatchGetRequest, BatchPutRequest, ClusterMember, ClusterStatus, Consistency, DeleteRequest,
+    Durability, ErrorCode, GetRequest, GetResponse, PutItem, PutRequest, QuorumMode, Request,
+    Response, ShardEndpoint, TopologyInfo, TransferInfo, WireError, WriteResponse,
+    DEFAULT_KEYSPACE,
 };
 pub use peer::{decode_peer, verify_peer, MALFORMED_FROM_PEER};

@@ -29,6 +29,11 @@ pub const FRAME_BYTES_MAX: usize = 16 << 20;
 /// Most keys in a `BatchGet`, writes in a `BatchPut`, and items in their results.
 pub const BATCH_ITEMS_MAX: usize = 4096;
 
+/// Most replicas a request's `Consistency` may ask for (its `replicas`, r or w): core's
+/// `REPLICATION_N_MAX`, the most replicas any key can have. A request within this bound but above
+/// the cluster's `n` decodes, and the node answers it with an error that names `n`.
+pub const CONSISTENCY_REPLICAS_MAX: usize = core_limits::REPLICATION_N_MAX;
+
 /// Most values (siblings) in one `GetResult`, i.e. for one key.
 ///
 /// Core refuses a *write* that would leave more than its `SIBLINGS_MAX` (64) siblings, but
@@ -192,6 +197,8 @@ const _: () = assert!(PEER_MOVES_MAX * 16 < PEER_FRAME_BYTES_MAX);
 const _: () = assert!(PEER_CLOCK_ENTRIES_MAX >= core_limits::CLOCK_ENTRIES_MAX);
 const _: () = assert!(PEER_OBJECT_SIBLINGS_MAX >= core_limits::SIBLINGS_MAX);
 const _: () = assert!(FRAME_HEADER_BYTES == core::mem::size_of::<u32>());
+// A request may ask for every replica a key can have, and the bound fits the wire's `ubyte`.
+const _: () = assert!(CONSISTENCY_REPLICAS_MAX <= u8::MAX as usize);
 // Whatever core lets a write produce must fit on the wire.
 const _: () = assert!(GET_VALUES_MAX >= core_limits::SIBLINGS_MAX);
 // Whatever core can report must fit in a `ClusterStatus`.

@@ -5,8 +5,8 @@
 //! - Every type is `Send + Clone + Debug + PartialEq` and holds no borrowed wire bytes.
 //! - An empty byte vector and an absent one are the same thing on the wire.
 //! - A decoded keyspace is never empty: the wire's empty keyspace becomes [`DEFAULT_KEYSPACE`].
-//! - The numbers of [`Durability`] and [`ErrorCode`] on the wire are fixed forever; the mapping
-//!   lives here, next to the types, and a test pins it.
+//! - The numbers of [`Durability`], [`QuorumMode`] and [`ErrorCode`] on the wire are fixed
+//!   forever; the mapping lives here, next to the types, and a test pins it.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -28,6 +28,69 @@ pub enum Durability {
     Relaxed,
 }
 
+/// Which nodes may count toward a request's quorum (DESIGN §2, §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum QuorumMode {
+    /// The node's choice, which is [`QuorumMode::Sloppy`].
+    #[default]
+    Default,
+    /// Sloppy quorum: for every owner the coordinating node believes down, the next healthy node
+    /// in ring order stands in and keeps the write as a hint that it hands back to the owner once
+    /// it is reachable (hinted handoff). Writes stay available while owners are down; a read may
+    /// count a stand-in that holds nothing of the key.
+    Sloppy,
+    /// Strict quorum: only the key's preference list (its `n` owners) counts. An owner that is
+    /// down does not answer, so a request that needs it fails with `QuorumNotReached` instead
+    /// of being acknowledged by a stand-in.
+    Strict,
+}
+
+/// How many replicas a request waits for and which nodes may count among them. The default
+/// (all zero) asks for the node's own settings: its `r` or `w`, and a sloppy quorum.
+///
+/// Only a cluster member acts on it; a single node (not in a cluster) has one copy of every key
+/// and ignores it.
+///
+/// For example, `Consistency { replicas: 3, quorum: QuorumMode::Strict }` with `n = 3` makes a
+/// read wait for every replica of the key's preference list, and a write be acknowledged only
+/// once all three owners have it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Consistency {
+    /// Replicas that must answer: `r` for a read, `w` for a write. `0` means the node's default
+    /// (its `read_quorum` or `write_quorum`). At most
+    /// [`CONSISTENCY_REPLICAS_MAX`](crate::CONSISTENCY_REPLICAS_MAX) on the wire; more than the
+    /// key's replicas (`n`) is refused with a `BadRequest` that says how many there are.
+    pub replicas: u8,
+    /// Whether fallback nodes may stand in for owners that are down.
+    pub quorum: QuorumMode,
+}
+
+impl Consistency {
+    /// Waits for `replicas` replicas, with the node's default quorum mode.
+    pub fn replicas(replicas: u8) -> Self {
+        Consistency {
+            replicas,
+            quorum: QuorumMode::Default,
+        }
+    }
+
+    /// The same, with a strict quorum: only the key's preference list counts.
+    pub fn strict(self) -> Self {
+        Consistency {
+            quorum: QuorumMode::Strict,
+            ..self
+        }
+    }
+
+    /// The same, with a sloppy quorum: fallbacks may stand in for owners that are down.
+    pub fn sloppy(self) -> Self {
+        Consistency {
+            quorum: QuorumMode::Sloppy,
+            ..self
+        }
+    }
+}
+
 /// Read every sibling of one key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GetRequest {
@@ -35,6 +98,8 @@ pub struct GetRequest {
     pub keyspace: String,
     /// The key.
     pub key: Vec<u8>,
+    /// Replicas to wait for and whether the quorum may be sloppy (cluster members only).
+    pub consistency: Consistency,
 }
 
 /// Write one value, superseding what `context` saw (empty context: a blind write), or
@@ -54,6 +119,8 @@ pub struct PutRequest {
     /// Supersede every version this node holds for the key (last-writer-wins for this
     /// write); `context` is ignored. Redis-style SET and DEL use it.
     pub overwrite: bool,
+    /// Replicas to wait for and whether the quorum may be sloppy (cluster members only).
+    pub consistency: Consistency,
 }
 
 /// Delete one key by writing a tombstone that supersedes what `context` saw.
@@ -70,6 +137,8 @@ pub struct DeleteRequest {
     /// Supersede every version this node holds for the key (last-writer-wins for this
     /// write); `context` is ignored. Redis-style SET and DEL use it.
     pub overwrite: bool,
+    /// Replicas to wait for and whether the quorum may be sloppy (cluster members only).
+    pub consistency: Consistency,
 }
 
 /// One write of a [`BatchPutRequest`].
@@ -90,6 +159,8 @@ pub struct BatchGetRequest {
     pub keyspace: String,
     /// The keys, answered in this order.
     pub keys: Vec<Vec<u8>>,
+    /// Replicas to wait for and whether the quorum may be sloppy (cluster members only).
+    pub consistency: Consistency,
 }
 
 /// Write many keys of one keyspace (at most [`BATCH_ITEMS_MAX`](crate::BATCH_ITEMS_MAX)).
@@ -104,6 +175,8 @@ pub struct BatchPutRequest {
     /// Supersede every version this node holds for each item's key (last-writer-wins for
     /// these writes); the items' contexts are ignored. Redis-style MSET uses it.
     pub overwrite: bool,
+    /// Replicas to wait for and whether the quorum may be sloppy (cluster members only).
+    pub consistency: Consistency,
 }
 
 /// A client request.
@@ -452,6 +525,27 @@ impl Durability {
     }
 }
 
+impl QuorumMode {
+    pub(crate) fn to_wire(self) -> wire::QuorumMode {
+        match self {
+            QuorumMode::Default => wire::QuorumMode::Default,
+            QuorumMode::Sloppy => wire::QuorumMode::Sloppy,
+            QuorumMode::Strict => wire::QuorumMode::Strict,
+        }
+    }
+
+    /// `None` for a value this version does not know. The caller refuses the request: a newer
+    /// client's mode may promise more than sloppy or strict, and guessing could break it.
+    pub(crate) fn from_wire(value: wire::QuorumMode) -> Option<Self> {
+        match value {
+            wire::QuorumMode::Default => Some(QuorumMode::Default),
+            wire::QuorumMode::Sloppy => Some(QuorumMode::Sloppy),
+            wire::QuorumMode::Strict => Some(QuorumMode::Strict),
+            _ => None,
+        }
+    }
+}
+
 impl ErrorCode {
     pub(crate) fn to_wire(self) -> wire::ErrorCode {
         match self {
@@ -528,6 +622,18 @@ mod tests {
             assert_eq!(Durability::from_wire(wire::Durability(number)), Some(level));
         }
         assert_eq!(Durability::from_wire(wire::Durability(3)), None);
+
+        let modes = [
+            (QuorumMode::Default, 0),
+            (QuorumMode::Sloppy, 1),
+            (QuorumMode::Strict, 2),
+        ];
+        for (mode, number) in modes {
+            assert_eq!(mode.to_wire().0, number);
+            assert_eq!(QuorumMode::from_wire(wire::QuorumMode(number)), Some(mode));
+        }
+        assert_eq!(QuorumMode::from_wire(wire::QuorumMode(3)), None);
+        assert_eq!(QuorumMode::from_wire(wire::QuorumMode(u8::MAX)), None);
     }
 
     #[test]

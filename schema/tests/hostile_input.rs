@@ -8,10 +8,11 @@ use proptest::prelude::*;
 use tessera_schema::generated as wire;
 use tessera_schema::{
     decode_request, decode_response, frame_body_len, peek_request_id, BatchGetRequest,
-    BatchPutRequest, ClusterMember, ClusterStatus, DecodeError, Encoder, ErrorCode, FrameBuffer,
-    FrameError, GetRequest, GetResponse, PutItem, PutRequest, Request, Response, ShardEndpoint,
-    TopologyInfo, TransferInfo, WireError, WriteResponse, BATCH_ITEMS_MAX, CLUSTER_LABEL_BYTES_MAX,
-    CLUSTER_MEMBERS_MAX, CLUSTER_PARTITION_ROOTS_MAX, CLUSTER_TRANSFERS_MAX, FRAME_BYTES_MAX,
+    BatchPutRequest, ClusterMember, ClusterStatus, Consistency, DecodeError, DeleteRequest,
+    Encoder, ErrorCode, FrameBuffer, FrameError, GetRequest, GetResponse, PutItem, PutRequest,
+    QuorumMode, Request, Response, ShardEndpoint, TopologyInfo, TransferInfo, WireError,
+    WriteResponse, BATCH_ITEMS_MAX, CLUSTER_LABEL_BYTES_MAX, CLUSTER_MEMBERS_MAX,
+    CLUSTER_PARTITION_ROOTS_MAX, CLUSTER_TRANSFERS_MAX, CONSISTENCY_REPLICAS_MAX, FRAME_BYTES_MAX,
     FRAME_HEADER_BYTES, GET_VALUES_MAX, NO_REPLICA,
 };
 
@@ -81,6 +82,10 @@ fn sample_bodies() -> Vec<Vec<u8>> {
         context: vec![1, 2, 3],
         durability: tessera_schema::Durability::Durable,
         overwrite: true,
+        consistency: Consistency {
+            replicas: 3,
+            quorum: QuorumMode::Strict,
+        },
     };
     let items = vec![
         PutItem {
@@ -94,17 +99,34 @@ fn sample_bodies() -> Vec<Vec<u8>> {
         Request::Get(GetRequest {
             keyspace: "users".into(),
             key: b"ada".to_vec(),
+            consistency: Consistency::default(),
         }),
         Request::Put(put),
+        Request::Delete(DeleteRequest {
+            keyspace: "users".into(),
+            key: b"ada".to_vec(),
+            context: vec![4],
+            durability: tessera_schema::Durability::Default,
+            overwrite: false,
+            consistency: Consistency {
+                replicas: 1,
+                quorum: QuorumMode::Sloppy,
+            },
+        }),
         Request::BatchGet(BatchGetRequest {
             keyspace: String::new(),
             keys: vec![vec![1], vec![]],
+            consistency: Consistency {
+                replicas: 2,
+                quorum: QuorumMode::Strict,
+            },
         }),
         Request::BatchPut(BatchPutRequest {
             keyspace: "x".into(),
             items,
             durability: tessera_schema::Durability::Relaxed,
             overwrite: true,
+            consistency: Consistency::default(),
         }),
         Request::Ping(vec![9; 5]),
         Request::Topology,
@@ -245,6 +267,7 @@ fn batches_over_the_limit_are_refused() {
     let batch_get = Request::BatchGet(BatchGetRequest {
         keyspace: "k".into(),
         keys: vec![vec![1]; over],
+        consistency: Consistency::default(),
     });
     let body = request_body(11, &batch_get);
     assert_eq!(decode_request(&body), Err(too_many.clone()));
@@ -265,6 +288,7 @@ fn batches_over_the_limit_are_refused() {
         items,
         durability: tessera_schema::Durability::Default,
         overwrite: false,
+        consistency: Consistency::default(),
     });
     assert_eq!(
         decode_request(&request_body(1, &batch_put)),
@@ -413,6 +437,7 @@ fn largest_legal_messages_decode() {
     let keys = Request::BatchGet(BatchGetRequest {
         keyspace: String::new(),
         keys: vec![vec![]; BATCH_ITEMS_MAX],
+        consistency: Consistency::default(),
     });
     assert!(decode_request(&request_body(1, &keys)).is_ok());
     let siblings = GetResponse {
@@ -560,6 +585,148 @@ fn unknown_durability_is_refused_not_weakened() {
             value: 9
         })
     );
+}
+
+/// A request of each consistency-carrying kind with raw `replicas` and `quorum` fields, built
+/// by hand so that values the encoder cannot produce (an unknown mode) reach the decoder.
+fn consistency_requests(replicas: u8, quorum: wire::QuorumMode) -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "Get",
+            finished_request(|fbb| {
+                let args = wire::GetArgs {
+                    replicas,
+                    quorum,
+                    ..Default::default()
+                };
+                let get = wire::Get::create(fbb, &args);
+                (wire::RequestBody::Get, get.as_union_value())
+            }),
+        ),
+        (
+            "Put",
+            finished_request(|fbb| {
+                let args = wire::PutArgs {
+                    replicas,
+                    quorum,
+                    ..Default::default()
+                };
+                let put = wire::Put::create(fbb, &args);
+                (wire::RequestBody::Put, put.as_union_value())
+            }),
+        ),
+        (
+            "Delete",
+            finished_request(|fbb| {
+                let args = wire::DeleteArgs {
+                    replicas,
+                    quorum,
+                    ..Default::default()
+                };
+                let delete = wire::Delete::create(fbb, &args);
+                (wire::RequestBody::Delete, delete.as_union_value())
+            }),
+        ),
+        (
+            "BatchGet",
+            finished_request(|fbb| {
+                let args = wire::BatchGetArgs {
+                    replicas,
+                    quorum,
+                    ..Default::default()
+                };
+                let batch = wire::BatchGet::create(fbb, &args);
+                (wire::RequestBody::BatchGet, batch.as_union_value())
+            }),
+        ),
+        (
+            "BatchPut",
+            finished_request(|fbb| {
+                let args = wire::BatchPutArgs {
+                    replicas,
+                    quorum,
+                    ..Default::default()
+                };
+                let batch = wire::BatchPut::create(fbb, &args);
+                (wire::RequestBody::BatchPut, batch.as_union_value())
+            }),
+        ),
+    ]
+}
+
+/// A quorum mode from a newer client is refused, not read as sloppy: the client may have asked
+/// for something stronger than this node would deliver.
+#[test]
+fn unknown_quorum_mode_is_refused_not_guessed() {
+    for value in [3u8, 9, u8::MAX] {
+        for (table, body) in consistency_requests(0, wire::QuorumMode(value)) {
+            let error = decode_request(&body).unwrap_err();
+            assert!(
+                matches!(
+                    &error,
+                    DecodeError::UnknownEnumValue { field, value: v }
+                        if *field == format!("{table}.quorum") && *v == u32::from(value)
+                ),
+                "{table} with quorum mode {value}: {error:?}"
+            );
+            // Answerable by id, as a bad request.
+            assert_eq!(peek_request_id(&body), Some(5));
+            assert_eq!(error.to_wire_error().code, ErrorCode::BadRequest);
+        }
+    }
+    // The known modes still decode, in every table.
+    for mode in [wire::QuorumMode::Sloppy, wire::QuorumMode::Strict] {
+        for (table, body) in consistency_requests(2, mode) {
+            assert!(decode_request(&body).is_ok(), "{table} with {mode:?}");
+        }
+    }
+}
+
+/// More replicas than any key can have is refused with the field, the value and the bound;
+/// exactly the bound decodes (a node with a smaller `n` answers that with its own error).
+#[test]
+fn replicas_over_the_limit_are_refused() {
+    let max = CONSISTENCY_REPLICAS_MAX as u8;
+    for over in [max + 1, u8::MAX] {
+        for (table, body) in consistency_requests(over, wire::QuorumMode::Strict) {
+            let error = decode_request(&body).unwrap_err();
+            assert!(
+                matches!(
+                    &error,
+                    DecodeError::OutOfRange { field, value, max: m }
+                        if *field == format!("{table}.replicas")
+                            && *value == u64::from(over)
+                            && *m == CONSISTENCY_REPLICAS_MAX as u64
+                ),
+                "{table} asking {over} replicas: {error:?}"
+            );
+            assert_eq!(error.to_wire_error().code, ErrorCode::BadRequest);
+            assert!(
+                error.to_wire_error().message.contains("at most 16"),
+                "{error}"
+            );
+        }
+    }
+    for (table, body) in consistency_requests(max, wire::QuorumMode::Default) {
+        assert!(
+            decode_request(&body).is_ok(),
+            "{table} asking {max} replicas"
+        );
+    }
+    // The encoder does not enforce the bound (the receiver does), so an over-asking client
+    // learns it from the node's answer, not from a panic.
+    let get = Request::Get(GetRequest {
+        keyspace: String::new(),
+        key: b"k".to_vec(),
+        consistency: Consistency {
+            replicas: max + 1,
+            quorum: QuorumMode::Default,
+        },
+    });
+    assert!(matches!(
+        decode_request(&request_body(1, &get)),
+        Err(DecodeError::OutOfRange { .. })
+    ));
 }
 
 #[test]

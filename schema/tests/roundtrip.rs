@@ -6,9 +6,10 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use tessera_schema::{
     decode_request, decode_response, BatchGetRequest, BatchPutRequest, ClusterMember,
-    ClusterStatus, DeleteRequest, Durability, Encoder, ErrorCode, FrameBuffer, GetRequest,
-    GetResponse, PutItem, PutRequest, Request, Response, ShardEndpoint, TopologyInfo, TransferInfo,
-    WireError, WriteResponse, DEFAULT_KEYSPACE, FRAME_HEADER_BYTES, NO_REPLICA,
+    ClusterStatus, Consistency, DeleteRequest, Durability, Encoder, ErrorCode, FrameBuffer,
+    GetRequest, GetResponse, PutItem, PutRequest, QuorumMode, Request, Response, ShardEndpoint,
+    TopologyInfo, TransferInfo, WireError, WriteResponse, CONSISTENCY_REPLICAS_MAX,
+    DEFAULT_KEYSPACE, FRAME_HEADER_BYTES, NO_REPLICA,
 };
 
 const CASES: u32 = 256;
@@ -32,6 +33,21 @@ fn durability() -> impl Strategy<Value = Durability> {
         Just(Durability::Default),
         Just(Durability::Durable),
         Just(Durability::Relaxed)
+    ]
+}
+
+/// Every quorum mode and every replica count the decoder accepts (0, the node's default, to
+/// `CONSISTENCY_REPLICAS_MAX`), weighted towards the default that the encoder leaves out.
+fn consistency() -> impl Strategy<Value = Consistency> {
+    let quorum = prop_oneof![
+        Just(QuorumMode::Default),
+        Just(QuorumMode::Sloppy),
+        Just(QuorumMode::Strict)
+    ];
+    let replicas = prop_oneof![Just(0u8), 0..=CONSISTENCY_REPLICAS_MAX as u8];
+    prop_oneof![
+        1 => Just(Consistency::default()),
+        3 => (replicas, quorum).prop_map(|(replicas, quorum)| Consistency { replicas, quorum }),
     ]
 }
 
@@ -71,51 +87,78 @@ fn put_item() -> impl Strategy<Value = PutItem> {
 
 fn request() -> impl Strategy<Value = Request> {
     prop_oneof![
-        (keyspace(), bytes())
-            .prop_map(|(keyspace, key)| Request::Get(GetRequest { keyspace, key })),
+        (keyspace(), bytes(), consistency()).prop_map(|(keyspace, key, consistency)| {
+            Request::Get(GetRequest {
+                keyspace,
+                key,
+                consistency,
+            })
+        }),
         (
             keyspace(),
             bytes(),
             bytes(),
             bytes(),
             durability(),
-            any::<bool>()
+            any::<bool>(),
+            consistency()
         )
-            .prop_map(|(keyspace, key, value, context, durability, overwrite)| {
-                Request::Put(PutRequest {
+            .prop_map(
+                |(keyspace, key, value, context, durability, overwrite, consistency)| {
+                    Request::Put(PutRequest {
+                        keyspace,
+                        key,
+                        value,
+                        context,
+                        durability,
+                        overwrite,
+                        consistency,
+                    })
+                }
+            ),
+        (
+            keyspace(),
+            bytes(),
+            bytes(),
+            durability(),
+            any::<bool>(),
+            consistency()
+        )
+            .prop_map(
+                |(keyspace, key, context, durability, overwrite, consistency)| {
+                    Request::Delete(DeleteRequest {
+                        keyspace,
+                        key,
+                        context,
+                        durability,
+                        overwrite,
+                        consistency,
+                    })
+                }
+            ),
+        (keyspace(), vec(bytes(), 0..8), consistency()).prop_map(
+            |(keyspace, keys, consistency)| {
+                Request::BatchGet(BatchGetRequest {
                     keyspace,
-                    key,
-                    value,
-                    context,
-                    durability,
-                    overwrite,
-                })
-            }),
-        (keyspace(), bytes(), bytes(), durability(), any::<bool>()).prop_map(
-            |(keyspace, key, context, durability, overwrite)| {
-                Request::Delete(DeleteRequest {
-                    keyspace,
-                    key,
-                    context,
-                    durability,
-                    overwrite,
+                    keys,
+                    consistency,
                 })
             }
         ),
-        (keyspace(), vec(bytes(), 0..8))
-            .prop_map(|(keyspace, keys)| Request::BatchGet(BatchGetRequest { keyspace, keys })),
         (
             keyspace(),
             vec(put_item(), 0..8),
             durability(),
-            any::<bool>()
+            any::<bool>(),
+            consistency()
         )
-            .prop_map(|(keyspace, items, durability, overwrite)| {
+            .prop_map(|(keyspace, items, durability, overwrite, consistency)| {
                 Request::BatchPut(BatchPutRequest {
                     keyspace,
                     items,
                     durability,
                     overwrite,
+                    consistency,
                 })
             }),
         bytes().prop_map(Request::Ping),
@@ -386,11 +429,13 @@ fn empty_keyspace_decodes_as_default() {
     let request = Request::Get(GetRequest {
         keyspace: String::new(),
         key: b"k".to_vec(),
+        consistency: Consistency::default(),
     });
     Encoder::new().encode_request(3, &request, &mut wire);
     let expected = Request::Get(GetRequest {
         keyspace: "default".to_owned(),
         key: b"k".to_vec(),
+        consistency: Consistency::default(),
     });
     assert_eq!(decode_request(body_of(&wire)), Ok((3, expected)));
 }

@@ -20,7 +20,8 @@ use tessera_core::{NodeId, Object, VersionVector};
 use tessera_io::fs::RealFs;
 use tessera_io::log_writer::LogConfig;
 use tessera_schema::{
-    BatchPutRequest, DeleteRequest, Durability, GetRequest, PutItem, PutRequest, DEFAULT_KEYSPACE,
+    BatchPutRequest, Consistency, DeleteRequest, Durability, GetRequest, PutItem, PutRequest,
+    DEFAULT_KEYSPACE,
 };
 use tessera_shard::engine::{Engine, EngineLimits};
 use tessera_shard::lsm::LsmOptions;
@@ -66,6 +67,7 @@ fn put(key: &[u8], value: &[u8], overwrite: bool) -> PutRequest {
         context: Vec::new(),
         durability: Durability::Default,
         overwrite,
+        consistency: Consistency::default(),
     }
 }
 
@@ -73,6 +75,7 @@ async fn values(service: &Service, key: &[u8]) -> Vec<Vec<u8>> {
     let get = GetRequest {
         keyspace: DEFAULT_KEYSPACE.into(),
         key: key.to_vec(),
+        consistency: Consistency::default(),
     };
     service.get(&get).await.unwrap().values
 }
@@ -160,6 +163,7 @@ fn batch_put_and_delete_honour_overwrite() {
                 .collect(),
             durability: Durability::Default,
             overwrite,
+            consistency: Consistency::default(),
         };
         for item in service.batch_put(batch(true)).await.unwrap() {
             item.unwrap();
@@ -181,6 +185,7 @@ fn batch_put_and_delete_honour_overwrite() {
             context: Vec::new(),
             durability: Durability::Default,
             overwrite: true,
+            consistency: Consistency::default(),
         };
         service.delete(delete).await.unwrap();
         assert!(values(&service, b"x").await.is_empty());

@@ -4,9 +4,48 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Args;
-use tessera_client::{Client, ClientConfig, Context, Durability};
+use tessera_client::{
+    Client, ClientConfig, Consistency, Context, Durability, QuorumMode, CONSISTENCY_REPLICAS_MAX,
+};
 
 use crate::ServerAddr;
+
+const STRICT_HELP: &str = "Strict quorum: only the key's own replicas (its preference list) \
+    count. By default (sloppy quorum) another node stands in for a replica that is down (a write \
+    it keeps is handed over once the replica is back); with --strict the command fails instead \
+    while fewer than r (or w) of the key's replicas are up. Ignored by a single node (not in a \
+    cluster)";
+
+/// `--r`/`--w` values: 1 up to the most replicas a key can have (the node refuses more than its
+/// own n, saying what n is).
+fn replicas_arg(text: &str) -> Result<u8, String> {
+    let max = CONSISTENCY_REPLICAS_MAX;
+    match text.parse::<u8>() {
+        Ok(n) if n >= 1 && usize::from(n) <= max => Ok(n),
+        _ => Err(format!("must be a number of replicas from 1 to {max}")),
+    }
+}
+
+/// The consistency a command asks for: `replicas` (0 for the node's default) and `--strict`.
+fn consistency(replicas: Option<u8>, strict: bool) -> Consistency {
+    Consistency {
+        replicas: replicas.unwrap_or(0),
+        quorum: if strict {
+            QuorumMode::Strict
+        } else {
+            QuorumMode::Default
+        },
+    }
+}
+
+/// The read a write command starts with (for the context it supersedes): the node's r, with
+/// the write's quorum mode.
+fn read_before(write: Consistency) -> Consistency {
+    Consistency {
+        replicas: 0,
+        quorum: write.quorum,
+    }
+}
 
 /// Options of `tessera put`.
 #[derive(Debug, Args)]
@@ -26,6 +65,13 @@ pub struct PutArgs {
     /// Do not wait for the write to be fsynced.
     #[arg(long)]
     relaxed: bool,
+    /// Replicas that must acknowledge the write (w) before it succeeds; default: the node's w.
+    /// With n=3, --w 3 succeeds only once every replica has the value. Ignored by a single
+    /// node (not in a cluster).
+    #[arg(long = "w", value_name = "N", value_parser = replicas_arg)]
+    w: Option<u8>,
+    #[arg(long, help = STRICT_HELP)]
+    strict: bool,
 }
 
 /// Options of `tessera get`.
@@ -38,6 +84,13 @@ pub struct GetArgs {
     /// Also print the causal context (hex) on stderr, for `put --context`.
     #[arg(long)]
     show_context: bool,
+    /// Replicas that must answer the read (r); default: the node's r. With n=3, --r 3 waits
+    /// for all three replicas, --r 1 answers from the first that answers. Ignored by a single
+    /// node (not in a cluster).
+    #[arg(long = "r", value_name = "N", value_parser = replicas_arg)]
+    r: Option<u8>,
+    #[arg(long, help = STRICT_HELP)]
+    strict: bool,
 }
 
 /// Options of `tessera del`.
@@ -47,6 +100,12 @@ pub struct DelArgs {
     key: String,
     #[command(flatten)]
     addr: ServerAddr,
+    /// Replicas that must acknowledge the delete (w) before it succeeds; default: the node's
+    /// w. Ignored by a single node (not in a cluster).
+    #[arg(long = "w", value_name = "N", value_parser = replicas_arg)]
+    w: Option<u8>,
+    #[arg(long, help = STRICT_HELP)]
+    strict: bool,
 }
 
 /// Options of `tessera status`.
@@ -73,13 +132,19 @@ pub fn put(args: PutArgs) -> Result<ExitCode, String> {
     };
     let client = connect(&args.addr, durability)?;
     let key = args.key.as_bytes();
+    let consistency = consistency(args.w, args.strict);
     let context = match (&args.context, args.blind) {
         (Some(hex), _) => Some(Context::from_hex(hex).map_err(|e| e.to_string())?),
         (None, true) => None,
-        (None, false) => Some(client.get(key).map_err(|e| e.to_string())?.context),
+        (None, false) => Some(
+            client
+                .get_with(key, read_before(consistency))
+                .map_err(|e| e.to_string())?
+                .context,
+        ),
     };
     client
-        .put(key, args.value.as_bytes(), context.as_ref())
+        .put_with(key, args.value.as_bytes(), context.as_ref(), consistency)
         .map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }
@@ -87,7 +152,9 @@ pub fn put(args: PutArgs) -> Result<ExitCode, String> {
 /// `tessera get`.
 pub fn get(args: GetArgs) -> Result<ExitCode, String> {
     let client = connect(&args.addr, Durability::Default)?;
-    let read = client.get(args.key.as_bytes()).map_err(|e| e.to_string())?;
+    let read = client
+        .get_with(args.key.as_bytes(), consistency(args.r, args.strict))
+        .map_err(|e| e.to_string())?;
     if args.show_context {
         eprintln!("context: {}", read.context.to_hex());
     }
@@ -113,9 +180,12 @@ pub fn get(args: GetArgs) -> Result<ExitCode, String> {
 pub fn del(args: DelArgs) -> Result<ExitCode, String> {
     let client = connect(&args.addr, Durability::Default)?;
     let key = args.key.as_bytes();
-    let read = client.get(key).map_err(|e| e.to_string())?;
+    let consistency = consistency(args.w, args.strict);
+    let read = client
+        .get_with(key, read_before(consistency))
+        .map_err(|e| e.to_string())?;
     client
-        .delete(key, Some(&read.context))
+        .delete_with(key, Some(&read.context), consistency)
         .map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -24,7 +24,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
     version,
     about = "Tessera: a Dynamo-style key-value store (thread-per-core, io_uring)",
     after_help = "Examples:\n  tessera cluster up --nodes 3 --data-dir ./tessera-data --port 7000\n  tessera server --data-dir ./tessera-data --listen 127.0.0.1:7000\n  \
-                  tessera put greeting hello\n  tessera get greeting\n  tessera status\n\n\
+                  tessera put greeting hello\n  tessera get greeting\n  \
+                  tessera put greeting hi --w 3 --strict   (all three replicas, no stand-ins)\n  \
+                  tessera status\n\n\
                   Client commands talk to 127.0.0.1:7000 unless --server or TESSERA_SERVER says otherwise."
 )]
 struct Cli {

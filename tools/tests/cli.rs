@@ -105,7 +105,25 @@ fn put_get_del_with_a_relative_data_dir() {
     cli.ok(&["put", "greeting", "hola", "--context", &ctx]);
     assert_eq!(cli.ok(&["get", "greeting"]), "hola\n");
 
-    cli.ok(&["del", "greeting"]);
+    // Consistency options are accepted; a single node has one copy and ignores them.
+    cli.ok(&["put", "greeting", "hey", "--w", "3", "--strict"]);
+    assert_eq!(
+        cli.ok(&["get", "greeting", "--r", "3", "--strict"]),
+        "hey\n"
+    );
+    for bad in [
+        &["get", "greeting", "--r", "0"][..],
+        &["put", "greeting", "x", "--w", "17"],
+        &["del", "greeting", "--w", "many"],
+    ] {
+        let out = cli.run(bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains("from 1 to 16"), "{bad:?}: {stderr}");
+    }
+    assert_eq!(cli.ok(&["get", "greeting"]), "hey\n");
+
+    cli.ok(&["del", "greeting", "--w", "1", "--strict"]);
     let out = cli.run(&["get", "greeting"]);
     assert_eq!(out.status.code(), Some(1), "not found must exit 1");
     assert!(out.stdout.is_empty());
@@ -153,4 +171,24 @@ fn config_file_sets_address_and_flags_override_it() {
         cwd.path().join("from-config/tessera.meta").exists(),
         "config data_dir not used"
     );
+}
+
+#[test]
+fn consistency_flags_are_documented() {
+    let help = |command: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command} --help");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    for (command, flag) in [("get", "--r <N>"), ("put", "--w <N>"), ("del", "--w <N>")] {
+        let text = help(command);
+        assert!(text.contains(flag), "{command} --help lacks {flag}: {text}");
+        assert!(
+            text.contains("--strict") && text.contains("preference list"),
+            "{command} --help does not explain --strict: {text}"
+        );
+    }
 }

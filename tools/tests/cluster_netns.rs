@@ -89,13 +89,18 @@ fn set_workload_loses_no_acknowledged_add_through_partitions_kills_and_pauses() 
         drained,
         "hints left {CONVERGE_WITHIN:?} after the faults: {held:?}"
     );
-    let lost = setload::lost(&outcome, &workload.nodes, CONVERGE_WITHIN);
+    let found = setload::check(&outcome, &workload.nodes, CONVERGE_WITHIN);
+    let lost = found.lost;
     let (hints, read_repairs, ae_keys) = cluster.repair_counters();
     eprintln!(
         "lost {lost}; repairs since each node's last start: {hints} hints delivered, \
          {read_repairs} read repairs, {ae_keys} keys by anti-entropy"
     );
     assert_eq!(lost, 0, "{lost} of {acked} acknowledged adds lost");
+    assert_eq!(
+        found.foreign, 0,
+        "elements leaked into keys they were never added to"
+    );
     cluster.stop_cleanly();
 }
 
@@ -118,7 +123,12 @@ fn last_write_wins_set_workload_loses_adds() {
     };
     let outcome = setload::run(&workload, &AtomicBool::new(false));
     let acked = outcome.acked_total();
-    let lost = setload::lost(&outcome, &workload.nodes, Duration::from_secs(5));
+    let found = setload::check(&outcome, &workload.nodes, Duration::from_secs(5));
+    let lost = found.lost;
+    assert_eq!(
+        found.foreign, 0,
+        "elements leaked into keys they were never added to"
+    );
     eprintln!("last write wins: {lost} of {acked} acknowledged adds lost");
     assert!(acked > 0, "no add was acknowledged");
     assert!(

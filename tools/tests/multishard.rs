@@ -17,8 +17,8 @@ use std::time::Duration;
 use common::{data_dir, get, put, RawConn, Server};
 use tessera_client::Client;
 use tessera_schema::{
-    BatchGetRequest, BatchPutRequest, Durability, ErrorCode, PutItem, Request, Response,
-    TopologyInfo, DEFAULT_KEYSPACE,
+    BatchGetRequest, BatchPutRequest, Consistency, Durability, ErrorCode, PutItem, Request,
+    Response, TopologyInfo, DEFAULT_KEYSPACE,
 };
 
 const SHARDS: u16 = 3;
@@ -176,6 +176,7 @@ fn batches_spanning_every_shard_answer_in_order() {
             .collect(),
         durability: Durability::Default,
         overwrite: false,
+        consistency: Consistency::default(),
     }));
     match response {
         Response::BatchPut(results) => {
@@ -209,6 +210,7 @@ fn batches_spanning_every_shard_answer_in_order() {
     let request = Request::BatchGet(BatchGetRequest {
         keyspace: DEFAULT_KEYSPACE.into(),
         keys: keys.clone(),
+        consistency: Consistency::default(),
     });
     let ports: Vec<(String, SocketAddr)> = std::iter::once(("the main port".into(), server.addr))
         .chain((0..SHARDS).map(|s| (format!("shard {s}'s port"), server.shard_addr(s))))

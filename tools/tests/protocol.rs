@@ -24,8 +24,9 @@ use rand::{Rng, SeedableRng};
 use tessera_client::Client;
 use tessera_core::constants::{KEY_BYTES_MAX_DEFAULT, VALUE_BYTES_MAX_DEFAULT};
 use tessera_schema::{
-    decode_request, BatchGetRequest, BatchPutRequest, DeleteRequest, Durability, ErrorCode,
-    PutItem, PutRequest, Request, Response, WireError, BATCH_ITEMS_MAX, DEFAULT_KEYSPACE,
+    decode_request, BatchGetRequest, BatchPutRequest, Consistency, DeleteRequest, Durability,
+    ErrorCode, GetRequest, PutItem, PutRequest, QuorumMode, Request, Response, WireError,
+    BATCH_ITEMS_MAX, CONSISTENCY_REPLICAS_MAX, DEFAULT_KEYSPACE,
 };
 use tessera_shard::constants::{FRAME_BYTES_MAX_DEFAULT, INFLIGHT_PER_CONNECTION_MAX_DEFAULT};
 
@@ -626,6 +627,7 @@ fn bad_requests_get_typed_errors_and_the_connection_stays_open() {
                     context: garbage_context.clone(),
                     durability: Durability::Default,
                     overwrite: false,
+                    consistency: Consistency::default(),
                 }),
                 ErrorCode::BadRequest,
             ),
@@ -637,6 +639,7 @@ fn bad_requests_get_typed_errors_and_the_connection_stays_open() {
                     context: garbage_context.clone(),
                     durability: Durability::Default,
                     overwrite: false,
+                    consistency: Consistency::default(),
                 }),
                 ErrorCode::BadRequest,
             ),
@@ -707,6 +710,7 @@ fn bad_requests_get_typed_errors_and_the_connection_stays_open() {
             .collect(),
         durability: Durability::Default,
         overwrite: false,
+        consistency: Consistency::default(),
     });
     match conn.call(&batch) {
         Response::BatchPut(results) => {
@@ -724,6 +728,7 @@ fn bad_requests_get_typed_errors_and_the_connection_stays_open() {
     let read = conn.call(&Request::BatchGet(BatchGetRequest {
         keyspace: DEFAULT_KEYSPACE.into(),
         keys: good.clone(),
+        consistency: Consistency::default(),
     }));
     match read {
         Response::BatchGet(items) => {
@@ -739,12 +744,14 @@ fn bad_requests_get_typed_errors_and_the_connection_stays_open() {
     let empty = conn.call(&Request::BatchGet(BatchGetRequest {
         keyspace: DEFAULT_KEYSPACE.into(),
         keys: Vec::new(),
+        consistency: Consistency::default(),
     }));
     assert_eq!(empty, Response::BatchGet(Vec::new()));
     // A batch in an unknown keyspace: NotFound, for the whole batch or for every item.
     match conn.call(&Request::BatchGet(BatchGetRequest {
         keyspace: "no-such-keyspace".into(),
         keys: good.clone(),
+        consistency: Consistency::default(),
     })) {
         Response::Error(e) => assert_eq!(e.code, ErrorCode::NotFound),
         Response::BatchGet(items) => {
@@ -759,6 +766,79 @@ fn bad_requests_get_typed_errors_and_the_connection_stays_open() {
     server.stop();
 }
 
+/// A single node has one copy of every key: it ignores a request's consistency (documented on
+/// `Consistency`), on every request kind and on the forwarding path between shards. A request
+/// asking more replicas than any key can have is still refused by the decoder: like any request
+/// that does not decode, with a `BadRequest` that names the bound, and the connection closes
+/// (the client library refuses such a request before sending it).
+#[test]
+fn a_single_node_ignores_consistency_but_refuses_impossible_ones() {
+    let dir = data_dir();
+    let mut server = Server::start(dir.path(), addr(18110), 2);
+    let client = server.client();
+    let mut conn = RawConn::connect(server.shard_addr(0));
+    let strict = Consistency {
+        replicas: 3,
+        quorum: QuorumMode::Strict,
+    };
+    let keys: Vec<Vec<u8>> = (0..2).map(|s| key_of_len(&client, 24, s)).collect();
+    for (owner, key) in keys.iter().enumerate() {
+        let what = format!("strict r/w=3 on a single node (owner shard {owner})");
+        let written = conn.call(&Request::Put(PutRequest {
+            keyspace: DEFAULT_KEYSPACE.into(),
+            key: key.clone(),
+            value: b"one copy".to_vec(),
+            context: Vec::new(),
+            durability: Durability::Default,
+            overwrite: false,
+            consistency: strict,
+        }));
+        assert!(
+            matches!(written, Response::Put(_)),
+            "{what}: {}",
+            short(&written)
+        );
+        let read = conn.call(&Request::Get(GetRequest {
+            keyspace: DEFAULT_KEYSPACE.into(),
+            key: key.clone(),
+            consistency: strict,
+        }));
+        match read {
+            Response::Get(g) => assert_eq!(g.values, vec![b"one copy".to_vec()], "{what}"),
+            other => panic!("{what}: {}", short(&other)),
+        }
+    }
+    let batch = conn.call(&Request::BatchGet(BatchGetRequest {
+        keyspace: DEFAULT_KEYSPACE.into(),
+        keys: keys.clone(),
+        consistency: strict,
+    }));
+    match batch {
+        Response::BatchGet(items) => {
+            assert_eq!(items.len(), 2);
+            assert!(items.iter().all(|item| item.is_ok()), "{items:?}");
+        }
+        other => panic!("strict batch get: {}", short(&other)),
+    }
+
+    let over = u8::try_from(CONSISTENCY_REPLICAS_MAX + 1).unwrap();
+    conn.send(&Request::Get(GetRequest {
+        keyspace: DEFAULT_KEYSPACE.into(),
+        key: keys[0].clone(),
+        consistency: Consistency {
+            replicas: over,
+            quorum: QuorumMode::Default,
+        },
+    }));
+    let error = expect_refusal(&mut conn, ErrorCode::BadRequest, "17 replicas");
+    assert!(
+        error.message.contains("Get.replicas") && error.message.contains("at most 16"),
+        "the error does not say what is wrong: {error}"
+    );
+    assert_serves(&server, "after 17 replicas");
+    server.stop();
+}
+
 #[test]
 fn batch_over_the_item_limit_is_too_large() {
     let dir = data_dir();
@@ -770,6 +850,7 @@ fn batch_over_the_item_limit_is_too_large() {
     conn.send(&Request::BatchGet(BatchGetRequest {
         keyspace: DEFAULT_KEYSPACE.into(),
         keys,
+        consistency: Consistency::default(),
     }));
     // `ErrorCode::TooLarge` is documented for "a frame, key, value or batch over its limit",
     // and `DecodeError::to_wire_error` maps an over-long batch to it so the client knows to
@@ -837,6 +918,7 @@ fn a_batch_whose_answer_would_not_fit_a_frame_is_refused() {
     let request = Request::BatchGet(BatchGetRequest {
         keyspace: DEFAULT_KEYSPACE.into(),
         keys: vec![b"big".to_vec(); 20],
+        consistency: Consistency::default(),
     });
     // Refused whole, or item by item (the router reports a part's refusal per item); either
     // way no value goes out.
@@ -858,6 +940,7 @@ fn a_batch_whose_answer_would_not_fit_a_frame_is_refused() {
     let fits = Request::BatchGet(BatchGetRequest {
         keyspace: DEFAULT_KEYSPACE.into(),
         keys: vec![b"big".to_vec(); 4],
+        consistency: Consistency::default(),
     });
     assert!(matches!(conn.call(&fits), Response::BatchGet(items) if items.len() == 4));
     assert_serves(&server, "after-big-batch");

@@ -2,8 +2,8 @@
 //! encoder and verifier, exactly what the client library sends. Answers carry the request id.
 
 use tessera_schema::{
-    decode_response, frame_body_len, Durability, Encoder, GetRequest, PutRequest, Request,
-    Response, FRAME_BYTES_MAX, FRAME_HEADER_BYTES,
+    decode_response, frame_body_len, Consistency, Durability, Encoder, GetRequest, PutRequest,
+    Request, Response, FRAME_BYTES_MAX, FRAME_HEADER_BYTES,
 };
 
 use super::{Answer, Call, Codec, Decoded};
@@ -45,6 +45,7 @@ impl Codec for NativeCodec {
             Call::Get { key } => Request::Get(GetRequest {
                 keyspace: String::new(),
                 key: key.to_vec(),
+                consistency: Consistency::default(),
             }),
             Call::Set {
                 key,
@@ -60,6 +61,7 @@ impl Codec for NativeCodec {
                 },
                 durability: self.durability,
                 overwrite: self.mode == WriteMode::Overwrite,
+                consistency: Consistency::default(),
             }),
             Call::Echo { payload } => Request::Ping(payload.to_vec()),
         };

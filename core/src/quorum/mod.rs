@@ -29,7 +29,10 @@ pub use get::{GetAction, GetCoordinator};
 pub use put::{PutAction, PutCoordinator};
 pub use targets::{choose_targets, Target};
 
-/// Names a client request on its coordinating node; unique per node for the node's lifetime.
+/// Names a client request on its coordinating node: never reused by that node, not even after
+/// a restart, because replicas remember recent `(coordinator, request)` pairs to answer a
+/// retried update without applying it twice; a reused id is taken for such a retry and gets
+/// the old answer, so the new write would be acknowledged without being applied.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestId(pub u64);
 

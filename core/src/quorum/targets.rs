@@ -1,6 +1,9 @@
 //! Which nodes a request goes to.
 //!
-//! Strict quorum: exactly the preference list; an unhealthy owner simply does not answer.
+//! Strict quorum: exactly the preference list, the owners believed healthy first; an unhealthy
+//! owner simply does not answer. The order matters to a write: its first owner target applies
+//! it (unless the coordinator is an owner itself), and a write whose updater is down can only
+//! time out, however many other owners are up.
 //! Sloppy quorum (Dynamo §4.6): every healthy owner, and for each unhealthy owner the next
 //! healthy fallback in ring order, which keeps the write with a hint naming that owner.
 //!
@@ -36,7 +39,9 @@ pub fn choose_targets(
     alive: impl Fn(NodeId) -> bool,
 ) -> Vec<Target> {
     if !sloppy {
-        return preference.iter().copied().map(Target::owner).collect();
+        let (up, down): (Vec<NodeId>, Vec<NodeId>) =
+            preference.iter().copied().partition(|&owner| alive(owner));
+        return up.into_iter().chain(down).map(Target::owner).collect();
     }
     let mut spare = fallbacks.iter().copied().filter(|&f| alive(f));
     let mut targets = Vec::with_capacity(preference.len());
@@ -66,11 +71,28 @@ mod tests {
         let t = choose_targets(&ids(&[1, 2, 3]), &ids(&[4, 5]), false, |n| n != NodeId(2));
         assert_eq!(
             t,
+            ids(&[1, 3, 2])
+                .into_iter()
+                .map(Target::owner)
+                .collect::<Vec<_>>()
+        );
+        let all_down = choose_targets(&ids(&[1, 2, 3]), &ids(&[4, 5]), false, |_| false);
+        assert_eq!(
+            all_down,
             ids(&[1, 2, 3])
                 .into_iter()
                 .map(Target::owner)
                 .collect::<Vec<_>>()
         );
+    }
+
+    /// A write's updater is its first owner target (when the coordinator is not an owner): a
+    /// strict write must not hand the update to an owner believed down while others are up.
+    #[test]
+    fn strict_quorum_puts_owners_believed_up_first() {
+        let t = choose_targets(&ids(&[1, 2, 3]), &ids(&[4]), false, |n| n != NodeId(1));
+        assert_eq!(t[0], Target::owner(NodeId(2)));
+        assert!(t.iter().all(|t| t.hint_for.is_none()));
     }
 
     #[test]

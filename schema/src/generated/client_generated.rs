@@ -99,6 +99,94 @@ impl<'a> ::flatbuffers::Verifiable for Durability {
 
 impl ::flatbuffers::SimpleToVerifyInSlice for Durability {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_QUORUM_MODE: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_QUORUM_MODE: u8 = 2;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_QUORUM_MODE: [QuorumMode; 3] = [
+  QuorumMode::Default,
+  QuorumMode::Sloppy,
+  QuorumMode::Strict,
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct QuorumMode(pub u8);
+#[allow(non_upper_case_globals)]
+impl QuorumMode {
+  pub const Default: Self = Self(0);
+  pub const Sloppy: Self = Self(1);
+  pub const Strict: Self = Self(2);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 2;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Default,
+    Self::Sloppy,
+    Self::Strict,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Default => Some("Default"),
+      Self::Sloppy => Some("Sloppy"),
+      Self::Strict => Some("Strict"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for QuorumMode {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for QuorumMode {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for QuorumMode {
+    type Output = QuorumMode;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for QuorumMode {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for QuorumMode {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for QuorumMode {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MAX_ERROR_CODE: u16 = 9;
@@ -595,6 +683,8 @@ impl<'a> ::flatbuffers::Follow<'a> for Get<'a> {
 impl<'a> Get<'a> {
   pub const VT_KEYSPACE: ::flatbuffers::VOffsetT = 4;
   pub const VT_KEY: ::flatbuffers::VOffsetT = 6;
+  pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_QUORUM: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -608,6 +698,8 @@ impl<'a> Get<'a> {
     let mut builder = GetBuilder::new(_fbb);
     if let Some(x) = args.key { builder.add_key(x); }
     if let Some(x) = args.keyspace { builder.add_keyspace(x); }
+    builder.add_quorum(args.quorum);
+    builder.add_replicas(args.replicas);
     builder.finish()
   }
 
@@ -626,6 +718,20 @@ impl<'a> Get<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(Get::VT_KEY, None)}
   }
+  #[inline]
+  pub fn replicas(&self) -> u8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(Get::VT_REPLICAS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn quorum(&self) -> QuorumMode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<QuorumMode>(Get::VT_QUORUM, Some(QuorumMode::Default)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Get<'_> {
@@ -636,6 +742,8 @@ impl ::flatbuffers::Verifiable for Get<'_> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("keyspace", Self::VT_KEYSPACE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("key", Self::VT_KEY, false)?
+     .visit_field::<u8>("replicas", Self::VT_REPLICAS, false)?
+     .visit_field::<QuorumMode>("quorum", Self::VT_QUORUM, false)?
      .finish();
     Ok(())
   }
@@ -643,6 +751,8 @@ impl ::flatbuffers::Verifiable for Get<'_> {
 pub struct GetArgs<'a> {
     pub keyspace: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub key: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub replicas: u8,
+    pub quorum: QuorumMode,
 }
 impl<'a> Default for GetArgs<'a> {
   #[inline]
@@ -650,6 +760,8 @@ impl<'a> Default for GetArgs<'a> {
     GetArgs {
       keyspace: None,
       key: None,
+      replicas: 0,
+      quorum: QuorumMode::Default,
     }
   }
 }
@@ -666,6 +778,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GetBuilder<'a, 'b, A> {
   #[inline]
   pub fn add_key(&mut self, key: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Get::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_replicas(&mut self, replicas: u8) {
+    self.fbb_.push_slot::<u8>(Get::VT_REPLICAS, replicas, 0);
+  }
+  #[inline]
+  pub fn add_quorum(&mut self, quorum: QuorumMode) {
+    self.fbb_.push_slot::<QuorumMode>(Get::VT_QUORUM, quorum, QuorumMode::Default);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GetBuilder<'a, 'b, A> {
@@ -687,6 +807,8 @@ impl ::core::fmt::Debug for Get<'_> {
     let mut ds = f.debug_struct("Get");
       ds.field("keyspace", &self.keyspace());
       ds.field("key", &self.key());
+      ds.field("replicas", &self.replicas());
+      ds.field("quorum", &self.quorum());
       ds.finish()
   }
 }
@@ -712,6 +834,8 @@ impl<'a> Put<'a> {
   pub const VT_CONTEXT: ::flatbuffers::VOffsetT = 10;
   pub const VT_DURABILITY: ::flatbuffers::VOffsetT = 12;
   pub const VT_OVERWRITE: ::flatbuffers::VOffsetT = 14;
+  pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 16;
+  pub const VT_QUORUM: ::flatbuffers::VOffsetT = 18;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -727,6 +851,8 @@ impl<'a> Put<'a> {
     if let Some(x) = args.value { builder.add_value(x); }
     if let Some(x) = args.key { builder.add_key(x); }
     if let Some(x) = args.keyspace { builder.add_keyspace(x); }
+    builder.add_quorum(args.quorum);
+    builder.add_replicas(args.replicas);
     builder.add_overwrite(args.overwrite);
     builder.add_durability(args.durability);
     builder.finish()
@@ -775,6 +901,20 @@ impl<'a> Put<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(Put::VT_OVERWRITE, Some(false)).unwrap()}
   }
+  #[inline]
+  pub fn replicas(&self) -> u8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(Put::VT_REPLICAS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn quorum(&self) -> QuorumMode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<QuorumMode>(Put::VT_QUORUM, Some(QuorumMode::Default)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Put<'_> {
@@ -789,6 +929,8 @@ impl ::flatbuffers::Verifiable for Put<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("context", Self::VT_CONTEXT, false)?
      .visit_field::<Durability>("durability", Self::VT_DURABILITY, false)?
      .visit_field::<bool>("overwrite", Self::VT_OVERWRITE, false)?
+     .visit_field::<u8>("replicas", Self::VT_REPLICAS, false)?
+     .visit_field::<QuorumMode>("quorum", Self::VT_QUORUM, false)?
      .finish();
     Ok(())
   }
@@ -800,6 +942,8 @@ pub struct PutArgs<'a> {
     pub context: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
     pub durability: Durability,
     pub overwrite: bool,
+    pub replicas: u8,
+    pub quorum: QuorumMode,
 }
 impl<'a> Default for PutArgs<'a> {
   #[inline]
@@ -811,6 +955,8 @@ impl<'a> Default for PutArgs<'a> {
       context: None,
       durability: Durability::Default,
       overwrite: false,
+      replicas: 0,
+      quorum: QuorumMode::Default,
     }
   }
 }
@@ -845,6 +991,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PutBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<bool>(Put::VT_OVERWRITE, overwrite, false);
   }
   #[inline]
+  pub fn add_replicas(&mut self, replicas: u8) {
+    self.fbb_.push_slot::<u8>(Put::VT_REPLICAS, replicas, 0);
+  }
+  #[inline]
+  pub fn add_quorum(&mut self, quorum: QuorumMode) {
+    self.fbb_.push_slot::<QuorumMode>(Put::VT_QUORUM, quorum, QuorumMode::Default);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PutBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     PutBuilder {
@@ -868,6 +1022,8 @@ impl ::core::fmt::Debug for Put<'_> {
       ds.field("context", &self.context());
       ds.field("durability", &self.durability());
       ds.field("overwrite", &self.overwrite());
+      ds.field("replicas", &self.replicas());
+      ds.field("quorum", &self.quorum());
       ds.finish()
   }
 }
@@ -892,6 +1048,8 @@ impl<'a> Delete<'a> {
   pub const VT_CONTEXT: ::flatbuffers::VOffsetT = 8;
   pub const VT_DURABILITY: ::flatbuffers::VOffsetT = 10;
   pub const VT_OVERWRITE: ::flatbuffers::VOffsetT = 12;
+  pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 14;
+  pub const VT_QUORUM: ::flatbuffers::VOffsetT = 16;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -906,6 +1064,8 @@ impl<'a> Delete<'a> {
     if let Some(x) = args.context { builder.add_context(x); }
     if let Some(x) = args.key { builder.add_key(x); }
     if let Some(x) = args.keyspace { builder.add_keyspace(x); }
+    builder.add_quorum(args.quorum);
+    builder.add_replicas(args.replicas);
     builder.add_overwrite(args.overwrite);
     builder.add_durability(args.durability);
     builder.finish()
@@ -947,6 +1107,20 @@ impl<'a> Delete<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(Delete::VT_OVERWRITE, Some(false)).unwrap()}
   }
+  #[inline]
+  pub fn replicas(&self) -> u8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(Delete::VT_REPLICAS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn quorum(&self) -> QuorumMode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<QuorumMode>(Delete::VT_QUORUM, Some(QuorumMode::Default)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Delete<'_> {
@@ -960,6 +1134,8 @@ impl ::flatbuffers::Verifiable for Delete<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("context", Self::VT_CONTEXT, false)?
      .visit_field::<Durability>("durability", Self::VT_DURABILITY, false)?
      .visit_field::<bool>("overwrite", Self::VT_OVERWRITE, false)?
+     .visit_field::<u8>("replicas", Self::VT_REPLICAS, false)?
+     .visit_field::<QuorumMode>("quorum", Self::VT_QUORUM, false)?
      .finish();
     Ok(())
   }
@@ -970,6 +1146,8 @@ pub struct DeleteArgs<'a> {
     pub context: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
     pub durability: Durability,
     pub overwrite: bool,
+    pub replicas: u8,
+    pub quorum: QuorumMode,
 }
 impl<'a> Default for DeleteArgs<'a> {
   #[inline]
@@ -980,6 +1158,8 @@ impl<'a> Default for DeleteArgs<'a> {
       context: None,
       durability: Durability::Default,
       overwrite: false,
+      replicas: 0,
+      quorum: QuorumMode::Default,
     }
   }
 }
@@ -1010,6 +1190,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<bool>(Delete::VT_OVERWRITE, overwrite, false);
   }
   #[inline]
+  pub fn add_replicas(&mut self, replicas: u8) {
+    self.fbb_.push_slot::<u8>(Delete::VT_REPLICAS, replicas, 0);
+  }
+  #[inline]
+  pub fn add_quorum(&mut self, quorum: QuorumMode) {
+    self.fbb_.push_slot::<QuorumMode>(Delete::VT_QUORUM, quorum, QuorumMode::Default);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeleteBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     DeleteBuilder {
@@ -1032,6 +1220,8 @@ impl ::core::fmt::Debug for Delete<'_> {
       ds.field("context", &self.context());
       ds.field("durability", &self.durability());
       ds.field("overwrite", &self.overwrite());
+      ds.field("replicas", &self.replicas());
+      ds.field("quorum", &self.quorum());
       ds.finish()
   }
 }
@@ -1149,6 +1339,8 @@ impl<'a> ::flatbuffers::Follow<'a> for BatchGet<'a> {
 impl<'a> BatchGet<'a> {
   pub const VT_KEYSPACE: ::flatbuffers::VOffsetT = 4;
   pub const VT_KEYS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_QUORUM: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1162,6 +1354,8 @@ impl<'a> BatchGet<'a> {
     let mut builder = BatchGetBuilder::new(_fbb);
     if let Some(x) = args.keys { builder.add_keys(x); }
     if let Some(x) = args.keyspace { builder.add_keyspace(x); }
+    builder.add_quorum(args.quorum);
+    builder.add_replicas(args.replicas);
     builder.finish()
   }
 
@@ -1180,6 +1374,20 @@ impl<'a> BatchGet<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Key>>>>(BatchGet::VT_KEYS, None)}
   }
+  #[inline]
+  pub fn replicas(&self) -> u8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(BatchGet::VT_REPLICAS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn quorum(&self) -> QuorumMode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<QuorumMode>(BatchGet::VT_QUORUM, Some(QuorumMode::Default)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for BatchGet<'_> {
@@ -1190,6 +1398,8 @@ impl ::flatbuffers::Verifiable for BatchGet<'_> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("keyspace", Self::VT_KEYSPACE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Key>>>>("keys", Self::VT_KEYS, false)?
+     .visit_field::<u8>("replicas", Self::VT_REPLICAS, false)?
+     .visit_field::<QuorumMode>("quorum", Self::VT_QUORUM, false)?
      .finish();
     Ok(())
   }
@@ -1197,6 +1407,8 @@ impl ::flatbuffers::Verifiable for BatchGet<'_> {
 pub struct BatchGetArgs<'a> {
     pub keyspace: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub keys: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Key<'a>>>>>,
+    pub replicas: u8,
+    pub quorum: QuorumMode,
 }
 impl<'a> Default for BatchGetArgs<'a> {
   #[inline]
@@ -1204,6 +1416,8 @@ impl<'a> Default for BatchGetArgs<'a> {
     BatchGetArgs {
       keyspace: None,
       keys: None,
+      replicas: 0,
+      quorum: QuorumMode::Default,
     }
   }
 }
@@ -1220,6 +1434,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> BatchGetBuilder<'a, 'b, A> {
   #[inline]
   pub fn add_keys(&mut self, keys: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Key<'b >>>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(BatchGet::VT_KEYS, keys);
+  }
+  #[inline]
+  pub fn add_replicas(&mut self, replicas: u8) {
+    self.fbb_.push_slot::<u8>(BatchGet::VT_REPLICAS, replicas, 0);
+  }
+  #[inline]
+  pub fn add_quorum(&mut self, quorum: QuorumMode) {
+    self.fbb_.push_slot::<QuorumMode>(BatchGet::VT_QUORUM, quorum, QuorumMode::Default);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> BatchGetBuilder<'a, 'b, A> {
@@ -1241,6 +1463,8 @@ impl ::core::fmt::Debug for BatchGet<'_> {
     let mut ds = f.debug_struct("BatchGet");
       ds.field("keyspace", &self.keyspace());
       ds.field("keys", &self.keys());
+      ds.field("replicas", &self.replicas());
+      ds.field("quorum", &self.quorum());
       ds.finish()
   }
 }
@@ -1394,6 +1618,8 @@ impl<'a> BatchPut<'a> {
   pub const VT_ITEMS: ::flatbuffers::VOffsetT = 6;
   pub const VT_DURABILITY: ::flatbuffers::VOffsetT = 8;
   pub const VT_OVERWRITE: ::flatbuffers::VOffsetT = 10;
+  pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_QUORUM: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1407,6 +1633,8 @@ impl<'a> BatchPut<'a> {
     let mut builder = BatchPutBuilder::new(_fbb);
     if let Some(x) = args.items { builder.add_items(x); }
     if let Some(x) = args.keyspace { builder.add_keyspace(x); }
+    builder.add_quorum(args.quorum);
+    builder.add_replicas(args.replicas);
     builder.add_overwrite(args.overwrite);
     builder.add_durability(args.durability);
     builder.finish()
@@ -1441,6 +1669,20 @@ impl<'a> BatchPut<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(BatchPut::VT_OVERWRITE, Some(false)).unwrap()}
   }
+  #[inline]
+  pub fn replicas(&self) -> u8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u8>(BatchPut::VT_REPLICAS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn quorum(&self) -> QuorumMode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<QuorumMode>(BatchPut::VT_QUORUM, Some(QuorumMode::Default)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for BatchPut<'_> {
@@ -1453,6 +1695,8 @@ impl ::flatbuffers::Verifiable for BatchPut<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<PutItem>>>>("items", Self::VT_ITEMS, false)?
      .visit_field::<Durability>("durability", Self::VT_DURABILITY, false)?
      .visit_field::<bool>("overwrite", Self::VT_OVERWRITE, false)?
+     .visit_field::<u8>("replicas", Self::VT_REPLICAS, false)?
+     .visit_field::<QuorumMode>("quorum", Self::VT_QUORUM, false)?
      .finish();
     Ok(())
   }
@@ -1462,6 +1706,8 @@ pub struct BatchPutArgs<'a> {
     pub items: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PutItem<'a>>>>>,
     pub durability: Durability,
     pub overwrite: bool,
+    pub replicas: u8,
+    pub quorum: QuorumMode,
 }
 impl<'a> Default for BatchPutArgs<'a> {
   #[inline]
@@ -1471,6 +1717,8 @@ impl<'a> Default for BatchPutArgs<'a> {
       items: None,
       durability: Durability::Default,
       overwrite: false,
+      replicas: 0,
+      quorum: QuorumMode::Default,
     }
   }
 }
@@ -1497,6 +1745,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> BatchPutBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<bool>(BatchPut::VT_OVERWRITE, overwrite, false);
   }
   #[inline]
+  pub fn add_replicas(&mut self, replicas: u8) {
+    self.fbb_.push_slot::<u8>(BatchPut::VT_REPLICAS, replicas, 0);
+  }
+  #[inline]
+  pub fn add_quorum(&mut self, quorum: QuorumMode) {
+    self.fbb_.push_slot::<QuorumMode>(BatchPut::VT_QUORUM, quorum, QuorumMode::Default);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> BatchPutBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     BatchPutBuilder {
@@ -1518,6 +1774,8 @@ impl ::core::fmt::Debug for BatchPut<'_> {
       ds.field("items", &self.items());
       ds.field("durability", &self.durability());
       ds.field("overwrite", &self.overwrite());
+      ds.field("replicas", &self.replicas());
+      ds.field("quorum", &self.quorum());
       ds.finish()
   }
 }

@@ -37,7 +37,9 @@ use tessera_core::placement::{Member, Replication, Ring};
 use tessera_core::quorum::{QuorumError, QuorumOptions, RequestId};
 use tessera_core::transfer::Direction;
 use tessera_core::{NodeId, Object, PartitionCount, Tick};
-use tessera_schema::{ClusterMember, ClusterStatus, Encoder, TransferInfo, NO_REPLICA};
+use tessera_schema::{
+    ClusterMember, ClusterStatus, Consistency, Encoder, QuorumMode, TransferInfo, NO_REPLICA,
+};
 
 use super::peers::{PeerPool, SendError};
 use super::storage::{self, engine_key, is_internal, parse_hint, HINTS_KEYSPACE};
@@ -52,10 +54,11 @@ pub const ADDRESS_REFRESH: Duration = Duration::from_millis(100);
 /// How often a node that has not yet heard of a seed introduces itself to it again.
 pub const HELLO_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the node starts an anti-entropy exchange (one at a time, each for the next
-/// partition it replicates, in turn): a sweep over 1,024 partitions takes about 20 s. An
-/// exchange of equal trees costs one small message each way; the budget is the one exchange
-/// in flight, so repairs never crowd out client traffic.
-pub const AE_INTERVAL: Duration = Duration::from_millis(20);
+/// partition it replicates, in turn): a sweep over 1,024 partitions takes about 10 s, so a
+/// replica that missed writes is repaired within a sweep or two of coming back. An exchange
+/// of equal trees costs one small message each way (about 170 bytes); the budget is the one
+/// exchange in flight, so repairs never crowd out client traffic.
+pub const AE_INTERVAL: Duration = Duration::from_millis(10);
 /// How long an introduction may take to connect and send.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -152,7 +155,8 @@ impl Driver {
             w: settings.write_quorum,
             ..QuorumOptions::default()
         };
-        config.ae_interval_ticks = AE_INTERVAL.as_millis() as u64 / TICK.as_millis() as u64;
+        // The node's ticks are milliseconds since start (`Driver::now`).
+        config.ae_interval_ticks = u64::try_from(AE_INTERVAL.as_millis()).unwrap_or(u64::MAX);
         config.conflict = match settings.conflict {
             ConflictSetting::Siblings => ConflictMode::Siblings,
             ConflictSetting::Lww => ConflictMode::LastWriteWins,
@@ -164,7 +168,10 @@ impl Driver {
             me,
             peers: PeerPool::new(me),
             waiting: RefCell::new(HashMap::new()),
-            next_request: Cell::new(0),
+            // Never reused, even across restarts (see `RequestId`): this start's wall clock in
+            // milliseconds, times 2^20, is above any id the previous incarnation could reach
+            // short of a million requests per millisecond of its life.
+            next_request: Cell::new(crate::engine::now_ms() << 20),
             origin,
             // Gossip peer choice and jitter only: seeded apart per node and per start.
             rng: RefCell::new(Xoshiro256PlusPlus::seed_from_u64(
@@ -189,14 +196,21 @@ impl Driver {
         f(&self.node.borrow())
     }
 
-    /// The request defaults (r, w) and durability `durable`.
-    pub fn options(&self, durable: bool) -> QuorumOptions {
-        QuorumOptions {
-            r: self.settings.read_quorum,
-            w: self.settings.write_quorum,
-            sloppy: true,
+    /// The quorum options of one client request: see [`request_options`], with this node's
+    /// default r and w.
+    pub fn options(
+        &self,
+        durable: bool,
+        consistency: Consistency,
+        access: Access,
+    ) -> QuorumOptions {
+        request_options(
+            self.settings.read_quorum,
+            self.settings.write_quorum,
             durable,
-        }
+            consistency,
+            access,
+        )
     }
 
     /// Asks the cluster to take this node out of the ring; its partitions stream to the
@@ -659,5 +673,82 @@ async fn hello(seed: SocketAddr, frame: Vec<u8>) {
     };
     if futures_lite::future::or(attempt, timeout).await.is_none() {
         tracing::debug!(%seed, "seed not reachable yet");
+    }
+}
+
+/// Which quorum a request's [`Consistency::replicas`] sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// A read: `replicas` is r.
+    Read,
+    /// A write (put or delete): `replicas` is w.
+    Write,
+}
+
+/// The quorum options of one client request. `replicas` 0 keeps the node's default
+/// (`r_default` for a read, `w_default` for a write); any other number replaces it, and core
+/// refuses more than the key's replicas (`QuorumError::TooManyAsked`, which the client sees as
+/// a `BadRequest` naming n). The quorum is sloppy unless the request asks for a strict one (the
+/// node's default mode is sloppy, DESIGN §2).
+pub fn request_options(
+    r_default: usize,
+    w_default: usize,
+    durable: bool,
+    consistency: Consistency,
+    access: Access,
+) -> QuorumOptions {
+    let asked = usize::from(consistency.replicas);
+    let or_default = |default: usize| if asked == 0 { default } else { asked };
+    let (r, w) = match access {
+        Access::Read => (or_default(r_default), w_default),
+        Access::Write => (r_default, or_default(w_default)),
+    };
+    QuorumOptions {
+        r,
+        w,
+        sloppy: match consistency.quorum {
+            QuorumMode::Default | QuorumMode::Sloppy => true,
+            QuorumMode::Strict => false,
+        },
+        durable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(replicas: u8, quorum: QuorumMode, access: Access) -> QuorumOptions {
+        request_options(2, 3, true, Consistency { replicas, quorum }, access)
+    }
+
+    #[test]
+    fn default_consistency_is_the_nodes_quorums_and_sloppy() {
+        for access in [Access::Read, Access::Write] {
+            let o = options(0, QuorumMode::Default, access);
+            assert_eq!((o.r, o.w, o.sloppy, o.durable), (2, 3, true, true));
+        }
+        let relaxed = request_options(2, 2, false, Consistency::default(), Access::Write);
+        assert!(!relaxed.durable);
+    }
+
+    #[test]
+    fn replicas_set_r_for_reads_and_w_for_writes() {
+        let read = options(1, QuorumMode::Default, Access::Read);
+        assert_eq!((read.r, read.w), (1, 3));
+        let write = options(1, QuorumMode::Default, Access::Write);
+        assert_eq!((write.r, write.w), (2, 1));
+        // More than any n is passed on for core to refuse with a typed error, not clamped.
+        let over = options(16, QuorumMode::Default, Access::Write);
+        assert_eq!(over.w, 16);
+    }
+
+    #[test]
+    fn only_strict_turns_the_sloppy_quorum_off() {
+        for access in [Access::Read, Access::Write] {
+            assert!(options(0, QuorumMode::Sloppy, access).sloppy);
+            assert!(!options(0, QuorumMode::Strict, access).sloppy);
+            assert!(!options(3, QuorumMode::Strict, access).sloppy);
+        }
     }
 }

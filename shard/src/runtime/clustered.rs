@@ -4,6 +4,11 @@
 //! An overwrite (a put or delete without a context, as `tessera put` and Redis `SET` send)
 //! supersedes what a quorum read returns just before it; a concurrent write that read missed
 //! survives as a sibling, as any Dynamo-style store keeps it.
+//!
+//! A request's [`Consistency`] sets its quorum: `replicas` is r for a read and w for a write (0
+//! keeps the node's default), and a strict quorum counts only the key's preference list. The
+//! read an overwrite starts with uses the node's r and the write's quorum mode: `replicas` is
+//! the write's w, not a read quorum.
 
 use std::rc::Rc;
 
@@ -12,12 +17,12 @@ use tessera_core::node::ClientOp;
 use tessera_core::quorum::{QuorumError, QuorumOptions};
 use tessera_core::{Object, VersionVector};
 use tessera_schema::{
-    BatchGetRequest, BatchPutRequest, Durability, ErrorCode, GetResponse, Request, Response,
-    WireError, WriteResponse,
+    BatchGetRequest, BatchPutRequest, Consistency, Durability, ErrorCode, GetResponse, Request,
+    Response, WireError, WriteResponse,
 };
 
 use super::route::ShardCtx;
-use crate::cluster::driver::{self, Host};
+use crate::cluster::driver::{self, Access, Host};
 use crate::cluster::storage::cluster_key;
 use crate::engine::Engine;
 use crate::error::ShardError;
@@ -44,6 +49,7 @@ struct Write<'a> {
     context: &'a [u8],
     overwrite: bool,
     durability: Durability,
+    consistency: Consistency,
 }
 
 impl ShardCtx {
@@ -51,7 +57,7 @@ impl ShardCtx {
     pub(super) async fn execute_clustered(self: &Rc<Self>, request: Request) -> Response {
         let result = match request {
             Request::Get(r) => self
-                .cluster_get(&r.keyspace, &r.key)
+                .cluster_get(&r.keyspace, &r.key, r.consistency)
                 .await
                 .map(Response::Get),
             Request::Put(r) => {
@@ -62,6 +68,7 @@ impl ShardCtx {
                     context: &r.context,
                     overwrite: r.overwrite,
                     durability: r.durability,
+                    consistency: r.consistency,
                 };
                 self.cluster_write(write).await.map(Response::Put)
             }
@@ -73,6 +80,7 @@ impl ShardCtx {
                     context: &r.context,
                     overwrite: r.overwrite,
                     durability: r.durability,
+                    consistency: r.consistency,
                 };
                 self.cluster_write(write).await.map(Response::Delete)
             }
@@ -94,8 +102,11 @@ impl ShardCtx {
         self: &Rc<Self>,
         keyspace: &str,
         key: &[u8],
+        consistency: Consistency,
     ) -> Result<GetResponse, WireError> {
-        let object = self.read_object(keyspace, key, Durability::Default).await?;
+        let object = self
+            .read_object(keyspace, key, Durability::Default, consistency)
+            .await?;
         Ok(get_response(Some(&object)))
     }
 
@@ -104,12 +115,14 @@ impl ShardCtx {
         keyspace: &str,
         key: &[u8],
         durability: Durability,
+        consistency: Consistency,
     ) -> Result<Object, WireError> {
         self.check(keyspace, key)?;
         let op = ClientOp::Get {
             key: cluster_key(keyspace, key),
         };
-        driver::client(self, op, self.options(durability))
+        let options = self.options(durability, consistency, Access::Read);
+        driver::client(self, op, options)
             .await
             .map_err(|e| quorum_error(&e))
     }
@@ -120,8 +133,18 @@ impl ShardCtx {
             self.service.check_value(value).map_err(|e| e.to_wire())?;
         }
         let context = if write.overwrite {
+            // The node's r, with the write's quorum mode (a strict write reads strictly too).
+            let read_consistency = Consistency {
+                replicas: 0,
+                quorum: write.consistency.quorum,
+            };
             let read = self
-                .read_object(write.keyspace, write.key, write.durability)
+                .read_object(
+                    write.keyspace,
+                    write.key,
+                    write.durability,
+                    read_consistency,
+                )
                 .await?;
             read.clock().clone()
         } else {
@@ -142,7 +165,8 @@ impl ShardCtx {
             },
             None => ClientOp::Delete { key, context },
         };
-        let object = driver::client(self, op, self.options(write.durability))
+        let options = self.options(write.durability, write.consistency, Access::Write);
+        let object = driver::client(self, op, options)
             .await
             .map_err(|e| quorum_error(&e))?;
         Ok(WriteResponse {
@@ -154,7 +178,12 @@ impl ShardCtx {
         self: &Rc<Self>,
         r: &BatchGetRequest,
     ) -> Vec<Result<GetResponse, WireError>> {
-        join_all(r.keys.iter().map(|key| self.cluster_get(&r.keyspace, key))).await
+        join_all(
+            r.keys
+                .iter()
+                .map(|key| self.cluster_get(&r.keyspace, key, r.consistency)),
+        )
+        .await
     }
 
     async fn cluster_batch_put(
@@ -169,6 +198,7 @@ impl ShardCtx {
                 context: &item.context,
                 overwrite: r.overwrite,
                 durability: r.durability,
+                consistency: r.consistency,
             })
         }))
         .await
@@ -181,8 +211,14 @@ impl ShardCtx {
             .map_err(|e| e.to_wire())
     }
 
-    fn options(&self, durability: Durability) -> QuorumOptions {
-        self.driver().options(self.service.durable(durability))
+    fn options(
+        &self,
+        durability: Durability,
+        consistency: Consistency,
+        access: Access,
+    ) -> QuorumOptions {
+        let durable = self.service.durable(durability);
+        self.driver().options(durable, consistency, access)
     }
 }
 
@@ -201,6 +237,11 @@ fn quorum_error(e: &QuorumError) -> WireError {
         QuorumError::Unavailable { reachable, needed } => counted(*reachable, *needed),
         QuorumError::Timeout { answered, needed } => counted(*answered, *needed),
         QuorumError::NotAMember { .. } => WireError::new(ErrorCode::Unavailable, e.to_string()),
+        // More replicas asked than keys have (the message names n), or a refused write: asking
+        // again unchanged cannot succeed.
+        QuorumError::TooManyAsked { .. } | QuorumError::Rejected(_) => {
+            WireError::new(ErrorCode::BadRequest, e.to_string())
+        }
         _ => WireError::new(ErrorCode::BadRequest, e.to_string()),
     }
 }

@@ -179,6 +179,7 @@ impl ShardCtx {
             Request::BatchGet(BatchGetRequest {
                 keyspace: r.keyspace.clone(),
                 keys: indexes.iter().map(|&i| r.keys[i].clone()).collect(),
+                consistency: r.consistency,
             })
         };
         let items = self
@@ -202,6 +203,7 @@ impl ShardCtx {
                 items: indexes.iter().map(|&i| r.items[i].clone()).collect(),
                 durability: r.durability,
                 overwrite: r.overwrite,
+                consistency: r.consistency,
             })
         };
         let items = self

@@ -459,6 +459,7 @@ pub fn get(key: &[u8]) -> Request {
     Request::Get(tessera_schema::GetRequest {
         keyspace: tessera_schema::DEFAULT_KEYSPACE.into(),
         key: key.to_vec(),
+        consistency: tessera_schema::Consistency::default(),
     })
 }
 
@@ -471,6 +472,7 @@ pub fn put(key: &[u8], value: &[u8]) -> Request {
         context: Vec::new(),
         durability: tessera_schema::Durability::Default,
         overwrite: false,
+        consistency: tessera_schema::Consistency::default(),
     })
 }
 

@@ -42,6 +42,18 @@ impl Outcome {
     }
 }
 
+/// Writer `w`'s `seq`-th element: unique per writer and add.
+fn element_of(w: usize, seq: u32) -> u32 {
+    (u32::try_from(w).unwrap() << 20) | seq
+}
+
+/// The key an element is added to: keys in turn, offset per writer. Every element belongs to
+/// exactly one key, so an element read from another key came from somewhere it never was.
+fn key_index(element: u32, keys: usize) -> usize {
+    let (w, seq) = ((element >> 20) as usize, (element & 0xF_FFFF) as usize);
+    (w + seq) % keys
+}
+
 pub fn key(k: usize) -> Vec<u8> {
     format!("set-{k}").into_bytes()
 }
@@ -92,9 +104,8 @@ pub fn run(workload: &Workload, stop: &AtomicBool) -> Outcome {
                     if stop.load(Ordering::Acquire) {
                         break;
                     }
-                    // Unique per writer and add; keys taken in turn, offset per writer.
-                    let element = (u32::try_from(w).unwrap() << 20) | seq;
-                    let k = (w + usize::try_from(seq).unwrap()) % workload.keys;
+                    let element = element_of(w, seq);
+                    let k = key_index(element, workload.keys);
                     let result = match &client {
                         Some(c) => add(c, &key(k), element),
                         None => Client::connect(workload.nodes[node], config()).and_then(|c| {
@@ -124,36 +135,54 @@ pub fn run(workload: &Workload, stop: &AtomicBool) -> Outcome {
     }
 }
 
-/// Acknowledged adds missing from key `k` as read through `node` (its quorum read, siblings
-/// merged), or `None` if the read failed.
-fn missing_via(node: SocketAddr, k: usize, acked: &BTreeSet<u32>) -> Option<usize> {
+/// What a check of every key through every node found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Check {
+    /// Acknowledged adds missing: per key the most any node's read misses, summed over keys.
+    pub lost: usize,
+    /// Elements read from a key they were never added to (another key's data leaked in).
+    pub foreign: usize,
+}
+
+/// Reads key `k` through `node` (its quorum read, siblings merged): the acknowledged adds
+/// missing, and the elements that never belonged to `k`; `None` if the read failed.
+fn check_via(
+    node: SocketAddr,
+    k: usize,
+    keys: usize,
+    acked: &BTreeSet<u32>,
+) -> Option<(usize, usize)> {
     let client = Client::connect(node, config()).ok()?;
     let read = client.get(&key(k)).ok()?;
     let seen = union(&read.values);
-    Some(acked.difference(&seen).count())
+    let foreign = seen.iter().filter(|&&e| key_index(e, keys) != k).count();
+    Some((acked.difference(&seen).count(), foreign))
 }
 
-/// Acknowledged adds missing: per key the most any node's read misses, summed over keys.
-/// Retried until none are missing or `within` passes (a read may repair what the previous one
-/// found stale, and hints may still be on their way).
-pub fn lost(outcome: &Outcome, nodes: &[SocketAddr], within: Duration) -> usize {
+/// Checks every key through every node, again until nothing is missing or `within` passes (a
+/// read may repair what the previous one found stale, and hints may still be on their way).
+pub fn check(outcome: &Outcome, nodes: &[SocketAddr], within: Duration) -> Check {
     let start = Instant::now();
+    let keys = outcome.acked.len();
     loop {
-        let mut total = 0;
+        let mut found = Check::default();
         let mut unanswered = false;
         for (k, acked) in outcome.acked.iter().enumerate() {
             let mut worst = 0;
             for &node in nodes {
-                match missing_via(node, k, acked) {
-                    Some(m) => worst = worst.max(m),
+                match check_via(node, k, keys, acked) {
+                    Some((missing, foreign)) => {
+                        worst = worst.max(missing);
+                        found.foreign += foreign;
+                    }
                     None => unanswered = true,
                 }
             }
-            total += worst;
+            found.lost += worst;
         }
-        if (total == 0 && !unanswered) || start.elapsed() > within {
+        if (found == Check::default() && !unanswered) || start.elapsed() > within {
             assert!(!unanswered, "some node did not answer the checker's reads");
-            return total;
+            return found;
         }
         std::thread::sleep(Duration::from_millis(500));
     }

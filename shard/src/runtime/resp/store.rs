@@ -14,8 +14,8 @@ use tessera_schema::resp::{
     write_array_header, write_bulk, write_error, write_integer, write_null_bulk, write_simple,
 };
 use tessera_schema::{
-    BatchGetRequest, BatchPutRequest, DeleteRequest, Durability, GetResponse, PutItem, PutRequest,
-    Request, Response, WireError, BATCH_ITEMS_MAX, DEFAULT_KEYSPACE,
+    BatchGetRequest, BatchPutRequest, Consistency, DeleteRequest, Durability, GetResponse, PutItem,
+    PutRequest, Request, Response, WireError, BATCH_ITEMS_MAX, DEFAULT_KEYSPACE,
 };
 
 use super::command::{Arg, Command};
@@ -59,6 +59,7 @@ async fn get(ctx: &Rc<ShardCtx>, key: Arg, out: &mut Vec<u8>) {
     let request = Request::Get(tessera_schema::GetRequest {
         keyspace: DEFAULT_KEYSPACE.into(),
         key,
+        consistency: Consistency::default(),
     });
     match ctx.execute(request).await {
         Response::Get(got) => write_value(out, got.values.iter().map(Vec::as_slice)),
@@ -74,6 +75,7 @@ async fn set(ctx: &Rc<ShardCtx>, key: Arg, value: Arg, out: &mut Vec<u8>) {
         context: Vec::new(),
         durability: Durability::Default,
         overwrite: true,
+        consistency: Consistency::default(),
     });
     match ctx.execute(request).await {
         Response::Put(_) => write_simple(out, b"OK"),
@@ -115,6 +117,7 @@ async fn del(ctx: &Rc<ShardCtx>, mut keys: Vec<Arg>, out: &mut Vec<u8>) {
                 context: Vec::new(),
                 durability: Durability::Default,
                 overwrite: true,
+                consistency: Consistency::default(),
             }))
         });
     let mut deleted = 0i64;
@@ -198,6 +201,7 @@ async fn mset(ctx: &Rc<ShardCtx>, args: Vec<Arg>, out: &mut Vec<u8>) {
             items,
             durability: Durability::Default,
             overwrite: true,
+            consistency: Consistency::default(),
         }))
     });
     for answer in join_all(requests).await {
@@ -226,6 +230,7 @@ async fn read_keys(
         let request = Request::BatchGet(BatchGetRequest {
             keyspace: DEFAULT_KEYSPACE.into(),
             keys,
+            consistency: Consistency::default(),
         });
         match ctx.execute(request).await {
             Response::BatchGet(items) => items.into_iter().for_each(&mut each),
