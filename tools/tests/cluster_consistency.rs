@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use common::netns::{NetCluster, NodeOptions};
 use tessera_client::{
-    Client, ClientConfig, ClientError, ClusterStatus, Consistency, ErrorCode, WireError, NO_REPLICA,
+    Client, ClientConfig, ClientError, ClusterStatus, Consistency, ErrorCode, WireError,
 };
 use tessera_core::{token_of, PartitionCount};
 
@@ -64,25 +64,6 @@ impl Drop for Resume<'_> {
     }
 }
 
-/// Each partition's preference list as node numbers, by `status`'s ring.
-fn preference_lists(cluster: &NetCluster, status: &ClusterStatus) -> Vec<Vec<u8>> {
-    let n = status.replicas as usize;
-    status
-        .partition_replicas
-        .chunks(n)
-        .map(|list| {
-            list.iter()
-                .map(|&i| {
-                    assert_ne!(i, NO_REPLICA, "a partition has fewer than n replicas");
-                    cluster
-                        .node_of(&status.members[usize::from(i)].addr)
-                        .unwrap()
-                })
-                .collect()
-        })
-        .collect()
-}
-
 /// A key of the default keyspace, with its preference list.
 struct Placed {
     key: Vec<u8>,
@@ -96,7 +77,7 @@ struct Placed {
 /// it to the first owner, which must be one believed up, not the stopped node.
 fn choose_keys(cluster: &NetCluster, status: &ClusterStatus) -> (u8, Vec<Placed>, Vec<Placed>) {
     const CANDIDATES_MAX: usize = 20_000;
-    let lists = preference_lists(cluster, status);
+    let lists = cluster.preference_lists(status);
     let partitions = PartitionCount::new(u32::try_from(lists.len()).unwrap()).unwrap();
     let placed = (0..CANDIDATES_MAX).map(|i| {
         let key = format!("consistency-{i}").into_bytes();

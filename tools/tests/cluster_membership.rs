@@ -14,7 +14,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::netns::{NetCluster, NodeOptions};
-use tessera_client::{Client, ClientConfig, ClusterStatus, NO_REPLICA};
+use tessera_client::{Client, ClientConfig};
 
 /// Longest a ring change (join or leave, with its streams) may take here.
 const CHANGE_WITHIN: Duration = Duration::from_secs(120);
@@ -100,24 +100,6 @@ fn wait_ring(cluster: &NetCluster, observer: u8, owners: &[u8], within: Duration
     }
 }
 
-/// Each partition's replicas as node numbers, by `status`'s ring.
-fn replicas_of(cluster: &NetCluster, status: &ClusterStatus) -> Vec<Vec<u8>> {
-    let n = status.replicas as usize;
-    status
-        .partition_replicas
-        .chunks(n)
-        .map(|list| {
-            list.iter()
-                .map(|&i| {
-                    assert_ne!(i, NO_REPLICA, "a partition has fewer than n replicas");
-                    let member = &status.members[usize::from(i)];
-                    cluster.node_of(&member.addr).unwrap()
-                })
-                .collect()
-        })
-        .collect()
-}
-
 #[test]
 fn join_and_leave_under_writes_lose_nothing_and_place_every_replica() {
     let dir = tempfile::tempdir().unwrap();
@@ -173,7 +155,7 @@ fn join_and_leave_under_writes_lose_nothing_and_place_every_replica() {
     let start = Instant::now();
     loop {
         let status = cluster.status(1).unwrap();
-        let lists = replicas_of(&cluster, &status);
+        let lists = cluster.preference_lists(&status);
         assert_eq!(lists.len(), status.partition_roots.len());
         let rack = |node: u8| (cluster.options.rack)(node);
         for (p, list) in lists.iter().enumerate() {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tessera_client::{Client, ClientConfig, ClusterStatus};
+use tessera_client::{Client, ClientConfig, ClusterStatus, NO_REPLICA};
 
 use super::wait_or_kill;
 
@@ -470,6 +470,24 @@ impl NetCluster {
     /// Node `i`'s number from a member's peer address, if it is one of this network's.
     pub fn node_of(&self, addr: &str) -> Option<u8> {
         (1..=self.net.nodes).find(|&i| addr == format!("{}:{PEER_PORT}", self.net.ip(i)))
+    }
+
+    /// Each partition's preference list as node numbers, by `status`'s ring.
+    pub fn preference_lists(&self, status: &ClusterStatus) -> Vec<Vec<u8>> {
+        let n = status.replicas as usize;
+        status
+            .partition_replicas
+            .chunks(n)
+            .map(|list| {
+                list.iter()
+                    .map(|&i| {
+                        assert_ne!(i, NO_REPLICA, "a partition has fewer than n replicas");
+                        let member = &status.members[usize::from(i)];
+                        self.node_of(&member.addr).unwrap()
+                    })
+                    .collect()
+            })
+            .collect()
     }
 
     /// SIGTERMs every running node and checks each exits cleanly within 30 s.
