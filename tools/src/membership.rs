@@ -129,6 +129,15 @@ pub fn print_cluster(client: &Client, first: ClusterStatus) -> Result<(), String
         status.write_quorum,
         status.hints_held
     );
+    println!(
+        "repairs     since this node started: {} hints delivered, {} read repairs, \
+         anti-entropy {} exchanges / {} keys repaired / {} sent",
+        status.hints_delivered,
+        status.read_repairs,
+        status.ae_exchanges,
+        status.ae_keys_repaired,
+        human_bytes(status.ae_bytes_sent as f64)
+    );
     for m in &status.members {
         let health = if m.alive { "up" } else { "DOWN" };
         println!(
