@@ -89,6 +89,15 @@ impl Consistency {
             ..self
         }
     }
+
+    /// The read a write starts with (for the context it supersedes): the node's default r,
+    /// in this write's quorum mode (its `replicas` is a w, not an r).
+    pub fn read_before_write(self) -> Self {
+        Consistency {
+            replicas: 0,
+            ..self
+        }
+    }
 }
 
 /// Read every sibling of one key.

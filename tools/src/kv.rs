@@ -38,15 +38,6 @@ fn consistency(replicas: Option<u8>, strict: bool) -> Consistency {
     }
 }
 
-/// The read a write command starts with (for the context it supersedes): the node's r, with
-/// the write's quorum mode.
-fn read_before(write: Consistency) -> Consistency {
-    Consistency {
-        replicas: 0,
-        quorum: write.quorum,
-    }
-}
-
 /// Options of `tessera put`.
 #[derive(Debug, Args)]
 pub struct PutArgs {
@@ -138,7 +129,7 @@ pub fn put(args: PutArgs) -> Result<ExitCode, String> {
         (None, true) => None,
         (None, false) => Some(
             client
-                .get_with(key, read_before(consistency))
+                .get_with(key, consistency.read_before_write())
                 .map_err(|e| e.to_string())?
                 .context,
         ),
@@ -182,7 +173,7 @@ pub fn del(args: DelArgs) -> Result<ExitCode, String> {
     let key = args.key.as_bytes();
     let consistency = consistency(args.w, args.strict);
     let read = client
-        .get_with(key, read_before(consistency))
+        .get_with(key, consistency.read_before_write())
         .map_err(|e| e.to_string())?;
     client
         .delete_with(key, Some(&read.context), consistency)

@@ -75,8 +75,6 @@ pub struct Driver {
     origin: Instant,
     rng: RefCell<Xoshiro256PlusPlus>,
     settings: ClusterSettings,
-    /// The address each peer link was last pointed at.
-    linked: RefCell<HashMap<NodeId, SocketAddr>>,
     /// When each peer was last sent this node's introduction.
     introduced: RefCell<HashMap<NodeId, Instant>>,
     /// Addresses to introduce this node to until gossip reports them: the configured seeds
@@ -178,7 +176,6 @@ impl Driver {
                 me.0 ^ crate::engine::now_ms(),
             )),
             settings,
-            linked: RefCell::new(HashMap::new()),
             introduced: RefCell::new(HashMap::new()),
             introduce_to,
             saved_peers: RefCell::new(saved_peers),
@@ -434,11 +431,7 @@ fn link_to(driver: &Driver, peer: NodeId) -> bool {
     let Some(addr) = addr else {
         return false;
     };
-    let mut linked = driver.linked.borrow_mut();
-    if linked.get(&peer) != Some(&addr) {
-        driver.peers.set_addr(peer, addr);
-        linked.insert(peer, addr);
-    }
+    driver.peers.set_addr(peer, addr);
     true
 }
 
@@ -516,15 +509,16 @@ pub async fn run<H: Host>(host: Rc<H>) {
     loop {
         step(&host, Input::Tick);
         let driver = host.driver();
-        let view = view(driver);
-        if view != last_view {
-            tracing::info!(node = %driver.me, "{view}");
-            last_view = view;
-        }
         if last_refresh.elapsed() >= ADDRESS_REFRESH {
             last_refresh = Instant::now();
             refresh_links(driver);
             save_peers_if_changed(&host);
+            // Formatted at this pace, not every tick: a change shows within 100 ms.
+            let view = view(driver);
+            if view != last_view {
+                tracing::info!(node = %driver.me, "{view}");
+                last_view = view;
+            }
         }
         if last_hello.is_none_or(|at| at.elapsed() >= HELLO_INTERVAL) {
             last_hello = Some(Instant::now());

@@ -214,11 +214,8 @@ async fn list(
         let (entries, _) = engine
             .read_range((first, last), after.as_deref(), usize::MAX, usize::MAX)
             .await?;
-        for (mem_key, object) in entries {
-            let Some(key) = Key::from_entry_bytes(&mem_key) else {
-                continue;
-            };
-            if object.is_empty() || is_internal(&key) {
+        for (key, object) in data_entries(entries) {
+            if object.is_empty() {
                 continue;
             }
             if !builder.push_object(key.token, &key.bytes, &object) {
@@ -245,15 +242,19 @@ async fn read_range_public(
             .read_range(tokens, after.as_deref(), max_entries, max_bytes)
             .await?;
         after = page.last().map(|(k, _)| k.clone());
-        let entries: Vec<(Key, Object)> = page
-            .into_iter()
-            .filter_map(|(mem_key, object)| Some((Key::from_entry_bytes(&mem_key)?, object)))
-            .filter(|(key, _)| !is_internal(key))
-            .collect();
+        let entries: Vec<(Key, Object)> = data_entries(page).collect();
         if !entries.is_empty() || end || after.is_none() {
             return Ok((entries, end));
         }
     }
+}
+
+/// An engine page's entries as cluster keys, without the internal ones (hints and system
+/// records belong to this node only: they are neither listed nor streamed).
+fn data_entries(page: Vec<(Vec<u8>, Object)>) -> impl Iterator<Item = (Key, Object)> {
+    page.into_iter()
+        .filter_map(|(mem_key, object)| Some((Key::from_entry_bytes(&mem_key)?, object)))
+        .filter(|(key, _)| !is_internal(key))
 }
 
 /// Whether a key belongs to a keyspace clients cannot name (hints, system records).

@@ -133,11 +133,7 @@ impl ShardCtx {
             self.service.check_value(value).map_err(|e| e.to_wire())?;
         }
         let context = if write.overwrite {
-            // The node's r, with the write's quorum mode (a strict write reads strictly too).
-            let read_consistency = Consistency {
-                replicas: 0,
-                quorum: write.consistency.quorum,
-            };
+            let read_consistency = write.consistency.read_before_write();
             let read = self
                 .read_object(
                     write.keyspace,

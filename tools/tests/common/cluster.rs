@@ -116,12 +116,7 @@ impl Cluster {
     /// Whether `observer` sees `node` alive (named by its peer address, which gossip carries).
     pub fn sees_alive(&self, observer: u8, node: u8) -> Option<bool> {
         let addr = format!("127.0.0.{node}:{}", self.port + PEER_PORT_OFFSET);
-        let status = self.status(observer)?;
-        status
-            .members
-            .iter()
-            .find(|m| m.addr == addr)
-            .map(|m| m.alive)
+        super::member_alive(&self.status(observer)?, &addr)
     }
 
     /// Waits until every observer sees `node` as `alive`; returns how long that took, or

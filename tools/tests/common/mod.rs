@@ -360,6 +360,16 @@ pub fn wait_or_kill(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
     }
 }
 
+/// Whether the member listening for peers on `peer_addr` is alive in `status`'s view (`None`
+/// if the view has no such member).
+pub fn member_alive(status: &tessera_client::ClusterStatus, peer_addr: &str) -> Option<bool> {
+    status
+        .members
+        .iter()
+        .find(|m| m.addr == peer_addr)
+        .map(|m| m.alive)
+}
+
 /// Client settings for tests: short timeouts so a hang fails fast.
 pub fn quick_config() -> ClientConfig {
     ClientConfig {

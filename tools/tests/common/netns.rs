@@ -364,12 +364,7 @@ impl NetCluster {
     /// Whether `observer` sees node `i` alive (`None` if the observer does not answer).
     pub fn sees_alive(&self, observer: u8, i: u8) -> Option<bool> {
         let addr = format!("{}:{PEER_PORT}", self.net.ip(i));
-        let status = self.status(observer)?;
-        status
-            .members
-            .iter()
-            .find(|m| m.addr == addr)
-            .map(|m| m.alive)
+        super::member_alive(&self.status(observer)?, &addr)
     }
 
     /// Waits until `observer` sees node `i` as `alive`, up to `within`; returns how long it
