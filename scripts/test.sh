@@ -32,6 +32,8 @@ if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
 fi
 
 echo "== tessera test suite: $(nproc) cores, kernel $(uname -r), memlock $(ulimit -l)"
+# A one-off build gains nothing from incremental state and it doubles target/'s size on disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # --all-targets also builds the criterion benches and runs each once as a test, so a bench
 # that stops compiling or panics fails the suite.
 cargo test --workspace --all-targets --locked "$@"
