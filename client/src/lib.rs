@@ -39,6 +39,6 @@ mod error;
 pub use client::{Client, ClientConfig, Context, Pending, Versions};
 pub use error::ClientError;
 pub use tessera_schema::{
-    ClusterMember, ClusterStatus, Consistency, Durability, ErrorCode, QuorumMode, TopologyInfo,
-    TransferInfo, WireError, CONSISTENCY_REPLICAS_MAX, NO_REPLICA,
+    AckScope, ClusterMember, ClusterStatus, Consistency, Durability, ErrorCode, QuorumMode,
+    TopologyInfo, TransferInfo, WireError, CONSISTENCY_REPLICAS_MAX, NO_REPLICA,
 };

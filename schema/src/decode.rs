@@ -21,9 +21,9 @@ use crate::limits::{
     VERIFIER_APPARENT_BYTES_MIN, VERIFIER_DEPTH_MAX, VERIFIER_TABLES_MAX,
 };
 use crate::message::{
-    BatchGetRequest, BatchPutRequest, ClusterMember, ClusterStatus, Consistency, DeleteRequest,
-    Durability, ErrorCode, GetRequest, GetResponse, PutItem, PutRequest, QuorumMode, Request,
-    Response, ShardEndpoint, TopologyInfo, TransferInfo, WireError, WriteResponse,
+    AckScope, BatchGetRequest, BatchPutRequest, ClusterMember, ClusterStatus, Consistency,
+    DeleteRequest, Durability, ErrorCode, GetRequest, GetResponse, PutItem, PutRequest, QuorumMode,
+    Request, Response, ShardEndpoint, TopologyInfo, TransferInfo, WireError, WriteResponse,
     DEFAULT_KEYSPACE,
 };
 
@@ -115,7 +115,10 @@ fn get_request(get: wire::Get<'_>) -> Result<GetRequest, DecodeError> {
     Ok(GetRequest {
         keyspace: keyspace(get.keyspace()),
         key: bytes(get.key()),
-        consistency: consistency(get.replicas(), get.quorum(), ["Get.replicas", "Get.quorum"])?,
+        consistency: consistency(
+            (get.replicas(), get.quorum(), get.scope()),
+            ["Get.replicas", "Get.quorum", "Get.scope"],
+        )?,
     })
 }
 
@@ -127,7 +130,10 @@ fn put_request(put: wire::Put<'_>) -> Result<PutRequest, DecodeError> {
         context: bytes(put.context()),
         durability: durability(put.durability(), "Put.durability")?,
         overwrite: put.overwrite(),
-        consistency: consistency(put.replicas(), put.quorum(), ["Put.replicas", "Put.quorum"])?,
+        consistency: consistency(
+            (put.replicas(), put.quorum(), put.scope()),
+            ["Put.replicas", "Put.quorum", "Put.scope"],
+        )?,
     })
 }
 
@@ -139,9 +145,8 @@ fn delete_request(delete: wire::Delete<'_>) -> Result<DeleteRequest, DecodeError
         durability: durability(delete.durability(), "Delete.durability")?,
         overwrite: delete.overwrite(),
         consistency: consistency(
-            delete.replicas(),
-            delete.quorum(),
-            ["Delete.replicas", "Delete.quorum"],
+            (delete.replicas(), delete.quorum(), delete.scope()),
+            ["Delete.replicas", "Delete.quorum", "Delete.scope"],
         )?,
     })
 }
@@ -152,9 +157,8 @@ fn batch_get_request(batch: wire::BatchGet<'_>) -> Result<BatchGetRequest, Decod
         keyspace: keyspace(batch.keyspace()),
         keys: keys.iter().map(|key| bytes(key.key())).collect(),
         consistency: consistency(
-            batch.replicas(),
-            batch.quorum(),
-            ["BatchGet.replicas", "BatchGet.quorum"],
+            (batch.replicas(), batch.quorum(), batch.scope()),
+            ["BatchGet.replicas", "BatchGet.quorum", "BatchGet.scope"],
         )?,
     })
 }
@@ -174,9 +178,8 @@ fn batch_put_request(batch: wire::BatchPut<'_>) -> Result<BatchPutRequest, Decod
         durability: durability(batch.durability(), "BatchPut.durability")?,
         overwrite: batch.overwrite(),
         consistency: consistency(
-            batch.replicas(),
-            batch.quorum(),
-            ["BatchPut.replicas", "BatchPut.quorum"],
+            (batch.replicas(), batch.quorum(), batch.scope()),
+            ["BatchPut.replicas", "BatchPut.quorum", "BatchPut.scope"],
         )?,
     })
 }
@@ -438,15 +441,14 @@ fn durability(value: wire::Durability, field: &'static str) -> Result<Durability
     })
 }
 
-/// A request's consistency fields (`fields` names them for errors): an unknown quorum mode is
-/// refused rather than guessed (a newer client's mode may promise more than this node would
-/// deliver), and so are more replicas than any key can have.
+/// A request's consistency fields (`fields` names them for errors): an unknown quorum mode or
+/// scope is refused rather than guessed (a newer client's mode may promise more than this node
+/// would deliver), and so are more replicas than any key can have.
 fn consistency(
-    replicas: u8,
-    quorum: wire::QuorumMode,
-    fields: [&'static str; 2],
+    (replicas, quorum, scope): (u8, wire::QuorumMode, wire::AckScope),
+    fields: [&'static str; 3],
 ) -> Result<Consistency, DecodeError> {
-    let [replicas_field, quorum_field] = fields;
+    let [replicas_field, quorum_field, scope_field] = fields;
     if usize::from(replicas) > CONSISTENCY_REPLICAS_MAX {
         return Err(DecodeError::OutOfRange {
             field: replicas_field,
@@ -458,5 +460,13 @@ fn consistency(
         field: quorum_field,
         value: u32::from(quorum.0),
     })?;
-    Ok(Consistency { replicas, quorum })
+    let scope = AckScope::from_wire(scope).ok_or(DecodeError::UnknownEnumValue {
+        field: scope_field,
+        value: u32::from(scope.0),
+    })?;
+    Ok(Consistency {
+        replicas,
+        quorum,
+        scope,
+    })
 }

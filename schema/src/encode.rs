@@ -232,6 +232,7 @@ fn get_request(fbb: &mut Builder, get: &GetRequest) -> WIPOffset<wire::Get<'stat
         key: bytes(fbb, &get.key),
         replicas: get.consistency.replicas,
         quorum: get.consistency.quorum.to_wire(),
+        scope: get.consistency.scope.to_wire(),
     };
     wire::Get::create(fbb, &args)
 }
@@ -246,6 +247,7 @@ fn put_request(fbb: &mut Builder, put: &PutRequest) -> WIPOffset<wire::Put<'stat
         overwrite: put.overwrite,
         replicas: put.consistency.replicas,
         quorum: put.consistency.quorum.to_wire(),
+        scope: put.consistency.scope.to_wire(),
     };
     wire::Put::create(fbb, &args)
 }
@@ -259,6 +261,7 @@ fn delete_request(fbb: &mut Builder, delete: &DeleteRequest) -> WIPOffset<wire::
         overwrite: delete.overwrite,
         replicas: delete.consistency.replicas,
         quorum: delete.consistency.quorum.to_wire(),
+        scope: delete.consistency.scope.to_wire(),
     };
     wire::Delete::create(fbb, &args)
 }
@@ -280,6 +283,7 @@ fn batch_get_request(
         keys,
         replicas: batch.consistency.replicas,
         quorum: batch.consistency.quorum.to_wire(),
+        scope: batch.consistency.scope.to_wire(),
     };
     wire::BatchGet::create(fbb, &args)
 }
@@ -307,6 +311,7 @@ fn batch_put_request(
         overwrite: batch.overwrite,
         replicas: batch.consistency.replicas,
         quorum: batch.consistency.quorum.to_wire(),
+        scope: batch.consistency.scope.to_wire(),
     };
     wire::BatchPut::create(fbb, &args)
 }

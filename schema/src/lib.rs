@@ -60,9 +60,9 @@ pub use error::{DecodeError, FrameError};
 pub use frame::{frame_body_len, frame_header, peer_frame_body_len, FrameBuffer};
 pub use limits::*;
 pub use message::{
-    BatchGetRequest, BatchPutRequest, ClusterMember, ClusterStatus, Consistency, DeleteRequest,
-    Durability, ErrorCode, GetRequest, GetResponse, PutItem, PutRequest, QuorumMode, Request,
-    Response, ShardEndpoint, TopologyInfo, TransferInfo, WireError, WriteResponse,
+    AckScope, BatchGetRequest, BatchPutRequest, ClusterMember, ClusterStatus, Consistency,
+    DeleteRequest, Durability, ErrorCode, GetRequest, GetResponse, PutItem, PutRequest, QuorumMode,
+    Request, Response, ShardEndpoint, TopologyInfo, TransferInfo, WireError, WriteResponse,
     DEFAULT_KEYSPACE,
 };
 pub use peer::{decode_peer, verify_peer, MALFORMED_FROM_PEER};

@@ -45,6 +45,23 @@ pub enum QuorumMode {
     Strict,
 }
 
+/// Where the answers a request counts toward its quorum come from (DESIGN §2): anywhere, the
+/// coordinating node's datacenter only (like Cassandra's LOCAL_QUORUM), or each datacenter
+/// holding replicas of the key (like EACH_QUORUM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AckScope {
+    /// Any of the key's replicas count.
+    #[default]
+    Any,
+    /// Only replicas in the coordinating node's datacenter count: `replicas` of them, or with
+    /// `replicas` 0 a majority of the key's replicas there. A datacenter holding no replica of
+    /// the key is refused with a `BadRequest`.
+    LocalDc,
+    /// `replicas` answers from each datacenter holding replicas of the key, or with `replicas`
+    /// 0 a majority of each one's replicas.
+    EachDc,
+}
+
 /// How many replicas a request waits for and which nodes may count among them. The default
 /// (all zero) asks for the node's own settings: its `r` or `w`, and a sloppy quorum.
 ///
@@ -63,6 +80,8 @@ pub struct Consistency {
     pub replicas: u8,
     /// Whether fallback nodes may stand in for owners that are down.
     pub quorum: QuorumMode,
+    /// Where the answers that count come from.
+    pub scope: AckScope,
 }
 
 impl Consistency {
@@ -70,7 +89,7 @@ impl Consistency {
     pub fn replicas(replicas: u8) -> Self {
         Consistency {
             replicas,
-            quorum: QuorumMode::Default,
+            ..Consistency::default()
         }
     }
 
@@ -86,6 +105,23 @@ impl Consistency {
     pub fn sloppy(self) -> Self {
         Consistency {
             quorum: QuorumMode::Sloppy,
+            ..self
+        }
+    }
+
+    /// The same, counting only answers from the coordinating node's datacenter
+    /// ([`AckScope::LocalDc`]).
+    pub fn local_dc(self) -> Self {
+        Consistency {
+            scope: AckScope::LocalDc,
+            ..self
+        }
+    }
+
+    /// The same, counting answers in each datacenter holding replicas ([`AckScope::EachDc`]).
+    pub fn each_dc(self) -> Self {
+        Consistency {
+            scope: AckScope::EachDc,
             ..self
         }
     }
@@ -550,6 +586,26 @@ impl QuorumMode {
             wire::QuorumMode::Default => Some(QuorumMode::Default),
             wire::QuorumMode::Sloppy => Some(QuorumMode::Sloppy),
             wire::QuorumMode::Strict => Some(QuorumMode::Strict),
+            _ => None,
+        }
+    }
+}
+
+impl AckScope {
+    pub(crate) fn to_wire(self) -> wire::AckScope {
+        match self {
+            AckScope::Any => wire::AckScope::Any,
+            AckScope::LocalDc => wire::AckScope::LocalDc,
+            AckScope::EachDc => wire::AckScope::EachDc,
+        }
+    }
+
+    /// `None` for a value this version does not know; the caller refuses the request.
+    pub(crate) fn from_wire(value: wire::AckScope) -> Option<Self> {
+        match value {
+            wire::AckScope::Any => Some(AckScope::Any),
+            wire::AckScope::LocalDc => Some(AckScope::LocalDc),
+            wire::AckScope::EachDc => Some(AckScope::EachDc),
             _ => None,
         }
     }

@@ -10,10 +10,10 @@ use tessera_schema::{
     decode_request, decode_response, frame_body_len, peek_request_id, BatchGetRequest,
     BatchPutRequest, ClusterMember, ClusterStatus, Consistency, DecodeError, DeleteRequest,
     Encoder, ErrorCode, FrameBuffer, FrameError, GetRequest, GetResponse, PutItem, PutRequest,
-    QuorumMode, Request, Response, ShardEndpoint, TopologyInfo, TransferInfo, WireError,
-    WriteResponse, BATCH_ITEMS_MAX, CLUSTER_LABEL_BYTES_MAX, CLUSTER_MEMBERS_MAX,
-    CLUSTER_PARTITION_ROOTS_MAX, CLUSTER_TRANSFERS_MAX, CONSISTENCY_REPLICAS_MAX, FRAME_BYTES_MAX,
-    FRAME_HEADER_BYTES, GET_VALUES_MAX, NO_REPLICA,
+    Request, Response, ShardEndpoint, TopologyInfo, TransferInfo, WireError, WriteResponse,
+    BATCH_ITEMS_MAX, CLUSTER_LABEL_BYTES_MAX, CLUSTER_MEMBERS_MAX, CLUSTER_PARTITION_ROOTS_MAX,
+    CLUSTER_TRANSFERS_MAX, CONSISTENCY_REPLICAS_MAX, FRAME_BYTES_MAX, FRAME_HEADER_BYTES,
+    GET_VALUES_MAX, NO_REPLICA,
 };
 
 const CASES: u32 = 512;
@@ -82,10 +82,7 @@ fn sample_bodies() -> Vec<Vec<u8>> {
         context: vec![1, 2, 3],
         durability: tessera_schema::Durability::Durable,
         overwrite: true,
-        consistency: Consistency {
-            replicas: 3,
-            quorum: QuorumMode::Strict,
-        },
+        consistency: Consistency::replicas(3).strict().each_dc(),
     };
     let items = vec![
         PutItem {
@@ -108,18 +105,12 @@ fn sample_bodies() -> Vec<Vec<u8>> {
             context: vec![4],
             durability: tessera_schema::Durability::Default,
             overwrite: false,
-            consistency: Consistency {
-                replicas: 1,
-                quorum: QuorumMode::Sloppy,
-            },
+            consistency: Consistency::replicas(1).sloppy().local_dc(),
         }),
         Request::BatchGet(BatchGetRequest {
             keyspace: String::new(),
             keys: vec![vec![1], vec![]],
-            consistency: Consistency {
-                replicas: 2,
-                quorum: QuorumMode::Strict,
-            },
+            consistency: Consistency::replicas(2).strict(),
         }),
         Request::BatchPut(BatchPutRequest {
             keyspace: "x".into(),
@@ -587,9 +578,14 @@ fn unknown_durability_is_refused_not_weakened() {
     );
 }
 
-/// A request of each consistency-carrying kind with raw `replicas` and `quorum` fields, built
-/// by hand so that values the encoder cannot produce (an unknown mode) reach the decoder.
-fn consistency_requests(replicas: u8, quorum: wire::QuorumMode) -> Vec<(&'static str, Vec<u8>)> {
+/// A request of each consistency-carrying kind with raw `replicas`, `quorum` and `scope`
+/// fields, built by hand so that values the encoder cannot produce (an unknown mode) reach the
+/// decoder.
+fn consistency_requests(
+    replicas: u8,
+    quorum: wire::QuorumMode,
+    scope: wire::AckScope,
+) -> Vec<(&'static str, Vec<u8>)> {
     vec![
         (
             "Get",
@@ -597,6 +593,7 @@ fn consistency_requests(replicas: u8, quorum: wire::QuorumMode) -> Vec<(&'static
                 let args = wire::GetArgs {
                     replicas,
                     quorum,
+                    scope,
                     ..Default::default()
                 };
                 let get = wire::Get::create(fbb, &args);
@@ -609,6 +606,7 @@ fn consistency_requests(replicas: u8, quorum: wire::QuorumMode) -> Vec<(&'static
                 let args = wire::PutArgs {
                     replicas,
                     quorum,
+                    scope,
                     ..Default::default()
                 };
                 let put = wire::Put::create(fbb, &args);
@@ -621,6 +619,7 @@ fn consistency_requests(replicas: u8, quorum: wire::QuorumMode) -> Vec<(&'static
                 let args = wire::DeleteArgs {
                     replicas,
                     quorum,
+                    scope,
                     ..Default::default()
                 };
                 let delete = wire::Delete::create(fbb, &args);
@@ -633,6 +632,7 @@ fn consistency_requests(replicas: u8, quorum: wire::QuorumMode) -> Vec<(&'static
                 let args = wire::BatchGetArgs {
                     replicas,
                     quorum,
+                    scope,
                     ..Default::default()
                 };
                 let batch = wire::BatchGet::create(fbb, &args);
@@ -645,6 +645,7 @@ fn consistency_requests(replicas: u8, quorum: wire::QuorumMode) -> Vec<(&'static
                 let args = wire::BatchPutArgs {
                     replicas,
                     quorum,
+                    scope,
                     ..Default::default()
                 };
                 let batch = wire::BatchPut::create(fbb, &args);
@@ -659,7 +660,7 @@ fn consistency_requests(replicas: u8, quorum: wire::QuorumMode) -> Vec<(&'static
 #[test]
 fn unknown_quorum_mode_is_refused_not_guessed() {
     for value in [3u8, 9, u8::MAX] {
-        for (table, body) in consistency_requests(0, wire::QuorumMode(value)) {
+        for (table, body) in consistency_requests(0, wire::QuorumMode(value), wire::AckScope::Any) {
             let error = decode_request(&body).unwrap_err();
             assert!(
                 matches!(
@@ -676,8 +677,34 @@ fn unknown_quorum_mode_is_refused_not_guessed() {
     }
     // The known modes still decode, in every table.
     for mode in [wire::QuorumMode::Sloppy, wire::QuorumMode::Strict] {
-        for (table, body) in consistency_requests(2, mode) {
+        for (table, body) in consistency_requests(2, mode, wire::AckScope::Any) {
             assert!(decode_request(&body).is_ok(), "{table} with {mode:?}");
+        }
+    }
+}
+
+/// A scope from a newer client is refused too: it may count answers somewhere this node does
+/// not know of.
+#[test]
+fn unknown_ack_scope_is_refused_not_guessed() {
+    for value in [3u8, u8::MAX] {
+        let scope = wire::AckScope(value);
+        for (table, body) in consistency_requests(0, wire::QuorumMode::Default, scope) {
+            let error = decode_request(&body).unwrap_err();
+            assert!(
+                matches!(
+                    &error,
+                    DecodeError::UnknownEnumValue { field, value: v }
+                        if *field == format!("{table}.scope") && *v == u32::from(value)
+                ),
+                "{table} with scope {value}: {error:?}"
+            );
+            assert_eq!(error.to_wire_error().code, ErrorCode::BadRequest);
+        }
+    }
+    for scope in [wire::AckScope::LocalDc, wire::AckScope::EachDc] {
+        for (table, body) in consistency_requests(2, wire::QuorumMode::Strict, scope) {
+            assert!(decode_request(&body).is_ok(), "{table} with {scope:?}");
         }
     }
 }
@@ -688,7 +715,9 @@ fn unknown_quorum_mode_is_refused_not_guessed() {
 fn replicas_over_the_limit_are_refused() {
     let max = CONSISTENCY_REPLICAS_MAX as u8;
     for over in [max + 1, u8::MAX] {
-        for (table, body) in consistency_requests(over, wire::QuorumMode::Strict) {
+        for (table, body) in
+            consistency_requests(over, wire::QuorumMode::Strict, wire::AckScope::Any)
+        {
             let error = decode_request(&body).unwrap_err();
             assert!(
                 matches!(
@@ -707,7 +736,7 @@ fn replicas_over_the_limit_are_refused() {
             );
         }
     }
-    for (table, body) in consistency_requests(max, wire::QuorumMode::Default) {
+    for (table, body) in consistency_requests(max, wire::QuorumMode::Default, wire::AckScope::Any) {
         assert!(
             decode_request(&body).is_ok(),
             "{table} asking {max} replicas"
@@ -718,10 +747,7 @@ fn replicas_over_the_limit_are_refused() {
     let get = Request::Get(GetRequest {
         keyspace: String::new(),
         key: b"k".to_vec(),
-        consistency: Consistency {
-            replicas: max + 1,
-            quorum: QuorumMode::Default,
-        },
+        consistency: Consistency::replicas(max + 1),
     });
     assert!(matches!(
         decode_request(&request_body(1, &get)),

@@ -5,7 +5,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use tessera_schema::{
-    decode_request, decode_response, BatchGetRequest, BatchPutRequest, ClusterMember,
+    decode_request, decode_response, AckScope, BatchGetRequest, BatchPutRequest, ClusterMember,
     ClusterStatus, Consistency, DeleteRequest, Durability, Encoder, ErrorCode, FrameBuffer,
     GetRequest, GetResponse, PutItem, PutRequest, QuorumMode, Request, Response, ShardEndpoint,
     TopologyInfo, TransferInfo, WireError, WriteResponse, CONSISTENCY_REPLICAS_MAX,
@@ -44,10 +44,19 @@ fn consistency() -> impl Strategy<Value = Consistency> {
         Just(QuorumMode::Sloppy),
         Just(QuorumMode::Strict)
     ];
+    let scope = prop_oneof![
+        Just(AckScope::Any),
+        Just(AckScope::LocalDc),
+        Just(AckScope::EachDc)
+    ];
     let replicas = prop_oneof![Just(0u8), 0..=CONSISTENCY_REPLICAS_MAX as u8];
     prop_oneof![
         1 => Just(Consistency::default()),
-        3 => (replicas, quorum).prop_map(|(replicas, quorum)| Consistency { replicas, quorum }),
+        3 => (replicas, quorum, scope).prop_map(|(replicas, quorum, scope)| Consistency {
+            replicas,
+            quorum,
+            scope
+        }),
     ]
 }
 

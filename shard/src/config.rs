@@ -6,6 +6,7 @@
 //! Memory: one node budget (`memory_budget`) covers the memtables and block caches of every
 //! shard; [`NodeConfig::shard_budget`] shares it out (see there for the split and why).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,8 @@ use serde::Deserialize;
 use tessera_core::constants::{
     KEY_BYTES_MAX_DEFAULT, PARTITION_COUNT_DEFAULT, SHARD_COUNT_MAX, VALUE_BYTES_MAX_DEFAULT,
 };
+use tessera_core::error::CoreError;
+use tessera_core::placement::Replication;
 use tessera_io::ShardPlacement;
 
 use crate::constants::*;
@@ -99,8 +102,12 @@ pub struct ClusterSettings {
     pub dc: String,
     /// Relative capacity: the node claims partitions in proportion to it.
     pub weight: u32,
-    /// Replicas of every key (n).
+    /// Replicas of every key (n), wherever they are; ignored when `replicas_per_dc` is set.
     pub replicas: usize,
+    /// Replicas of every key per datacenter (TOML table `[cluster.replicas_per_dc]`, e.g.
+    /// `east = 2`); n is their sum. Empty: `replicas` anywhere. Every node of a cluster must
+    /// be given the same replication.
+    pub replicas_per_dc: BTreeMap<String, usize>,
     /// Replicas that must answer a read unless a request asks otherwise (r).
     pub read_quorum: usize,
     /// Replicas that must acknowledge a write unless a request asks otherwise (w).
@@ -131,6 +138,7 @@ impl Default for ClusterSettings {
             dc: "dc-1".into(),
             weight: 1,
             replicas: 3,
+            replicas_per_dc: BTreeMap::new(),
             read_quorum: 2,
             write_quorum: 2,
             conflict: ConflictSetting::Siblings,
@@ -166,18 +174,37 @@ impl ClusterSettings {
         if self.replicas == 0 || self.replicas > 9 {
             return invalid("replicas", "must be 1..=9".into());
         }
+        if let Err(e) = self.replication() {
+            return invalid("replicas_per_dc", e.to_string());
+        }
+        let n = self.n();
         for (field, q) in [
             ("read_quorum", self.read_quorum),
             ("write_quorum", self.write_quorum),
         ] {
-            if q == 0 || q > self.replicas {
-                return invalid(
-                    field,
-                    format!("must be 1..={} (the replicas)", self.replicas),
-                );
+            if q == 0 || q > n {
+                return invalid(field, format!("must be 1..={n} (the replicas)"));
             }
         }
         Ok(())
+    }
+
+    /// How many replicas each key has, and where: `replicas_per_dc` if set, else `replicas`
+    /// anywhere.
+    pub fn replication(&self) -> Result<Replication, CoreError> {
+        if self.replicas_per_dc.is_empty() {
+            return Ok(Replication::uniform(self.replicas));
+        }
+        let per_dc = self.replicas_per_dc.iter().map(|(dc, n)| (dc.clone(), *n));
+        Replication::per_dc(per_dc.collect())
+    }
+
+    /// Replicas per key, all datacenters together.
+    pub fn n(&self) -> usize {
+        match self.replicas_per_dc.is_empty() {
+            true => self.replicas,
+            false => self.replicas_per_dc.values().sum(),
+        }
     }
 }
 
@@ -499,6 +526,42 @@ mod tests {
         for (field, break_it) in cases {
             let mut c = NodeConfig::default();
             break_it(&mut c);
+            let err = c.validate().unwrap_err();
+            assert!(
+                matches!(err, ConfigError::Invalid { field: f, .. } if f == field),
+                "{field}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn replicas_per_datacenter_come_from_the_file_and_set_n() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tessera.toml");
+        let file = "shards = 1\n[cluster]\npeer_listen = \"127.0.0.9:7900\"\ndc = \"east\"\n\
+                    write_quorum = 3\n[cluster.replicas_per_dc]\neast = 2\nwest = 1\n";
+        std::fs::write(&path, file).unwrap();
+        let c = NodeConfig::from_file(&path).unwrap();
+        c.validate().unwrap();
+        let cluster = c.cluster.as_ref().unwrap();
+        assert_eq!(cluster.n(), 3);
+        let replication = cluster.replication().unwrap();
+        let counts = replication.per_dc_counts().unwrap();
+        assert_eq!(counts, &[("east".to_string(), 2), ("west".to_string(), 1)]);
+
+        type Breaker = fn(&mut ClusterSettings);
+        let cases: [(&str, Breaker); 3] = [
+            ("replicas_per_dc", |s| {
+                s.replicas_per_dc = [("east".to_string(), 0)].into();
+            }),
+            ("replicas_per_dc", |s| {
+                s.replicas_per_dc = [("east".to_string(), 40)].into();
+            }),
+            ("write_quorum", |s| s.write_quorum = 4),
+        ];
+        for (field, break_it) in cases {
+            let mut c = c.clone();
+            break_it(c.cluster.as_mut().unwrap());
             let err = c.validate().unwrap_err();
             assert!(
                 matches!(err, ConfigError::Invalid { field: f, .. } if f == field),

@@ -5,16 +5,37 @@ use std::process::ExitCode;
 
 use clap::Args;
 use tessera_client::{
-    Client, ClientConfig, Consistency, Context, Durability, QuorumMode, CONSISTENCY_REPLICAS_MAX,
+    Client, ClientConfig, Consistency, Context, Durability, CONSISTENCY_REPLICAS_MAX,
 };
 
 use crate::ServerAddr;
 
-const STRICT_HELP: &str = "Strict quorum: only the key's own replicas (its preference list) \
-    count. By default (sloppy quorum) another node stands in for a replica that is down (a write \
-    it keeps is handed over once the replica is back); with --strict the command fails instead \
-    while fewer than r (or w) of the key's replicas are up. Ignored by a single node (not in a \
-    cluster)";
+/// Which nodes count toward a command's r or w: `--strict` and `--scope`.
+#[derive(Debug, Args)]
+struct QuorumArgs {
+    /// Strict quorum: only the key's own replicas (its preference list) count. By default
+    /// (sloppy quorum) another node stands in for a replica that is down (a write it keeps is
+    /// handed over once the replica is back); with --strict the command fails instead while
+    /// fewer than r (or w) of the key's replicas are up. Ignored by a single node (not in a
+    /// cluster).
+    #[arg(long)]
+    strict: bool,
+    /// Where the answers counted toward r (or w) come from: `local-dc`, only replicas in the
+    /// datacenter of the node you ask (like LOCAL_QUORUM); `each-dc`, r (or w) in every
+    /// datacenter holding replicas of the key (like EACH_QUORUM). Without --r/--w, a majority
+    /// of the replicas in each datacenter counted. Default: any replicas.
+    #[arg(long, value_enum, value_name = "WHERE")]
+    scope: Option<ScopeArg>,
+}
+
+/// `--scope` values.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ScopeArg {
+    /// Only the datacenter of the node asked.
+    LocalDc,
+    /// Each datacenter holding replicas of the key.
+    EachDc,
+}
 
 /// `--r`/`--w` values: 1 up to the most replicas a key can have (the node refuses more than its
 /// own n, saying what n is).
@@ -26,15 +47,15 @@ fn replicas_arg(text: &str) -> Result<u8, String> {
     }
 }
 
-/// The consistency a command asks for: `replicas` (0 for the node's default) and `--strict`.
-fn consistency(replicas: Option<u8>, strict: bool) -> Consistency {
-    Consistency {
-        replicas: replicas.unwrap_or(0),
-        quorum: if strict {
-            QuorumMode::Strict
-        } else {
-            QuorumMode::Default
-        },
+/// The consistency a command asks for: `replicas` (0 for the node's default), `--strict` and
+/// `--scope`.
+fn consistency(replicas: Option<u8>, quorum: &QuorumArgs) -> Consistency {
+    let c = Consistency::replicas(replicas.unwrap_or(0));
+    let c = if quorum.strict { c.strict() } else { c };
+    match quorum.scope {
+        None => c,
+        Some(ScopeArg::LocalDc) => c.local_dc(),
+        Some(ScopeArg::EachDc) => c.each_dc(),
     }
 }
 
@@ -61,8 +82,8 @@ pub struct PutArgs {
     /// node (not in a cluster).
     #[arg(long = "w", value_name = "N", value_parser = replicas_arg)]
     w: Option<u8>,
-    #[arg(long, help = STRICT_HELP)]
-    strict: bool,
+    #[command(flatten)]
+    quorum: QuorumArgs,
 }
 
 /// Options of `tessera get`.
@@ -80,8 +101,8 @@ pub struct GetArgs {
     /// node (not in a cluster).
     #[arg(long = "r", value_name = "N", value_parser = replicas_arg)]
     r: Option<u8>,
-    #[arg(long, help = STRICT_HELP)]
-    strict: bool,
+    #[command(flatten)]
+    quorum: QuorumArgs,
 }
 
 /// Options of `tessera del`.
@@ -95,8 +116,8 @@ pub struct DelArgs {
     /// w. Ignored by a single node (not in a cluster).
     #[arg(long = "w", value_name = "N", value_parser = replicas_arg)]
     w: Option<u8>,
-    #[arg(long, help = STRICT_HELP)]
-    strict: bool,
+    #[command(flatten)]
+    quorum: QuorumArgs,
 }
 
 /// Options of `tessera status`.
@@ -123,7 +144,7 @@ pub fn put(args: PutArgs) -> Result<ExitCode, String> {
     };
     let client = connect(&args.addr, durability)?;
     let key = args.key.as_bytes();
-    let consistency = consistency(args.w, args.strict);
+    let consistency = consistency(args.w, &args.quorum);
     let context = match (&args.context, args.blind) {
         (Some(hex), _) => Some(Context::from_hex(hex).map_err(|e| e.to_string())?),
         (None, true) => None,
@@ -144,7 +165,7 @@ pub fn put(args: PutArgs) -> Result<ExitCode, String> {
 pub fn get(args: GetArgs) -> Result<ExitCode, String> {
     let client = connect(&args.addr, Durability::Default)?;
     let read = client
-        .get_with(args.key.as_bytes(), consistency(args.r, args.strict))
+        .get_with(args.key.as_bytes(), consistency(args.r, &args.quorum))
         .map_err(|e| e.to_string())?;
     if args.show_context {
         eprintln!("context: {}", read.context.to_hex());
@@ -171,7 +192,7 @@ pub fn get(args: GetArgs) -> Result<ExitCode, String> {
 pub fn del(args: DelArgs) -> Result<ExitCode, String> {
     let client = connect(&args.addr, Durability::Default)?;
     let key = args.key.as_bytes();
-    let consistency = consistency(args.w, args.strict);
+    let consistency = consistency(args.w, &args.quorum);
     let read = client
         .get_with(key, consistency.read_before_write())
         .map_err(|e| e.to_string())?;

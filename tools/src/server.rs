@@ -71,8 +71,12 @@ pub struct ClusterArgs {
     #[arg(long)]
     pub weight: Option<u32>,
     /// Replicas of every key, n [default: 3].
-    #[arg(long)]
+    #[arg(long, conflicts_with = "replicas_per_dc")]
     pub replicas: Option<usize>,
+    /// Replicas of every key in each datacenter, as DC=N pairs (e.g. east=2,west=1); n is
+    /// their sum. Give every node the same list.
+    #[arg(long, value_name = "DC=N,...", value_delimiter = ',', value_parser = dc_count)]
+    pub replicas_per_dc: Vec<(String, usize)>,
     /// Replicas that must answer a read, r [default: 2].
     #[arg(long)]
     pub read_quorum: Option<usize>,
@@ -84,6 +88,17 @@ pub struct ClusterArgs {
     /// dropped) [default: siblings].
     #[arg(long, value_enum)]
     pub conflict: Option<Conflict>,
+}
+
+/// One `--replicas-per-dc` pair, `DC=N`.
+fn dc_count(text: &str) -> Result<(String, usize), String> {
+    let bad = || format!("{text:?}: expected DC=N, a datacenter name and a replica count");
+    let (dc, n) = text.split_once('=').ok_or_else(bad)?;
+    let n = n.trim().parse::<usize>().map_err(|_| bad())?;
+    if dc.trim().is_empty() {
+        return Err(bad());
+    }
+    Ok((dc.trim().to_string(), n))
 }
 
 /// `--conflict`.
@@ -103,6 +118,7 @@ impl ClusterArgs {
             || self.dc.is_some()
             || self.weight.is_some()
             || self.replicas.is_some()
+            || !self.replicas_per_dc.is_empty()
             || self.read_quorum.is_some()
             || self.write_quorum.is_some()
             || self.conflict.is_some()
@@ -133,6 +149,9 @@ impl ClusterArgs {
         set(&mut cluster.dc, self.dc);
         cluster.weight = self.weight.unwrap_or(cluster.weight);
         cluster.replicas = self.replicas.unwrap_or(cluster.replicas);
+        if !self.replicas_per_dc.is_empty() {
+            cluster.replicas_per_dc = self.replicas_per_dc.into_iter().collect();
+        }
         cluster.read_quorum = self.read_quorum.unwrap_or(cluster.read_quorum);
         cluster.write_quorum = self.write_quorum.unwrap_or(cluster.write_quorum);
         match self.conflict {

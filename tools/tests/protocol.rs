@@ -25,8 +25,8 @@ use tessera_client::Client;
 use tessera_core::constants::{KEY_BYTES_MAX_DEFAULT, VALUE_BYTES_MAX_DEFAULT};
 use tessera_schema::{
     decode_request, BatchGetRequest, BatchPutRequest, Consistency, DeleteRequest, Durability,
-    ErrorCode, GetRequest, PutItem, PutRequest, QuorumMode, Request, Response, WireError,
-    BATCH_ITEMS_MAX, CONSISTENCY_REPLICAS_MAX, DEFAULT_KEYSPACE,
+    ErrorCode, GetRequest, PutItem, PutRequest, Request, Response, WireError, BATCH_ITEMS_MAX,
+    CONSISTENCY_REPLICAS_MAX, DEFAULT_KEYSPACE,
 };
 use tessera_shard::constants::{FRAME_BYTES_MAX_DEFAULT, INFLIGHT_PER_CONNECTION_MAX_DEFAULT};
 
@@ -777,10 +777,7 @@ fn a_single_node_ignores_consistency_but_refuses_impossible_ones() {
     let mut server = Server::start(dir.path(), addr(18110), 2);
     let client = server.client();
     let mut conn = RawConn::connect(server.shard_addr(0));
-    let strict = Consistency {
-        replicas: 3,
-        quorum: QuorumMode::Strict,
-    };
+    let strict = Consistency::replicas(3).strict();
     let keys: Vec<Vec<u8>> = (0..2).map(|s| key_of_len(&client, 24, s)).collect();
     for (owner, key) in keys.iter().enumerate() {
         let what = format!("strict r/w=3 on a single node (owner shard {owner})");
@@ -825,10 +822,7 @@ fn a_single_node_ignores_consistency_but_refuses_impossible_ones() {
     conn.send(&Request::Get(GetRequest {
         keyspace: DEFAULT_KEYSPACE.into(),
         key: keys[0].clone(),
-        consistency: Consistency {
-            replicas: over,
-            quorum: QuorumMode::Default,
-        },
+        consistency: Consistency::replicas(over),
     }));
     let error = expect_refusal(&mut conn, ErrorCode::BadRequest, "17 replicas");
     assert!(

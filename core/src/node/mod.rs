@@ -38,8 +38,8 @@ use crate::ids::{NodeId, PartitionId};
 use crate::membership::{Gossip, GossipAction, GossipConfig, GossipInput, MemberRecord};
 use crate::placement::{Replication, Ring};
 use crate::quorum::{
-    choose_targets, GetAction, GetCoordinator, PutAction, PutCoordinator, QuorumError,
-    QuorumOptions, RequestId,
+    choose_targets, tally::Placement, AckScope, GetAction, GetCoordinator, PutAction,
+    PutCoordinator, QuorumError, QuorumOptions, RequestId, Tally,
 };
 use crate::tick::Tick;
 use crate::transfer::{TransferConfig, Transfers};
@@ -410,6 +410,11 @@ impl Node {
         self.rings.read_ring()
     }
 
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
     /// The ring state: current ring and the change in progress.
     pub fn ring_state(&self) -> &RingState {
         &self.rings
@@ -587,38 +592,77 @@ impl Node {
         let rep = &self.config.replication;
         let p = self.rings.current().partitions().partition_of(key.token);
         let n_read = rep.total().min(self.rings.read_ring().members().len());
-        let (list, options, n) = if write.is_none() {
-            (self.rings.read_list(p, rep), options, n_read)
+        // A scoped request counts per datacenter; `asked` 0 means a majority in each.
+        let asked = if write.is_none() {
+            options.r
+        } else {
+            options.w
+        };
+        let (list, extra) = if write.is_none() {
+            (self.rings.read_list(p, rep), 0)
         } else {
             // During a ring change a write reaches both rings' replicas and needs `extra`
             // more acks, so that both hold `w` (see `rings`).
-            let (list, extra) = self.rings.write_list(p, rep);
-            if options.w > n_read {
-                (list, options, n_read) // refused as TooManyAsked below
-            } else {
-                let w = (options.w.max(1) + extra).min(list.len());
-                let n = list.len();
-                (list, QuorumOptions { w, ..options }, n)
-            }
+            self.rings.write_list(p, rep)
+        };
+        let (options, n) = if write.is_none() || options.w > n_read {
+            (options, n_read) // more than n is refused as TooManyAsked below
+        } else {
+            let w = (options.w.max(1) + extra).min(list.len());
+            (QuorumOptions { w, ..options }, list.len())
         };
         let fallbacks = self.rings.fallbacks(p, rep, &list);
         let gossip = &self.gossip;
         let targets = choose_targets(&list, &fallbacks, options.sloppy, |node| {
             gossip.is_alive(node, now)
         });
+        let tally = match options.scope {
+            AckScope::Any => None,
+            scope => {
+                let ring = self.rings.target_ring();
+                let dc_of = |node| ring.member(node).map(|m| m.dc.as_str());
+                let local_dc = dc_of(self.config.id).unwrap_or("");
+                let at = Placement {
+                    replicas: &list,
+                    local_dc,
+                    dc_of,
+                };
+                match Tally::scoped(&targets, asked, extra, scope, at) {
+                    Ok(tally) => Some(tally),
+                    Err(e) => {
+                        out.push(Action::Reply {
+                            request,
+                            result: Err(e),
+                        });
+                        return;
+                    }
+                }
+            }
+        };
         let timeout = self.config.request_timeout_ticks;
         match write {
             None => {
                 let mut actions = Vec::new();
-                let coordinator = GetCoordinator::start(
-                    now,
-                    targets,
-                    &options,
-                    n,
-                    timeout,
-                    self.config.read_repair,
-                    &mut actions,
-                );
+                let repair = self.config.read_repair;
+                let coordinator = match tally {
+                    Some(tally) => GetCoordinator::start_tallied(
+                        now,
+                        targets,
+                        tally,
+                        timeout,
+                        repair,
+                        &mut actions,
+                    ),
+                    None => GetCoordinator::start(
+                        now,
+                        targets,
+                        &options,
+                        n,
+                        timeout,
+                        repair,
+                        &mut actions,
+                    ),
+                };
                 self.gets.insert(request, GetState { coordinator, key });
                 for action in actions {
                     self.run_get_action(now, request, action, out);
@@ -629,15 +673,20 @@ impl Node {
                     self.stats.sloppy_writes += 1;
                 }
                 let mut actions = Vec::new();
-                let coordinator = PutCoordinator::start(
-                    now,
-                    self.config.id,
-                    targets,
-                    &options,
-                    n,
-                    timeout,
-                    &mut actions,
-                );
+                let me = self.config.id;
+                let coordinator = match tally {
+                    Some(tally) => PutCoordinator::start_tallied(
+                        now,
+                        me,
+                        targets,
+                        tally,
+                        timeout,
+                        &mut actions,
+                    ),
+                    None => {
+                        PutCoordinator::start(now, me, targets, &options, n, timeout, &mut actions)
+                    }
+                };
                 self.puts.insert(
                     request,
                     PutState {

@@ -1,13 +1,14 @@
 //! Coordinating one read, with read repair.
 //!
 //! Every target is asked for its copy. Copies are merged as they arrive (`Object::merge`, a
-//! join, so order does not matter); the client gets the merge once `r` targets answered. The
-//! coordinator then keeps listening until every target answered or the deadline passed, and
-//! sends the final merge to each owner whose copy differed from it (read repair). Fallbacks
-//! are never repaired: their main store is not a replica of the key.
+//! join, so order does not matter); the client gets the merge once `r` targets answered (or
+//! `r` in the right datacenters: [`Tally`]). The coordinator then keeps listening until every
+//! target answered or the deadline passed, and sends the final merge to each owner whose copy
+//! differed from it (read repair). Fallbacks are never repaired: their main store is not a
+//! replica of the key.
 
 use crate::ids::NodeId;
-use crate::quorum::{QuorumError, QuorumOptions, Target};
+use crate::quorum::{QuorumError, QuorumOptions, Tally, Target};
 use crate::tick::Tick;
 use crate::version::Object;
 
@@ -34,7 +35,8 @@ pub enum GetAction {
 #[derive(Debug)]
 pub struct GetCoordinator {
     targets: Vec<Target>,
-    r: usize,
+    /// What the read needs answered, and from where.
+    tally: Tally,
     answers: Vec<(NodeId, Object)>,
     merged: Object,
     deadline: Tick,
@@ -44,8 +46,9 @@ pub struct GetCoordinator {
 }
 
 impl GetCoordinator {
-    /// Starts a read of a key replicated `n` times. `r` below 1 counts as 1. With
-    /// `read_repair` off the coordinator never repairs (the simulator's canary uses this).
+    /// Starts a read of a key replicated `n` times, counting `options.r` answers from any
+    /// target. `r` below 1 counts as 1. With `read_repair` off the coordinator never repairs
+    /// (the simulator's canary uses this).
     pub fn start(
         now: Tick,
         targets: Vec<Target>,
@@ -56,33 +59,57 @@ impl GetCoordinator {
         out: &mut Vec<GetAction>,
     ) -> GetCoordinator {
         let r = options.r.max(1);
-        let mut get = GetCoordinator {
+        let tally = Tally::any(&targets, r);
+        if r > n.max(1) {
+            let mut get = GetCoordinator::new(now, targets, tally, timeout_ticks, read_repair);
+            get.fail(Err(QuorumError::TooManyAsked { asked: r, n }), out);
+            return get;
+        }
+        GetCoordinator::start_tallied(now, targets, tally, timeout_ticks, read_repair, out)
+    }
+
+    /// Starts a read whose answers count against `tally` (per datacenter, say).
+    pub fn start_tallied(
+        now: Tick,
+        targets: Vec<Target>,
+        tally: Tally,
+        timeout_ticks: u64,
+        read_repair: bool,
+        out: &mut Vec<GetAction>,
+    ) -> GetCoordinator {
+        let mut get = GetCoordinator::new(now, targets, tally, timeout_ticks, read_repair);
+        if get.tally.reachable() {
+            out.extend(get.targets.iter().map(|t| GetAction::Read { at: t.node }));
+        } else {
+            let (reachable, needed) = (get.tally.usable(), get.tally.needed());
+            get.fail(Err(QuorumError::Unavailable { reachable, needed }), out);
+        }
+        get
+    }
+
+    fn new(
+        now: Tick,
+        targets: Vec<Target>,
+        tally: Tally,
+        timeout_ticks: u64,
+        read_repair: bool,
+    ) -> GetCoordinator {
+        GetCoordinator {
             targets,
-            r,
+            tally,
             answers: Vec::new(),
             merged: Object::new(),
             deadline: now + timeout_ticks,
             replied: false,
             read_repair,
             finished: false,
-        };
-        if r > n.max(1) {
-            get.reply(Err(QuorumError::TooManyAsked { asked: r, n }), out);
-            get.finished = true;
-        } else if get.targets.len() < r {
-            let reachable = get.targets.len();
-            get.reply(
-                Err(QuorumError::Unavailable {
-                    reachable,
-                    needed: r,
-                }),
-                out,
-            );
-            get.finished = true;
-        } else {
-            out.extend(get.targets.iter().map(|t| GetAction::Read { at: t.node }));
         }
-        get
+    }
+
+    /// Fails the read before anything was asked.
+    fn fail(&mut self, result: Result<Object, QuorumError>, out: &mut Vec<GetAction>) {
+        self.reply(result, out);
+        self.finished = true;
     }
 
     /// A target's copy of the key (an empty object if it has none).
@@ -93,7 +120,7 @@ impl GetCoordinator {
         }
         self.merged.merge(&object);
         self.answers.push((from, object));
-        if self.answers.len() >= self.r && !self.replied {
+        if self.tally.count(from) && !self.replied {
             self.reply(Ok(self.merged.clone()), out);
         }
         if self.answers.len() == self.targets.len() {
@@ -108,14 +135,8 @@ impl GetCoordinator {
             return;
         }
         if !self.replied {
-            let answered = self.answers.len();
-            self.reply(
-                Err(QuorumError::Timeout {
-                    answered,
-                    needed: self.r,
-                }),
-                out,
-            );
+            let (answered, needed) = (self.tally.answered(), self.tally.needed());
+            self.reply(Err(QuorumError::Timeout { answered, needed }), out);
         }
         self.finish(out);
     }

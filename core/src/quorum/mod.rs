@@ -20,6 +20,7 @@
 
 pub mod get;
 pub mod put;
+pub mod tally;
 pub mod targets;
 
 use crate::error::CoreError;
@@ -27,6 +28,7 @@ use crate::ids::NodeId;
 
 pub use get::{GetAction, GetCoordinator};
 pub use put::{PutAction, PutCoordinator};
+pub use tally::{AckScope, Tally};
 pub use targets::{choose_targets, Target};
 
 /// Names a client request on its coordinating node: never reused by that node, not even after
@@ -47,6 +49,8 @@ pub struct QuorumOptions {
     pub sloppy: bool,
     /// Whether each acknowledgement means "synced to disk".
     pub durable: bool,
+    /// Where the answers counted against r or w must come from.
+    pub scope: AckScope,
 }
 
 impl Default for QuorumOptions {
@@ -57,6 +61,7 @@ impl Default for QuorumOptions {
             w: 2,
             sloppy: true,
             durable: true,
+            scope: AckScope::Any,
         }
     }
 }
@@ -101,6 +106,16 @@ pub enum QuorumError {
     NotAMember {
         /// The node asked.
         node: NodeId,
+    },
+    /// The request counts answers in a datacenter that holds no replica of the key (the
+    /// coordinator's own, for a local-datacenter quorum).
+    #[error(
+        "datacenter {dc:?} holds no replica of this key: send the request to a node in a \
+         datacenter that does, or count answers anywhere"
+    )]
+    NoReplicasInDc {
+        /// The datacenter.
+        dc: String,
     },
     /// The options cannot be met by any cluster of this replication factor.
     #[error("the request asks for {asked} replicas but keys have only {n}: ask for at most {n}")]

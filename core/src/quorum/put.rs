@@ -6,11 +6,12 @@
 //!    `(node, _)` must always come from `node`'s own replica (the DVV invariant).
 //! 2. The updated object goes to every other target, which merges it (or keeps it as a hint).
 //! 3. The client gets the object (its new causal context) once `w` targets acknowledged,
-//!    counting the updater; or a typed error at the deadline.
+//!    counting the updater (or `w` in the right datacenters: [`Tally`]); or a typed error at
+//!    the deadline.
 
 use crate::error::CoreError;
 use crate::ids::NodeId;
-use crate::quorum::{QuorumError, QuorumOptions, Target};
+use crate::quorum::{QuorumError, QuorumOptions, Tally, Target};
 use crate::tick::Tick;
 use crate::version::Object;
 
@@ -39,7 +40,8 @@ pub enum PutAction {
 #[derive(Debug)]
 pub struct PutCoordinator {
     targets: Vec<Target>,
-    w: usize,
+    /// What the write needs acknowledged, and from where.
+    tally: Tally,
     updater: Option<NodeId>,
     /// The updater's result, once it answered.
     object: Option<Object>,
@@ -51,7 +53,8 @@ pub struct PutCoordinator {
 
 impl PutCoordinator {
     /// Starts a write to `targets` (see [`crate::quorum::choose_targets`]) for a key replicated
-    /// `n` times. `w` below 1 counts as 1: an acknowledgement always means someone has it.
+    /// `n` times, counting `options.w` acknowledgements from any target. `w` below 1 counts as
+    /// 1: an acknowledgement always means someone has it.
     pub fn start(
         now: Tick,
         me: NodeId,
@@ -62,41 +65,60 @@ impl PutCoordinator {
         out: &mut Vec<PutAction>,
     ) -> PutCoordinator {
         let w = options.w.max(1);
-        let updater = targets
-            .iter()
-            .filter(|t| t.hint_for.is_none())
-            .map(|t| t.node)
+        let tally = Tally::any(&targets, w);
+        if w > n.max(1) {
+            let mut put = PutCoordinator::new(now, None, targets, tally, timeout_ticks);
+            put.reply(Err(QuorumError::TooManyAsked { asked: w, n }), out);
+            return put;
+        }
+        PutCoordinator::start_tallied(now, me, targets, tally, timeout_ticks, out)
+    }
+
+    /// Starts a write whose acknowledgements count against `tally` (per datacenter, say).
+    pub fn start_tallied(
+        now: Tick,
+        me: NodeId,
+        targets: Vec<Target>,
+        tally: Tally,
+        timeout_ticks: u64,
+        out: &mut Vec<PutAction>,
+    ) -> PutCoordinator {
+        let owners = || {
+            targets
+                .iter()
+                .filter(|t| t.hint_for.is_none())
+                .map(|t| t.node)
+        };
+        let updater = owners()
             .find(|&node| node == me)
-            .or_else(|| {
-                targets
-                    .iter()
-                    .find(|t| t.hint_for.is_none())
-                    .map(|t| t.node)
-            });
-        let mut put = PutCoordinator {
+            .or_else(|| owners().next());
+        let mut put = PutCoordinator::new(now, updater, targets, tally, timeout_ticks);
+        match updater {
+            Some(at) if put.tally.reachable() => out.push(PutAction::Update { at }),
+            _ => {
+                let (reachable, needed) = (put.tally.usable(), put.tally.needed());
+                put.reply(Err(QuorumError::Unavailable { reachable, needed }), out);
+            }
+        }
+        put
+    }
+
+    fn new(
+        now: Tick,
+        updater: Option<NodeId>,
+        targets: Vec<Target>,
+        tally: Tally,
+        timeout_ticks: u64,
+    ) -> PutCoordinator {
+        PutCoordinator {
             targets,
-            w,
+            tally,
             updater,
             object: None,
             acked: Vec::new(),
             deadline: now + timeout_ticks,
             replied: false,
-        };
-        if w > n.max(1) {
-            put.reply(Err(QuorumError::TooManyAsked { asked: w, n }), out);
-        } else if put.targets.len() < w || updater.is_none() {
-            let reachable = put.targets.len();
-            put.reply(
-                Err(QuorumError::Unavailable {
-                    reachable,
-                    needed: w,
-                }),
-                out,
-            );
-        } else if let Some(at) = updater {
-            out.push(PutAction::Update { at });
         }
-        put
     }
 
     /// The updater's answer: the object after the update, or why it refused.
@@ -135,14 +157,8 @@ impl PutCoordinator {
     /// Clock tick: times the write out at its deadline.
     pub fn on_tick(&mut self, now: Tick, out: &mut Vec<PutAction>) {
         if !self.replied && now >= self.deadline {
-            let answered = self.acked.len();
-            self.reply(
-                Err(QuorumError::Timeout {
-                    answered,
-                    needed: self.w,
-                }),
-                out,
-            );
+            let (answered, needed) = (self.tally.answered(), self.tally.needed());
+            self.reply(Err(QuorumError::Timeout { answered, needed }), out);
         }
     }
 
@@ -162,7 +178,7 @@ impl PutCoordinator {
             return;
         }
         self.acked.push(from);
-        if self.acked.len() >= self.w && !self.replied {
+        if self.tally.count(from) && !self.replied {
             if let Some(object) = self.object.clone() {
                 self.reply(Ok(object), out);
             }

@@ -31,7 +31,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use crate::ids::NodeId;
 use crate::node::{ClientOp, ConflictMode, NodeConfig};
 use crate::placement::{Member, Replication, Ring};
-use crate::quorum::QuorumOptions;
+use crate::quorum::{AckScope, QuorumOptions};
 use crate::ring::PartitionCount;
 use crate::tick::Tick;
 
@@ -376,6 +376,7 @@ fn check_phases(world: &mut World, changes: Option<faults::MembershipPlan>) -> V
                 w: 3,
                 sloppy: false,
                 durable: true,
+                scope: AckScope::Any,
             },
             step: Step::RegisterRead { key: 0 },
         };

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand_core::RngCore;
 
 use crate::node::{ClientOp, Key};
-use crate::quorum::{QuorumError, QuorumOptions};
+use crate::quorum::{AckScope, QuorumError, QuorumOptions};
 use crate::tick::Tick;
 use crate::token::token_of;
 use crate::version::{Object, VersionVector};
@@ -307,6 +307,7 @@ fn strict() -> QuorumOptions {
         w: 2,
         sloppy: false,
         durable: true,
+        scope: AckScope::Any,
     }
 }
 

@@ -187,6 +187,94 @@ impl<'a> ::flatbuffers::Verifiable for QuorumMode {
 
 impl ::flatbuffers::SimpleToVerifyInSlice for QuorumMode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_ACK_SCOPE: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_ACK_SCOPE: u8 = 2;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_ACK_SCOPE: [AckScope; 3] = [
+  AckScope::Any,
+  AckScope::LocalDc,
+  AckScope::EachDc,
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct AckScope(pub u8);
+#[allow(non_upper_case_globals)]
+impl AckScope {
+  pub const Any: Self = Self(0);
+  pub const LocalDc: Self = Self(1);
+  pub const EachDc: Self = Self(2);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 2;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Any,
+    Self::LocalDc,
+    Self::EachDc,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Any => Some("Any"),
+      Self::LocalDc => Some("LocalDc"),
+      Self::EachDc => Some("EachDc"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for AckScope {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for AckScope {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for AckScope {
+    type Output = AckScope;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for AckScope {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for AckScope {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for AckScope {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MAX_ERROR_CODE: u16 = 9;
@@ -685,6 +773,7 @@ impl<'a> Get<'a> {
   pub const VT_KEY: ::flatbuffers::VOffsetT = 6;
   pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 8;
   pub const VT_QUORUM: ::flatbuffers::VOffsetT = 10;
+  pub const VT_SCOPE: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -698,6 +787,7 @@ impl<'a> Get<'a> {
     let mut builder = GetBuilder::new(_fbb);
     if let Some(x) = args.key { builder.add_key(x); }
     if let Some(x) = args.keyspace { builder.add_keyspace(x); }
+    builder.add_scope(args.scope);
     builder.add_quorum(args.quorum);
     builder.add_replicas(args.replicas);
     builder.finish()
@@ -732,6 +822,13 @@ impl<'a> Get<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<QuorumMode>(Get::VT_QUORUM, Some(QuorumMode::Default)).unwrap()}
   }
+  #[inline]
+  pub fn scope(&self) -> AckScope {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<AckScope>(Get::VT_SCOPE, Some(AckScope::Any)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Get<'_> {
@@ -744,6 +841,7 @@ impl ::flatbuffers::Verifiable for Get<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("key", Self::VT_KEY, false)?
      .visit_field::<u8>("replicas", Self::VT_REPLICAS, false)?
      .visit_field::<QuorumMode>("quorum", Self::VT_QUORUM, false)?
+     .visit_field::<AckScope>("scope", Self::VT_SCOPE, false)?
      .finish();
     Ok(())
   }
@@ -753,6 +851,7 @@ pub struct GetArgs<'a> {
     pub key: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
     pub replicas: u8,
     pub quorum: QuorumMode,
+    pub scope: AckScope,
 }
 impl<'a> Default for GetArgs<'a> {
   #[inline]
@@ -762,6 +861,7 @@ impl<'a> Default for GetArgs<'a> {
       key: None,
       replicas: 0,
       quorum: QuorumMode::Default,
+      scope: AckScope::Any,
     }
   }
 }
@@ -788,6 +888,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GetBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<QuorumMode>(Get::VT_QUORUM, quorum, QuorumMode::Default);
   }
   #[inline]
+  pub fn add_scope(&mut self, scope: AckScope) {
+    self.fbb_.push_slot::<AckScope>(Get::VT_SCOPE, scope, AckScope::Any);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GetBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     GetBuilder {
@@ -809,6 +913,7 @@ impl ::core::fmt::Debug for Get<'_> {
       ds.field("key", &self.key());
       ds.field("replicas", &self.replicas());
       ds.field("quorum", &self.quorum());
+      ds.field("scope", &self.scope());
       ds.finish()
   }
 }
@@ -836,6 +941,7 @@ impl<'a> Put<'a> {
   pub const VT_OVERWRITE: ::flatbuffers::VOffsetT = 14;
   pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 16;
   pub const VT_QUORUM: ::flatbuffers::VOffsetT = 18;
+  pub const VT_SCOPE: ::flatbuffers::VOffsetT = 20;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -851,6 +957,7 @@ impl<'a> Put<'a> {
     if let Some(x) = args.value { builder.add_value(x); }
     if let Some(x) = args.key { builder.add_key(x); }
     if let Some(x) = args.keyspace { builder.add_keyspace(x); }
+    builder.add_scope(args.scope);
     builder.add_quorum(args.quorum);
     builder.add_replicas(args.replicas);
     builder.add_overwrite(args.overwrite);
@@ -915,6 +1022,13 @@ impl<'a> Put<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<QuorumMode>(Put::VT_QUORUM, Some(QuorumMode::Default)).unwrap()}
   }
+  #[inline]
+  pub fn scope(&self) -> AckScope {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<AckScope>(Put::VT_SCOPE, Some(AckScope::Any)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Put<'_> {
@@ -931,6 +1045,7 @@ impl ::flatbuffers::Verifiable for Put<'_> {
      .visit_field::<bool>("overwrite", Self::VT_OVERWRITE, false)?
      .visit_field::<u8>("replicas", Self::VT_REPLICAS, false)?
      .visit_field::<QuorumMode>("quorum", Self::VT_QUORUM, false)?
+     .visit_field::<AckScope>("scope", Self::VT_SCOPE, false)?
      .finish();
     Ok(())
   }
@@ -944,6 +1059,7 @@ pub struct PutArgs<'a> {
     pub overwrite: bool,
     pub replicas: u8,
     pub quorum: QuorumMode,
+    pub scope: AckScope,
 }
 impl<'a> Default for PutArgs<'a> {
   #[inline]
@@ -957,6 +1073,7 @@ impl<'a> Default for PutArgs<'a> {
       overwrite: false,
       replicas: 0,
       quorum: QuorumMode::Default,
+      scope: AckScope::Any,
     }
   }
 }
@@ -999,6 +1116,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PutBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<QuorumMode>(Put::VT_QUORUM, quorum, QuorumMode::Default);
   }
   #[inline]
+  pub fn add_scope(&mut self, scope: AckScope) {
+    self.fbb_.push_slot::<AckScope>(Put::VT_SCOPE, scope, AckScope::Any);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PutBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     PutBuilder {
@@ -1024,6 +1145,7 @@ impl ::core::fmt::Debug for Put<'_> {
       ds.field("overwrite", &self.overwrite());
       ds.field("replicas", &self.replicas());
       ds.field("quorum", &self.quorum());
+      ds.field("scope", &self.scope());
       ds.finish()
   }
 }
@@ -1050,6 +1172,7 @@ impl<'a> Delete<'a> {
   pub const VT_OVERWRITE: ::flatbuffers::VOffsetT = 12;
   pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 14;
   pub const VT_QUORUM: ::flatbuffers::VOffsetT = 16;
+  pub const VT_SCOPE: ::flatbuffers::VOffsetT = 18;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1064,6 +1187,7 @@ impl<'a> Delete<'a> {
     if let Some(x) = args.context { builder.add_context(x); }
     if let Some(x) = args.key { builder.add_key(x); }
     if let Some(x) = args.keyspace { builder.add_keyspace(x); }
+    builder.add_scope(args.scope);
     builder.add_quorum(args.quorum);
     builder.add_replicas(args.replicas);
     builder.add_overwrite(args.overwrite);
@@ -1121,6 +1245,13 @@ impl<'a> Delete<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<QuorumMode>(Delete::VT_QUORUM, Some(QuorumMode::Default)).unwrap()}
   }
+  #[inline]
+  pub fn scope(&self) -> AckScope {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<AckScope>(Delete::VT_SCOPE, Some(AckScope::Any)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Delete<'_> {
@@ -1136,6 +1267,7 @@ impl ::flatbuffers::Verifiable for Delete<'_> {
      .visit_field::<bool>("overwrite", Self::VT_OVERWRITE, false)?
      .visit_field::<u8>("replicas", Self::VT_REPLICAS, false)?
      .visit_field::<QuorumMode>("quorum", Self::VT_QUORUM, false)?
+     .visit_field::<AckScope>("scope", Self::VT_SCOPE, false)?
      .finish();
     Ok(())
   }
@@ -1148,6 +1280,7 @@ pub struct DeleteArgs<'a> {
     pub overwrite: bool,
     pub replicas: u8,
     pub quorum: QuorumMode,
+    pub scope: AckScope,
 }
 impl<'a> Default for DeleteArgs<'a> {
   #[inline]
@@ -1160,6 +1293,7 @@ impl<'a> Default for DeleteArgs<'a> {
       overwrite: false,
       replicas: 0,
       quorum: QuorumMode::Default,
+      scope: AckScope::Any,
     }
   }
 }
@@ -1198,6 +1332,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<QuorumMode>(Delete::VT_QUORUM, quorum, QuorumMode::Default);
   }
   #[inline]
+  pub fn add_scope(&mut self, scope: AckScope) {
+    self.fbb_.push_slot::<AckScope>(Delete::VT_SCOPE, scope, AckScope::Any);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeleteBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     DeleteBuilder {
@@ -1222,6 +1360,7 @@ impl ::core::fmt::Debug for Delete<'_> {
       ds.field("overwrite", &self.overwrite());
       ds.field("replicas", &self.replicas());
       ds.field("quorum", &self.quorum());
+      ds.field("scope", &self.scope());
       ds.finish()
   }
 }
@@ -1341,6 +1480,7 @@ impl<'a> BatchGet<'a> {
   pub const VT_KEYS: ::flatbuffers::VOffsetT = 6;
   pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 8;
   pub const VT_QUORUM: ::flatbuffers::VOffsetT = 10;
+  pub const VT_SCOPE: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1354,6 +1494,7 @@ impl<'a> BatchGet<'a> {
     let mut builder = BatchGetBuilder::new(_fbb);
     if let Some(x) = args.keys { builder.add_keys(x); }
     if let Some(x) = args.keyspace { builder.add_keyspace(x); }
+    builder.add_scope(args.scope);
     builder.add_quorum(args.quorum);
     builder.add_replicas(args.replicas);
     builder.finish()
@@ -1388,6 +1529,13 @@ impl<'a> BatchGet<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<QuorumMode>(BatchGet::VT_QUORUM, Some(QuorumMode::Default)).unwrap()}
   }
+  #[inline]
+  pub fn scope(&self) -> AckScope {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<AckScope>(BatchGet::VT_SCOPE, Some(AckScope::Any)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for BatchGet<'_> {
@@ -1400,6 +1548,7 @@ impl ::flatbuffers::Verifiable for BatchGet<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Key>>>>("keys", Self::VT_KEYS, false)?
      .visit_field::<u8>("replicas", Self::VT_REPLICAS, false)?
      .visit_field::<QuorumMode>("quorum", Self::VT_QUORUM, false)?
+     .visit_field::<AckScope>("scope", Self::VT_SCOPE, false)?
      .finish();
     Ok(())
   }
@@ -1409,6 +1558,7 @@ pub struct BatchGetArgs<'a> {
     pub keys: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Key<'a>>>>>,
     pub replicas: u8,
     pub quorum: QuorumMode,
+    pub scope: AckScope,
 }
 impl<'a> Default for BatchGetArgs<'a> {
   #[inline]
@@ -1418,6 +1568,7 @@ impl<'a> Default for BatchGetArgs<'a> {
       keys: None,
       replicas: 0,
       quorum: QuorumMode::Default,
+      scope: AckScope::Any,
     }
   }
 }
@@ -1444,6 +1595,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> BatchGetBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<QuorumMode>(BatchGet::VT_QUORUM, quorum, QuorumMode::Default);
   }
   #[inline]
+  pub fn add_scope(&mut self, scope: AckScope) {
+    self.fbb_.push_slot::<AckScope>(BatchGet::VT_SCOPE, scope, AckScope::Any);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> BatchGetBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     BatchGetBuilder {
@@ -1465,6 +1620,7 @@ impl ::core::fmt::Debug for BatchGet<'_> {
       ds.field("keys", &self.keys());
       ds.field("replicas", &self.replicas());
       ds.field("quorum", &self.quorum());
+      ds.field("scope", &self.scope());
       ds.finish()
   }
 }
@@ -1620,6 +1776,7 @@ impl<'a> BatchPut<'a> {
   pub const VT_OVERWRITE: ::flatbuffers::VOffsetT = 10;
   pub const VT_REPLICAS: ::flatbuffers::VOffsetT = 12;
   pub const VT_QUORUM: ::flatbuffers::VOffsetT = 14;
+  pub const VT_SCOPE: ::flatbuffers::VOffsetT = 16;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1633,6 +1790,7 @@ impl<'a> BatchPut<'a> {
     let mut builder = BatchPutBuilder::new(_fbb);
     if let Some(x) = args.items { builder.add_items(x); }
     if let Some(x) = args.keyspace { builder.add_keyspace(x); }
+    builder.add_scope(args.scope);
     builder.add_quorum(args.quorum);
     builder.add_replicas(args.replicas);
     builder.add_overwrite(args.overwrite);
@@ -1683,6 +1841,13 @@ impl<'a> BatchPut<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<QuorumMode>(BatchPut::VT_QUORUM, Some(QuorumMode::Default)).unwrap()}
   }
+  #[inline]
+  pub fn scope(&self) -> AckScope {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<AckScope>(BatchPut::VT_SCOPE, Some(AckScope::Any)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for BatchPut<'_> {
@@ -1697,6 +1862,7 @@ impl ::flatbuffers::Verifiable for BatchPut<'_> {
      .visit_field::<bool>("overwrite", Self::VT_OVERWRITE, false)?
      .visit_field::<u8>("replicas", Self::VT_REPLICAS, false)?
      .visit_field::<QuorumMode>("quorum", Self::VT_QUORUM, false)?
+     .visit_field::<AckScope>("scope", Self::VT_SCOPE, false)?
      .finish();
     Ok(())
   }
@@ -1708,6 +1874,7 @@ pub struct BatchPutArgs<'a> {
     pub overwrite: bool,
     pub replicas: u8,
     pub quorum: QuorumMode,
+    pub scope: AckScope,
 }
 impl<'a> Default for BatchPutArgs<'a> {
   #[inline]
@@ -1719,6 +1886,7 @@ impl<'a> Default for BatchPutArgs<'a> {
       overwrite: false,
       replicas: 0,
       quorum: QuorumMode::Default,
+      scope: AckScope::Any,
     }
   }
 }
@@ -1753,6 +1921,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> BatchPutBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<QuorumMode>(BatchPut::VT_QUORUM, quorum, QuorumMode::Default);
   }
   #[inline]
+  pub fn add_scope(&mut self, scope: AckScope) {
+    self.fbb_.push_slot::<AckScope>(BatchPut::VT_SCOPE, scope, AckScope::Any);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> BatchPutBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     BatchPutBuilder {
@@ -1776,6 +1948,7 @@ impl ::core::fmt::Debug for BatchPut<'_> {
       ds.field("overwrite", &self.overwrite());
       ds.field("replicas", &self.replicas());
       ds.field("quorum", &self.quorum());
+      ds.field("scope", &self.scope());
       ds.finish()
   }
 }

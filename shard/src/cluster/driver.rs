@@ -33,12 +33,13 @@ use tessera_core::node::{
     Action, ClientOp, ConflictMode, Input, Node, NodeConfig as CoreNodeConfig, PeerMessage,
     Recovered, RingState,
 };
-use tessera_core::placement::{Member, Replication, Ring};
-use tessera_core::quorum::{QuorumError, QuorumOptions, RequestId};
+use tessera_core::placement::{Member, Ring};
+use tessera_core::quorum::{AckScope, QuorumError, QuorumOptions, RequestId};
 use tessera_core::transfer::Direction;
 use tessera_core::{NodeId, Object, PartitionCount, Tick};
 use tessera_schema::{
-    ClusterMember, ClusterStatus, Consistency, Encoder, QuorumMode, TransferInfo, NO_REPLICA,
+    AckScope as WireScope, ClusterMember, ClusterStatus, Consistency, Encoder, QuorumMode,
+    TransferInfo, NO_REPLICA,
 };
 
 use super::peers::{PeerPool, SendError};
@@ -147,7 +148,10 @@ impl Driver {
             heartbeat: 0,
             ring_version: 0,
         };
-        let mut config = CoreNodeConfig::new(me, Replication::uniform(settings.replicas));
+        let replication = settings
+            .replication()
+            .map_err(|e| ShardError::Storage(format!("bad replication settings: {e}")))?;
+        let mut config = CoreNodeConfig::new(me, replication);
         config.quorum = QuorumOptions {
             r: settings.read_quorum,
             w: settings.write_quorum,
@@ -276,13 +280,13 @@ impl Driver {
                 })
                 .collect();
             let stats = node.stats();
-            let partition_replicas = preference_lists(node, self.settings.replicas, &members);
+            let partition_replicas = preference_lists(node, &members);
             ClusterStatus {
                 node_id: self.me.0,
                 status: format!("{:?}", node.status()),
                 ring_epoch: rings.epoch(),
                 ring_phase: format!("{:?}", rings.phase()),
-                replicas: count(self.settings.replicas),
+                replicas: count(self.settings.n()),
                 read_quorum: count(self.settings.read_quorum),
                 write_quorum: count(self.settings.write_quorum),
                 members,
@@ -342,11 +346,12 @@ async fn recover(engine: &Engine) -> Result<Recovered, ShardError> {
     Ok(recovered)
 }
 
-/// Every partition's replicas by the ring `node` reads from, `n` entries per partition:
+/// Every partition's replicas by the ring `node` reads from, n entries per partition:
 /// indexes into `members` (sorted by id), [`NO_REPLICA`] where the ring names fewer.
-fn preference_lists(node: &Node, n: usize, members: &[ClusterMember]) -> Vec<u16> {
+fn preference_lists(node: &Node, members: &[ClusterMember]) -> Vec<u16> {
     let rings = node.ring_state();
-    let replication = Replication::uniform(n);
+    let replication = &node.config().replication;
+    let n = replication.total();
     let index = |id: NodeId| {
         members
             .binary_search_by_key(&id.0, |m| m.id)
@@ -356,7 +361,7 @@ fn preference_lists(node: &Node, n: usize, members: &[ClusterMember]) -> Vec<u16
     };
     let mut out = Vec::new();
     for p in rings.current().partitions().iter() {
-        let list = rings.read_list(p, &replication);
+        let list = rings.read_list(p, replication);
         out.extend((0..n).map(|i| list.get(i).map_or(NO_REPLICA, |&id| index(id))));
     }
     out
@@ -692,7 +697,16 @@ pub fn request_options(
     access: Access,
 ) -> QuorumOptions {
     let asked = usize::from(consistency.replicas);
-    let or_default = |default: usize| if asked == 0 { default } else { asked };
+    let scope = match consistency.scope {
+        WireScope::Any => AckScope::Any,
+        WireScope::LocalDc => AckScope::LocalDc,
+        WireScope::EachDc => AckScope::EachDc,
+    };
+    // A scoped request with no count keeps 0: a majority of each datacenter's replicas.
+    let or_default = |default: usize| match (asked, scope) {
+        (0, AckScope::Any) => default,
+        _ => asked,
+    };
     let (r, w) = match access {
         Access::Read => (or_default(r_default), w_default),
         Access::Write => (r_default, or_default(w_default)),
@@ -705,6 +719,7 @@ pub fn request_options(
             QuorumMode::Strict => false,
         },
         durable,
+        scope,
     }
 }
 
@@ -713,7 +728,12 @@ mod tests {
     use super::*;
 
     fn options(replicas: u8, quorum: QuorumMode, access: Access) -> QuorumOptions {
-        request_options(2, 3, true, Consistency { replicas, quorum }, access)
+        let consistency = Consistency {
+            replicas,
+            quorum,
+            ..Consistency::default()
+        };
+        request_options(2, 3, true, consistency, access)
     }
 
     #[test]
@@ -744,5 +764,18 @@ mod tests {
             assert!(!options(0, QuorumMode::Strict, access).sloppy);
             assert!(!options(3, QuorumMode::Strict, access).sloppy);
         }
+    }
+
+    #[test]
+    fn a_scoped_request_without_a_count_asks_for_majorities() {
+        let scoped = |c: Consistency, access| request_options(2, 3, true, c, access);
+        let local = scoped(Consistency::default().local_dc(), Access::Write);
+        assert_eq!((local.w, local.scope), (0, AckScope::LocalDc));
+        let each = scoped(Consistency::replicas(1).each_dc(), Access::Read);
+        assert_eq!((each.r, each.scope), (1, AckScope::EachDc));
+        assert_eq!(
+            scoped(Consistency::default(), Access::Read).scope,
+            AckScope::Any
+        );
     }
 }

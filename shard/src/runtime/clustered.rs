@@ -235,9 +235,9 @@ fn quorum_error(e: &QuorumError) -> WireError {
         QuorumError::NotAMember { .. } => WireError::new(ErrorCode::Unavailable, e.to_string()),
         // More replicas asked than keys have (the message names n), or a refused write: asking
         // again unchanged cannot succeed.
-        QuorumError::TooManyAsked { .. } | QuorumError::Rejected(_) => {
-            WireError::new(ErrorCode::BadRequest, e.to_string())
-        }
+        QuorumError::TooManyAsked { .. }
+        | QuorumError::NoReplicasInDc { .. }
+        | QuorumError::Rejected(_) => WireError::new(ErrorCode::BadRequest, e.to_string()),
         _ => WireError::new(ErrorCode::BadRequest, e.to_string()),
     }
 }

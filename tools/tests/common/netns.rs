@@ -207,6 +207,10 @@ pub struct NodeOptions {
     pub conflict: &'static str,
     /// Rack of node i (from 1).
     pub rack: fn(u8) -> String,
+    /// Datacenter of node i (from 1).
+    pub dc: fn(u8) -> String,
+    /// `--replicas-per-dc` (DC=N,...), instead of `replicas` anywhere, if set.
+    pub replicas_per_dc: Option<&'static str>,
 }
 
 impl Default for NodeOptions {
@@ -217,6 +221,8 @@ impl Default for NodeOptions {
             write_quorum: 2,
             conflict: "siblings",
             rack: |i| format!("rack-{}", (i - 1) % 2 + 1),
+            dc: |_| "dc-1".to_string(),
+            replicas_per_dc: None,
         }
     }
 }
@@ -310,11 +316,15 @@ impl NetCluster {
             .arg(format!("--listen={}", self.addr(i)))
             .arg(format!("--peer-listen={}:{PEER_PORT}", self.net.ip(i)))
             .arg("--placement=unbound")
-            .arg(format!("--replicas={}", o.replicas))
+            .arg(match o.replicas_per_dc {
+                Some(per_dc) => format!("--replicas-per-dc={per_dc}"),
+                None => format!("--replicas={}", o.replicas),
+            })
             .arg(format!("--read-quorum={}", o.read_quorum))
             .arg(format!("--write-quorum={}", o.write_quorum))
             .arg(format!("--conflict={}", o.conflict))
             .arg(format!("--rack={}", (o.rack)(i)))
+            .arg(format!("--dc={}", (o.dc)(i)))
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).unwrap());
