@@ -31,12 +31,27 @@
 //! let read = client.get_with(b"user:1", Consistency::replicas(3).strict())?;
 //! # Ok::<(), tessera_client::ClientError>(())
 //! ```
+//!
+//! A [`ClusterClient`] does the same for a whole cluster: it learns every member's address and
+//! every partition's replicas from any node, sends each request straight to a node holding a
+//! replica of the key (so it coordinates without an extra hop), skips nodes it cannot reach,
+//! and follows ring changes:
+//!
+//! ```no_run
+//! use tessera_client::{ClusterClient, ClusterConfig};
+//! let seeds = ["10.0.0.1:7000".parse().unwrap()];
+//! let cluster = ClusterClient::connect(&seeds, ClusterConfig::default())?;
+//! cluster.put(b"user:1", b"ada", None)?;
+//! # Ok::<(), tessera_client::ClientError>(())
+//! ```
 
 mod client;
+mod cluster;
 mod connection;
 mod error;
 
 pub use client::{Client, ClientConfig, Context, Pending, Versions};
+pub use cluster::{ClusterClient, ClusterConfig};
 pub use error::ClientError;
 pub use tessera_schema::{
     AckScope, ClusterMember, ClusterStatus, Consistency, Durability, ErrorCode, QuorumMode,

@@ -327,6 +327,8 @@ fn cluster_status(status: wire::ClusterStatus<'_>) -> Result<ClusterStatus, Deco
         read_repairs: status.read_repairs(),
         hints_delivered: status.hints_delivered(),
         partition_replicas,
+        requests_coordinated: status.requests_coordinated(),
+        requests_coordinated_off_replica: status.requests_coordinated_off_replica(),
     })
 }
 
@@ -340,6 +342,7 @@ fn cluster_member(member: wire::ClusterMember<'_>) -> Result<ClusterMember, Deco
         alive: member.alive(),
         partitions: member.partitions(),
         next_partitions: member.next_partitions(),
+        client_addr: label(member.client_addr(), "ClusterMember.client_addr")?,
     })
 }
 

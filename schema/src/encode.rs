@@ -428,6 +428,7 @@ fn cluster_status(
             alive: member.alive,
             partitions: member.partitions,
             next_partitions: member.next_partitions,
+            client_addr: text(fbb, &member.client_addr),
         };
         offsets.push(wire::ClusterMember::create(fbb, &args).value());
     }
@@ -468,6 +469,8 @@ fn cluster_status(
         read_repairs: status.read_repairs,
         hints_delivered: status.hints_delivered,
         partition_replicas,
+        requests_coordinated: status.requests_coordinated,
+        requests_coordinated_off_replica: status.requests_coordinated_off_replica,
     };
     wire::ClusterStatus::create(fbb, &args)
 }

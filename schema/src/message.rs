@@ -346,6 +346,11 @@ pub struct ClusterStatus {
     /// [`NO_REPLICA`](crate::NO_REPLICA) where the ring names fewer. Empty if the node reports
     /// none.
     pub partition_replicas: Vec<u16>,
+    /// Client requests the node coordinated since it started.
+    pub requests_coordinated: u64,
+    /// Of those, requests for keys the node holds no replica of: each cost an extra network
+    /// hop that a cluster-aware client ([`crate::ClusterMember::client_addr`]) avoids.
+    pub requests_coordinated_off_replica: u64,
 }
 
 /// One member of the cluster, as a [`ClusterStatus`] reports it.
@@ -368,6 +373,8 @@ pub struct ClusterMember {
     /// Partitions it owns in the ring being moved to; equal to `partitions` when no change is in
     /// progress.
     pub next_partitions: u32,
+    /// Where clients reach it (its client port, `host:port`); empty if unknown.
+    pub client_addr: String,
 }
 
 /// One partition transfer the node reporting a [`ClusterStatus`] takes part in.

@@ -36,6 +36,7 @@ fn sample_cluster_status() -> ClusterStatus {
     let member = |id: u64, status: &str| ClusterMember {
         id,
         addr: format!("10.0.0.{id}:7900"),
+        client_addr: format!("10.0.0.{id}:7000"),
         rack: format!("r{id}"),
         dc: "dc1".into(),
         status: status.into(),
@@ -70,6 +71,8 @@ fn sample_cluster_status() -> ClusterStatus {
         read_repairs: 6,
         hints_delivered: 33,
         partition_replicas: vec![0, 1, NO_REPLICA, 1, 0, NO_REPLICA],
+        requests_coordinated: 1000,
+        requests_coordinated_off_replica: 10,
     }
 }
 

@@ -182,13 +182,17 @@ fn member_record() -> impl Strategy<Value = MemberRecord> {
     ]);
     (
         (node(), text(32), text(16), text(16), any::<u32>(), status),
-        (any::<u64>(), any::<u64>(), any::<u64>()),
+        (any::<u64>(), any::<u64>(), any::<u64>(), text(32)),
     )
         .prop_map(
-            |((id, addr, rack, dc, weight, status), (generation, heartbeat, ring_version))| {
+            |(
+                (id, addr, rack, dc, weight, status),
+                (generation, heartbeat, ring_version, client_addr),
+            )| {
                 MemberRecord {
                     id,
                     addr,
+                    client_addr,
                     rack,
                     dc,
                     weight,

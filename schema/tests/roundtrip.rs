@@ -213,21 +213,24 @@ fn label() -> impl Strategy<Value = String> {
 fn cluster_member() -> impl Strategy<Value = ClusterMember> {
     (
         any::<u64>(),
-        (label(), label(), label(), label()),
+        (label(), label(), label(), label(), label()),
         any::<bool>(),
         any::<u32>(),
         any::<u32>(),
     )
         .prop_map(
-            |(id, (addr, rack, dc, status), alive, partitions, next_partitions)| ClusterMember {
-                id,
-                addr,
-                rack,
-                dc,
-                status,
-                alive,
-                partitions,
-                next_partitions,
+            |(id, (addr, client_addr, rack, dc, status), alive, partitions, next_partitions)| {
+                ClusterMember {
+                    id,
+                    addr,
+                    client_addr,
+                    rack,
+                    dc,
+                    status,
+                    alive,
+                    partitions,
+                    next_partitions,
+                }
             },
         )
 }
@@ -271,7 +274,7 @@ fn cluster_status() -> impl Strategy<Value = ClusterStatus> {
         (any::<u64>(), label(), any::<u32>(), label()),
         (any::<u32>(), any::<u32>(), any::<u32>()),
         lists,
-        (any::<u32>(), any::<u64>()),
+        (any::<u32>(), any::<u64>(), any::<u64>(), any::<u64>()),
         repair_counters,
     )
         .prop_map(
@@ -279,7 +282,7 @@ fn cluster_status() -> impl Strategy<Value = ClusterStatus> {
                 (node_id, status, ring_epoch, ring_phase),
                 (replicas, read_quorum, write_quorum),
                 (members, transfers, partition_roots),
-                (moves_pending, hints_held),
+                (moves_pending, hints_held, requests_coordinated, requests_coordinated_off_replica),
                 (ae_exchanges, ae_keys_repaired, ae_bytes_sent, read_repairs, hints_delivered),
             )| ClusterStatus {
                 node_id,
@@ -299,6 +302,8 @@ fn cluster_status() -> impl Strategy<Value = ClusterStatus> {
                 ae_bytes_sent,
                 read_repairs,
                 hints_delivered,
+                requests_coordinated,
+                requests_coordinated_off_replica,
                 // Valid only against the members and n: its own test below.
                 partition_replicas: Vec::new(),
             },

@@ -75,31 +75,6 @@ fn write_until(addrs: &[SocketAddr], stop: &AtomicBool, count: &AtomicUsize) -> 
     acked.into_inner().unwrap()
 }
 
-/// Waits until node `observer` sees the ring settled with exactly `owners` owning partitions.
-fn wait_ring(cluster: &NetCluster, observer: u8, owners: &[u8], within: Duration) -> Duration {
-    let start = Instant::now();
-    loop {
-        if let Some(s) = cluster.status(observer) {
-            let owning: Vec<u8> = s
-                .members
-                .iter()
-                .filter(|m| m.partitions > 0)
-                .filter_map(|m| cluster.node_of(&m.addr))
-                .collect();
-            let mut owning = owning;
-            owning.sort_unstable();
-            if s.ring_phase == "Stable" && owning == owners {
-                return start.elapsed();
-            }
-        }
-        assert!(
-            start.elapsed() < within,
-            "the ring did not settle on {owners:?} within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn join_and_leave_under_writes_lose_nothing_and_place_every_replica() {
     let dir = tempfile::tempdir().unwrap();
@@ -113,13 +88,13 @@ fn join_and_leave_under_writes_lose_nothing_and_place_every_replica() {
         std::thread::sleep(Duration::from_secs(2));
         cluster.start(5);
         cluster.owners = 5;
-        let took = wait_ring(&cluster, 1, &[1, 2, 3, 4, 5], CHANGE_WITHIN);
+        let took = cluster.wait_ring(1, &[1, 2, 3, 4, 5], CHANGE_WITHIN);
         eprintln!("node 5 joined under writes in {:.1}s", took.as_secs_f64());
         cluster.wait_formed(5, Instant::now() + CHANGE_WITHIN);
 
         let leaving = Client::connect(cluster.addr(2), config()).unwrap();
         leaving.leave().unwrap();
-        let took = wait_ring(&cluster, 1, &[1, 3, 4, 5], CHANGE_WITHIN);
+        let took = cluster.wait_ring(1, &[1, 3, 4, 5], CHANGE_WITHIN);
         eprintln!("node 2 left under writes in {:.1}s", took.as_secs_f64());
         cluster.stop(2);
         // Writes go on after the leave until there are enough of them.

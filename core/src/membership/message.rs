@@ -77,6 +77,7 @@ mod tests {
         MemberRecord {
             id: NodeId(1),
             addr: "a:1".into(),
+            client_addr: "a:2".into(),
             rack: String::new(),
             dc: String::new(),
             weight: 1,

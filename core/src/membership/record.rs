@@ -55,6 +55,9 @@ pub struct MemberRecord {
     pub id: NodeId,
     /// Where peers reach it (`host:port`), at most [`MEMBER_ADDR_BYTES_MAX`] bytes.
     pub addr: String,
+    /// Where clients reach it (`host:port` of its client port), at most
+    /// [`MEMBER_ADDR_BYTES_MAX`] bytes; empty if unknown. Cluster-aware clients route by it.
+    pub client_addr: String,
     /// Rack label for replica spreading, at most [`MEMBER_LABEL_BYTES_MAX`] bytes.
     pub rack: String,
     /// Datacenter label, at most [`MEMBER_LABEL_BYTES_MAX`] bytes.
@@ -91,6 +94,7 @@ impl MemberRecord {
     /// ignored.
     pub fn is_well_formed(&self) -> bool {
         self.addr.len() <= MEMBER_ADDR_BYTES_MAX
+            && self.client_addr.len() <= MEMBER_ADDR_BYTES_MAX
             && self.rack.len() <= MEMBER_LABEL_BYTES_MAX
             && self.dc.len() <= MEMBER_LABEL_BYTES_MAX
             && self.weight <= MEMBER_WEIGHT_MAX
@@ -99,7 +103,13 @@ impl MemberRecord {
     /// Estimated encoded size: 8 bytes per `u64`, a 4-byte length plus the bytes per string,
     /// 4 for the weight, 1 for the status.
     pub fn wire_bytes(&self) -> usize {
-        8 + (4 + self.addr.len()) + (4 + self.rack.len()) + (4 + self.dc.len()) + 4 + 1 + 8 * 3
+        8 + (4 + self.addr.len())
+            + (4 + self.client_addr.len())
+            + (4 + self.rack.len())
+            + (4 + self.dc.len())
+            + 4
+            + 1
+            + 8 * 3
     }
 }
 
@@ -132,6 +142,7 @@ mod tests {
         MemberRecord {
             id: NodeId(id),
             addr: format!("10.0.0.{id}:7000"),
+            client_addr: format!("10.0.0.{id}:9000"),
             rack: "r1".into(),
             dc: "dc1".into(),
             weight: 1,
@@ -170,9 +181,12 @@ mod tests {
     fn bounds_and_sizes() {
         let mut r = record(1);
         assert!(r.is_well_formed());
-        // 8 + (4+13) + (4+2) + (4+3) + 4 + 1 + 24
-        assert_eq!(r.wire_bytes(), 67);
+        // 8 + (4+13) + (4+13) + (4+2) + (4+3) + 4 + 1 + 24
+        assert_eq!(r.wire_bytes(), 84);
         r.addr = "x".repeat(MEMBER_ADDR_BYTES_MAX + 1);
+        assert!(!r.is_well_formed());
+        let mut r = record(1);
+        r.client_addr = "x".repeat(MEMBER_ADDR_BYTES_MAX + 1);
         assert!(!r.is_well_formed());
         let mut r = record(1);
         r.dc = "x".repeat(MEMBER_LABEL_BYTES_MAX + 1);

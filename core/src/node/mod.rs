@@ -303,6 +303,10 @@ pub struct NodeStats {
     pub moves_completed: u64,
     /// Writes refused because the coordinator routed by an older ring.
     pub stale_ring_refusals: u64,
+    /// Client requests coordinated (past the in-flight and membership checks).
+    pub requests_coordinated: u64,
+    /// Of those, requests for keys this node holds no replica of (by the list it routed by).
+    pub requests_coordinated_off_replica: u64,
 }
 
 /// One cluster node. See the module docs.
@@ -611,6 +615,10 @@ impl Node {
             let w = (options.w.max(1) + extra).min(list.len());
             (QuorumOptions { w, ..options }, list.len())
         };
+        self.stats.requests_coordinated += 1;
+        if !list.contains(&self.config.id) {
+            self.stats.requests_coordinated_off_replica += 1;
+        }
         let fallbacks = self.rings.fallbacks(p, rep, &list);
         let gossip = &self.gossip;
         let targets = choose_targets(&list, &fallbacks, options.sloppy, |node| {

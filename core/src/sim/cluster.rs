@@ -232,6 +232,7 @@ impl World {
         let me = MemberRecord {
             id: config.id,
             addr: format!("sim-{i}"),
+            client_addr: String::new(),
             rack: format!("rack-{}", i % 2),
             dc: "dc-1".to_string(),
             weight: 1,

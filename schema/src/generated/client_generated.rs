@@ -3764,6 +3764,7 @@ impl<'a> ClusterMember<'a> {
   pub const VT_ALIVE: ::flatbuffers::VOffsetT = 14;
   pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 16;
   pub const VT_NEXT_PARTITIONS: ::flatbuffers::VOffsetT = 18;
+  pub const VT_CLIENT_ADDR: ::flatbuffers::VOffsetT = 20;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3776,6 +3777,7 @@ impl<'a> ClusterMember<'a> {
   ) -> ::flatbuffers::WIPOffset<ClusterMember<'bldr>> {
     let mut builder = ClusterMemberBuilder::new(_fbb);
     builder.add_id(args.id);
+    if let Some(x) = args.client_addr { builder.add_client_addr(x); }
     builder.add_next_partitions(args.next_partitions);
     builder.add_partitions(args.partitions);
     if let Some(x) = args.status { builder.add_status(x); }
@@ -3843,6 +3845,13 @@ impl<'a> ClusterMember<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(ClusterMember::VT_NEXT_PARTITIONS, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn client_addr(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ClusterMember::VT_CLIENT_ADDR, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ClusterMember<'_> {
@@ -3859,6 +3868,7 @@ impl ::flatbuffers::Verifiable for ClusterMember<'_> {
      .visit_field::<bool>("alive", Self::VT_ALIVE, false)?
      .visit_field::<u32>("partitions", Self::VT_PARTITIONS, false)?
      .visit_field::<u32>("next_partitions", Self::VT_NEXT_PARTITIONS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("client_addr", Self::VT_CLIENT_ADDR, false)?
      .finish();
     Ok(())
   }
@@ -3872,6 +3882,7 @@ pub struct ClusterMemberArgs<'a> {
     pub alive: bool,
     pub partitions: u32,
     pub next_partitions: u32,
+    pub client_addr: Option<::flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for ClusterMemberArgs<'a> {
   #[inline]
@@ -3885,6 +3896,7 @@ impl<'a> Default for ClusterMemberArgs<'a> {
       alive: false,
       partitions: 0,
       next_partitions: 0,
+      client_addr: None,
     }
   }
 }
@@ -3927,6 +3939,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ClusterMemberBuilder<'a, 'b, 
     self.fbb_.push_slot::<u32>(ClusterMember::VT_NEXT_PARTITIONS, next_partitions, 0);
   }
   #[inline]
+  pub fn add_client_addr(&mut self, client_addr: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClusterMember::VT_CLIENT_ADDR, client_addr);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ClusterMemberBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ClusterMemberBuilder {
@@ -3952,6 +3968,7 @@ impl ::core::fmt::Debug for ClusterMember<'_> {
       ds.field("alive", &self.alive());
       ds.field("partitions", &self.partitions());
       ds.field("next_partitions", &self.next_partitions());
+      ds.field("client_addr", &self.client_addr());
       ds.finish()
   }
 }
@@ -4170,6 +4187,8 @@ impl<'a> ClusterStatus<'a> {
   pub const VT_READ_REPAIRS: ::flatbuffers::VOffsetT = 34;
   pub const VT_HINTS_DELIVERED: ::flatbuffers::VOffsetT = 36;
   pub const VT_PARTITION_REPLICAS: ::flatbuffers::VOffsetT = 38;
+  pub const VT_REQUESTS_COORDINATED: ::flatbuffers::VOffsetT = 40;
+  pub const VT_REQUESTS_COORDINATED_OFF_REPLICA: ::flatbuffers::VOffsetT = 42;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -4181,6 +4200,8 @@ impl<'a> ClusterStatus<'a> {
     args: &'args ClusterStatusArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ClusterStatus<'bldr>> {
     let mut builder = ClusterStatusBuilder::new(_fbb);
+    builder.add_requests_coordinated_off_replica(args.requests_coordinated_off_replica);
+    builder.add_requests_coordinated(args.requests_coordinated);
     builder.add_hints_delivered(args.hints_delivered);
     builder.add_read_repairs(args.read_repairs);
     builder.add_ae_bytes_sent(args.ae_bytes_sent);
@@ -4329,6 +4350,20 @@ impl<'a> ClusterStatus<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u16>>>(ClusterStatus::VT_PARTITION_REPLICAS, None)}
   }
+  #[inline]
+  pub fn requests_coordinated(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ClusterStatus::VT_REQUESTS_COORDINATED, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn requests_coordinated_off_replica(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ClusterStatus::VT_REQUESTS_COORDINATED_OFF_REPLICA, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ClusterStatus<'_> {
@@ -4355,6 +4390,8 @@ impl ::flatbuffers::Verifiable for ClusterStatus<'_> {
      .visit_field::<u64>("read_repairs", Self::VT_READ_REPAIRS, false)?
      .visit_field::<u64>("hints_delivered", Self::VT_HINTS_DELIVERED, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u16>>>("partition_replicas", Self::VT_PARTITION_REPLICAS, false)?
+     .visit_field::<u64>("requests_coordinated", Self::VT_REQUESTS_COORDINATED, false)?
+     .visit_field::<u64>("requests_coordinated_off_replica", Self::VT_REQUESTS_COORDINATED_OFF_REPLICA, false)?
      .finish();
     Ok(())
   }
@@ -4378,6 +4415,8 @@ pub struct ClusterStatusArgs<'a> {
     pub read_repairs: u64,
     pub hints_delivered: u64,
     pub partition_replicas: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u16>>>,
+    pub requests_coordinated: u64,
+    pub requests_coordinated_off_replica: u64,
 }
 impl<'a> Default for ClusterStatusArgs<'a> {
   #[inline]
@@ -4401,6 +4440,8 @@ impl<'a> Default for ClusterStatusArgs<'a> {
       read_repairs: 0,
       hints_delivered: 0,
       partition_replicas: None,
+      requests_coordinated: 0,
+      requests_coordinated_off_replica: 0,
     }
   }
 }
@@ -4483,6 +4524,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ClusterStatusBuilder<'a, 'b, 
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ClusterStatus::VT_PARTITION_REPLICAS, partition_replicas);
   }
   #[inline]
+  pub fn add_requests_coordinated(&mut self, requests_coordinated: u64) {
+    self.fbb_.push_slot::<u64>(ClusterStatus::VT_REQUESTS_COORDINATED, requests_coordinated, 0);
+  }
+  #[inline]
+  pub fn add_requests_coordinated_off_replica(&mut self, requests_coordinated_off_replica: u64) {
+    self.fbb_.push_slot::<u64>(ClusterStatus::VT_REQUESTS_COORDINATED_OFF_REPLICA, requests_coordinated_off_replica, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ClusterStatusBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ClusterStatusBuilder {
@@ -4518,6 +4567,8 @@ impl ::core::fmt::Debug for ClusterStatus<'_> {
       ds.field("read_repairs", &self.read_repairs());
       ds.field("hints_delivered", &self.hints_delivered());
       ds.field("partition_replicas", &self.partition_replicas());
+      ds.field("requests_coordinated", &self.requests_coordinated());
+      ds.field("requests_coordinated_off_replica", &self.requests_coordinated_off_replica());
       ds.finish()
   }
 }

@@ -3093,6 +3093,7 @@ impl<'a> MemberRecord<'a> {
   pub const VT_GENERATION: ::flatbuffers::VOffsetT = 16;
   pub const VT_HEARTBEAT: ::flatbuffers::VOffsetT = 18;
   pub const VT_RING_VERSION: ::flatbuffers::VOffsetT = 20;
+  pub const VT_CLIENT_ADDR: ::flatbuffers::VOffsetT = 22;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3108,6 +3109,7 @@ impl<'a> MemberRecord<'a> {
     builder.add_heartbeat(args.heartbeat);
     builder.add_generation(args.generation);
     builder.add_id(args.id);
+    if let Some(x) = args.client_addr { builder.add_client_addr(x); }
     builder.add_weight(args.weight);
     if let Some(x) = args.dc { builder.add_dc(x); }
     if let Some(x) = args.rack { builder.add_rack(x); }
@@ -3180,6 +3182,13 @@ impl<'a> MemberRecord<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(MemberRecord::VT_RING_VERSION, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn client_addr(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(MemberRecord::VT_CLIENT_ADDR, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for MemberRecord<'_> {
@@ -3197,6 +3206,7 @@ impl ::flatbuffers::Verifiable for MemberRecord<'_> {
      .visit_field::<u64>("generation", Self::VT_GENERATION, false)?
      .visit_field::<u64>("heartbeat", Self::VT_HEARTBEAT, false)?
      .visit_field::<u64>("ring_version", Self::VT_RING_VERSION, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("client_addr", Self::VT_CLIENT_ADDR, false)?
      .finish();
     Ok(())
   }
@@ -3211,6 +3221,7 @@ pub struct MemberRecordArgs<'a> {
     pub generation: u64,
     pub heartbeat: u64,
     pub ring_version: u64,
+    pub client_addr: Option<::flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for MemberRecordArgs<'a> {
   #[inline]
@@ -3225,6 +3236,7 @@ impl<'a> Default for MemberRecordArgs<'a> {
       generation: 0,
       heartbeat: 0,
       ring_version: 0,
+      client_addr: None,
     }
   }
 }
@@ -3271,6 +3283,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MemberRecordBuilder<'a, 'b, A
     self.fbb_.push_slot::<u64>(MemberRecord::VT_RING_VERSION, ring_version, 0);
   }
   #[inline]
+  pub fn add_client_addr(&mut self, client_addr: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MemberRecord::VT_CLIENT_ADDR, client_addr);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MemberRecordBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     MemberRecordBuilder {
@@ -3297,6 +3313,7 @@ impl ::core::fmt::Debug for MemberRecord<'_> {
       ds.field("generation", &self.generation());
       ds.field("heartbeat", &self.heartbeat());
       ds.field("ring_version", &self.ring_version());
+      ds.field("client_addr", &self.client_addr());
       ds.finish()
   }
 }

@@ -64,6 +64,7 @@ impl Writer<'_> {
             let args = wire::MemberRecordArgs {
                 id: record.id.0,
                 addr: self.text(&record.addr),
+                client_addr: self.text(&record.client_addr),
                 rack: self.text(&record.rack),
                 dc: self.text(&record.dc),
                 weight: record.weight,
@@ -135,6 +136,11 @@ fn member_record(record: wire::MemberRecord<'_>) -> Result<MemberRecord, DecodeE
             record.addr(),
             PEER_MEMBER_ADDR_BYTES_MAX,
             "MemberRecord.addr",
+        )?,
+        client_addr: text_within(
+            record.client_addr(),
+            PEER_MEMBER_ADDR_BYTES_MAX,
+            "MemberRecord.client_addr",
         )?,
         rack: label(record.rack(), "MemberRecord.rack")?,
         dc: label(record.dc(), "MemberRecord.dc")?,

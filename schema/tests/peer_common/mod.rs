@@ -33,6 +33,7 @@ pub fn records(n: usize) -> Vec<MemberRecord> {
         .map(|id| MemberRecord {
             id: NodeId(id),
             addr: format!("10.0.0.{id}:7000"),
+            client_addr: format!("10.0.0.{id}:9000"),
             rack: "r1".into(),
             dc: "dc1".into(),
             weight: 1,

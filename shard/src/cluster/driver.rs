@@ -110,6 +110,7 @@ impl Driver {
         me: NodeId,
         partitions: PartitionCount,
         settings: ClusterSettings,
+        client_addr: SocketAddr,
     ) -> Result<Driver, ShardError> {
         let recovered = recover(engine).await?;
         let saved_peers = storage::load_peers(engine).await?;
@@ -139,6 +140,7 @@ impl Driver {
         let record = MemberRecord {
             id: me,
             addr: settings.peer_listen.to_string(),
+            client_addr: client_addr.to_string(),
             rack: settings.rack.clone(),
             dc: settings.dc.clone(),
             weight: settings.weight,
@@ -246,6 +248,7 @@ impl Driver {
                         alive: r.id == self.me || gossip.is_alive(r.id, now),
                         partitions,
                         next_partitions,
+                        client_addr: r.client_addr.clone(),
                     }
                 })
                 .collect();
@@ -255,13 +258,11 @@ impl Driver {
                     let (partitions, next_partitions) = owned(id);
                     members.push(ClusterMember {
                         id: id.0,
-                        addr: String::new(),
-                        rack: String::new(),
-                        dc: String::new(),
                         status: "Unknown".into(),
                         alive: false,
                         partitions,
                         next_partitions,
+                        ..ClusterMember::default()
                     });
                 }
             }
@@ -303,6 +304,8 @@ impl Driver {
                 ae_bytes_sent: self.ae_bytes_sent.get(),
                 read_repairs: stats.read_repairs,
                 hints_delivered: stats.hints_delivered,
+                requests_coordinated: stats.requests_coordinated,
+                requests_coordinated_off_replica: stats.requests_coordinated_off_replica,
                 partition_replicas,
             }
         })

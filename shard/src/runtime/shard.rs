@@ -121,9 +121,21 @@ async fn run(
         Some(settings) => {
             let partitions =
                 tessera_core::PartitionCount::new(config.partitions).map_err(|e| e.to_string())?;
-            let driver = Driver::open(&engine, setup.node, partitions, settings.clone())
-                .await
-                .map_err(|e| format!("cannot recover the cluster node's state: {e}"))?;
+            // Clients reach the node on its main port; a wildcard listen address is advertised
+            // with the peer address's host, which peers (and so clients) can reach.
+            let client_addr = match config.listen.ip().is_unspecified() {
+                true => std::net::SocketAddr::new(settings.peer_listen.ip(), config.listen.port()),
+                false => config.listen,
+            };
+            let driver = Driver::open(
+                &engine,
+                setup.node,
+                partitions,
+                settings.clone(),
+                client_addr,
+            )
+            .await
+            .map_err(|e| format!("cannot recover the cluster node's state: {e}"))?;
             Some(driver)
         }
         None => None,

@@ -495,6 +495,31 @@ impl NetCluster {
             .collect()
     }
 
+    /// Waits until node `observer` sees the ring settled with exactly `owners` owning partitions.
+    pub fn wait_ring(&self, observer: u8, owners: &[u8], within: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.status(observer) {
+                let owning: Vec<u8> = s
+                    .members
+                    .iter()
+                    .filter(|m| m.partitions > 0)
+                    .filter_map(|m| self.node_of(&m.addr))
+                    .collect();
+                let mut owning = owning;
+                owning.sort_unstable();
+                if s.ring_phase == "Stable" && owning == owners {
+                    return start.elapsed();
+                }
+            }
+            assert!(
+                start.elapsed() < within,
+                "the ring did not settle on {owners:?} within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// SIGTERMs every running node and checks each exits cleanly within 30 s.
     pub fn stop_cleanly(mut self) {
         for i in 1..=self.net.nodes {

@@ -15,6 +15,7 @@ fn record(id: u64, generation: u64) -> MemberRecord {
     MemberRecord {
         id: NodeId(id),
         addr: format!("10.0.0.{id}:7000"),
+        client_addr: String::new(),
         rack: format!("r{}", id % 3),
         dc: "dc1".into(),
         weight: 1,
