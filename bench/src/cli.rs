@@ -177,6 +177,11 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Against a cluster (native protocol): send every request to --server, which coordinates
+    /// keys it holds no replica of with an extra hop, instead of straight to a replica of each
+    /// key (the default, as the cluster-aware client routes).
+    #[arg(long)]
+    pub via_server: bool,
 }
 
 impl RunArgs {
@@ -229,6 +234,7 @@ impl RunArgs {
             seed: self.seed,
             json: self.json.clone(),
             plot: self.plot.clone(),
+            via_server: self.via_server,
         };
         config.validate()?;
         Ok(config)

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tessera_client::{Client, ClientConfig};
+use tessera_client::{Client, ClientConfig, ClusterStatus, NO_REPLICA};
+use tessera_core::{PartitionCount, ShardId, ShardMap};
 
 use crate::check::{Ledger, VerifyTally, VALUE_HEADER_BYTES};
 use crate::constants::{
@@ -53,6 +54,10 @@ pub struct RunConfig {
     pub json: Option<PathBuf>,
     /// Where to write the latency plot (PNG).
     pub plot: Option<PathBuf>,
+    /// Native protocol against a cluster member: send everything through `server` (which
+    /// then coordinates keys it holds no replica of) instead of straight to a replica of each
+    /// key, as the cluster-aware client does.
+    pub via_server: bool,
 }
 
 impl RunConfig {
@@ -287,6 +292,13 @@ fn endpoints(cfg: &RunConfig) -> Result<Endpoints, BenchError> {
         index: 0,
         why: format!("cannot reach the Tessera node at {addr}: {e}"),
     })?;
+    if !cfg.via_server {
+        // A cluster member: route like the cluster-aware client. A single node answers
+        // the status request with an error and keeps its own shard routing.
+        if let Ok(status) = client.cluster_status() {
+            return replica_endpoints(&status);
+        }
+    }
     let addrs = client
         .topology()
         .shards
@@ -296,6 +308,57 @@ fn endpoints(cfg: &RunConfig) -> Result<Endpoints, BenchError> {
     Ok(Endpoints {
         addrs,
         shard_map: Some(client.shard_map().clone()),
+    })
+}
+
+/// Endpoints of a cluster: one socket per member (its one shard), and a map that sends each
+/// key's partition to the first replica the ring names (the one a [`ClusterClient`] prefers
+/// while all are up).
+///
+/// [`ClusterClient`]: tessera_client::ClusterClient
+fn replica_endpoints(status: &ClusterStatus) -> Result<Endpoints, BenchError> {
+    let bad = |why: String| BenchError::Setup { index: 0, why };
+    let n = usize::try_from(status.replicas).unwrap_or(0).max(1);
+    // Each partition's first replica, as an index into `status.members`.
+    let firsts: Vec<u16> = status
+        .partition_replicas
+        .chunks(n)
+        .map(|list| list.first().copied().unwrap_or(NO_REPLICA))
+        .collect();
+    // One socket per member that is some partition's first replica (members that own nothing
+    // may be gone), at its one shard's port.
+    let mut sockets: Vec<u16> = firsts.clone();
+    sockets.sort_unstable();
+    sockets.dedup();
+    let mut addrs = Vec::new();
+    for &index in &sockets {
+        let member = status
+            .members
+            .get(usize::from(index))
+            .ok_or_else(|| bad("a partition has no replica the node can name".into()))?;
+        let main: SocketAddr = member
+            .client_addr
+            .parse()
+            .map_err(|e| bad(format!("member address {:?}: {e}", member.client_addr)))?;
+        let client = Client::connect(main, ClientConfig::default())
+            .map_err(|e| bad(format!("cannot reach member {main}: {e}")))?;
+        let shard = client.topology().shards.first().map(|s| s.port);
+        let port = shard.ok_or_else(|| bad(format!("member {main} has no shards")))?;
+        addrs.push(SocketAddr::new(main.ip(), port));
+    }
+    let socket_of = |index: u16| sockets.binary_search(&index).unwrap_or(0);
+    let table: Vec<ShardId> = firsts
+        .iter()
+        .map(|&i| ShardId(u16::try_from(socket_of(i)).unwrap_or(0)))
+        .collect();
+    let partitions = u32::try_from(table.len()).unwrap_or(0);
+    let partitions = PartitionCount::new(partitions).map_err(|e| bad(e.to_string()))?;
+    let count = u16::try_from(addrs.len()).map_err(|_| bad("too many members".into()))?;
+    let shard_map = ShardMap::from_table(partitions, count, table)
+        .map_err(|e| bad(format!("cannot route by the cluster's ring: {e}")))?;
+    Ok(Endpoints {
+        addrs,
+        shard_map: Some(shard_map),
     })
 }
 

@@ -48,6 +48,7 @@ fn config(server: SocketAddr, protocol: Protocol, workload: WorkloadName) -> Run
         },
         load: true,
         verify: true,
+        via_server: false,
         seed: 1,
         json: None,
         plot: None,

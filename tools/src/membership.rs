@@ -138,6 +138,11 @@ pub fn print_cluster(client: &Client, first: ClusterStatus) -> Result<(), String
         status.ae_keys_repaired,
         human_bytes(status.ae_bytes_sent as f64)
     );
+    println!(
+        "requests    coordinated {}, of which {} for keys this node holds no replica of (an \
+         extra hop; the cluster-aware client avoids it)",
+        status.requests_coordinated, status.requests_coordinated_off_replica
+    );
     for m in &status.members {
         let health = if m.alive { "up" } else { "DOWN" };
         println!(
