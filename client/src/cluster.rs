@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
 use tessera_core::{token_of, PartitionCount};
@@ -123,6 +123,22 @@ impl ClusterClient {
     /// Fetches the routes again now, from any member that answers (or a seed).
     pub fn refresh(&self) -> Result<(), ClientError> {
         let _one = lock(&self.refreshing);
+        self.refresh_holding_lock()
+    }
+
+    /// Refreshes unless another thread already is; a failure keeps the old routes.
+    fn refresh_in_passing(&self) {
+        let _one = match self.refreshing.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return,
+        };
+        // Errors are not the request's: it goes on with the routes it has.
+        let _ = self.refresh_holding_lock();
+    }
+
+    /// The refresh itself; the caller holds `refreshing`.
+    fn refresh_holding_lock(&self) -> Result<(), ClientError> {
         let routes = self.routes();
         let mut sources: Vec<SocketAddr> = routes
             .order
@@ -239,14 +255,6 @@ impl ClusterClient {
             }
         }
         Err(last.unwrap_or_else(|| ClientError::Protocol("the cluster has no members".into())))
-    }
-
-    /// Refreshes unless another thread already is; a failure keeps the old routes.
-    fn refresh_in_passing(&self) {
-        if self.refreshing.try_lock().is_ok() {
-            // Errors are not the request's: it goes on with the routes it has.
-            let _ = self.refresh();
-        }
     }
 
     /// The nodes to try for `key`, best first: its replicas believed up (preferred datacenter
