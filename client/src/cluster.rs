@@ -122,8 +122,7 @@ impl ClusterClient {
 
     /// Fetches the routes again now, from any member that answers (or a seed).
     pub fn refresh(&self) -> Result<(), ClientError> {
-        let _one = lock(&self.refreshing);
-        self.refresh_holding_lock()
+        self.cluster_status().map(drop)
     }
 
     /// Refreshes unless another thread already is; a failure keeps the old routes.
@@ -137,8 +136,9 @@ impl ClusterClient {
         let _ = self.refresh_holding_lock();
     }
 
-    /// The refresh itself; the caller holds `refreshing`.
-    fn refresh_holding_lock(&self) -> Result<(), ClientError> {
+    /// The refresh itself, returning the status the routes came from; the caller holds
+    /// `refreshing`.
+    fn refresh_holding_lock(&self) -> Result<ClusterStatus, ClientError> {
         let routes = self.routes();
         let mut sources: Vec<SocketAddr> = routes
             .order
@@ -155,7 +155,7 @@ impl ClusterClient {
                     let fresh = routes_of(&status)?;
                     *self.routes.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(fresh);
                     lock(&self.unreachable).clear();
-                    return Ok(());
+                    return Ok(status);
                 }
                 Err(e) => {
                     self.mark_unreachable(addr);
@@ -212,13 +212,11 @@ impl ClusterClient {
         self.run(key, false, |c| c.delete_with(key, context, consistency))
     }
 
-    /// The cluster as the first reachable member reports it.
+    /// The cluster as the first reachable member reports it; the routes are refreshed from
+    /// the same answer.
     pub fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {
-        self.refresh()?;
-        let routes = self.routes();
-        let first = routes.order.iter().filter_map(|id| routes.members.get(id));
-        let addr = first.map(|m| m.addr).next().unwrap_or(self.seeds[0]);
-        self.node(addr)?.cluster_status()
+        let _one = lock(&self.refreshing);
+        self.refresh_holding_lock()
     }
 
     /// Runs `call` on the key's candidates in order until one answers. A read moves on after

@@ -354,6 +354,16 @@ fn body_of(wire: &[u8]) -> &[u8] {
     body
 }
 
+/// `response` encoded as frame `id` and decoded back.
+fn through_wire(
+    id: u64,
+    response: &Response,
+) -> Result<(u64, Response), tessera_schema::DecodeError> {
+    let mut wire = Vec::new();
+    Encoder::new().encode_response(id, response, &mut wire);
+    decode_response(body_of(&wire))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(CASES))]
 
@@ -367,16 +377,12 @@ proptest! {
     #[test]
     fn cluster_status_round_trips(id: u64, status in cluster_status()) {
         let response = Response::ClusterStatus(Box::new(status));
-        let mut wire = Vec::new();
-        Encoder::new().encode_response(id, &response, &mut wire);
-        prop_assert_eq!(decode_response(body_of(&wire)), Ok((id, response)));
+        prop_assert_eq!(through_wire(id, &response), Ok((id, response)));
     }
 
     #[test]
     fn response_round_trips(id: u64, response in response()) {
-        let mut wire = Vec::new();
-        Encoder::new().encode_response(id, &response, &mut wire);
-        prop_assert_eq!(decode_response(body_of(&wire)), Ok((id, response)));
+        prop_assert_eq!(through_wire(id, &response), Ok((id, response)));
     }
 
     /// One encoder appending many frames to one buffer, read back through a `FrameBuffer` fed in
@@ -460,9 +466,7 @@ fn put_and_delete_answers_stay_distinct() {
         context: vec![1, 2],
     };
     for response in [Response::Put(write.clone()), Response::Delete(write)] {
-        let mut wire = Vec::new();
-        Encoder::new().encode_response(9, &response, &mut wire);
-        assert_eq!(decode_response(body_of(&wire)), Ok((9, response)));
+        assert_eq!(through_wire(9, &response), Ok((9, response)));
     }
 }
 
@@ -488,9 +492,7 @@ fn sparse_cluster_status_round_trips() {
     };
     for status in [ClusterStatus::default(), sparse] {
         let response = Response::ClusterStatus(Box::new(status));
-        let mut wire = Vec::new();
-        Encoder::new().encode_response(6, &response, &mut wire);
-        assert_eq!(decode_response(body_of(&wire)), Ok((6, response)));
+        assert_eq!(through_wire(6, &response), Ok((6, response)));
     }
 }
 
@@ -504,9 +506,7 @@ fn cluster_status_partition_replicas_round_trip() {
         ..ClusterStatus::default()
     };
     let response = Response::ClusterStatus(Box::new(status));
-    let mut wire = Vec::new();
-    Encoder::new().encode_response(9, &response, &mut wire);
-    assert_eq!(decode_response(body_of(&wire)), Ok((9, response)));
+    assert_eq!(through_wire(9, &response), Ok((9, response)));
 }
 
 /// The anti-entropy fields (appended to the table after `hints_held`) come back exactly, each
@@ -523,9 +523,8 @@ fn cluster_status_anti_entropy_fields_round_trip() {
         hints_delivered: 6,
         ..ClusterStatus::default()
     };
-    let mut wire = Vec::new();
-    Encoder::new().encode_response(8, &Response::ClusterStatus(Box::new(status)), &mut wire);
-    let Ok((8, Response::ClusterStatus(decoded))) = decode_response(body_of(&wire)) else {
+    let response = Response::ClusterStatus(Box::new(status));
+    let Ok((8, Response::ClusterStatus(decoded))) = through_wire(8, &response) else {
         panic!("a ClusterStatus response must decode");
     };
     assert_eq!(decoded.hints_held, 1);
@@ -543,9 +542,7 @@ fn empty_sibling_values_are_kept() {
         values: vec![vec![], vec![7], vec![]],
         context: vec![],
     });
-    let mut wire = Vec::new();
-    Encoder::new().encode_response(1, &response, &mut wire);
-    assert_eq!(decode_response(body_of(&wire)), Ok((1, response)));
+    assert_eq!(through_wire(1, &response), Ok((1, response)));
 }
 
 /// Messages cross shards by channel and encoders live in per-core tasks.

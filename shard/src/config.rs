@@ -201,10 +201,7 @@ impl ClusterSettings {
 
     /// Replicas per key, all datacenters together.
     pub fn n(&self) -> usize {
-        match self.replicas_per_dc.is_empty() {
-            true => self.replicas,
-            false => self.replicas_per_dc.values().sum(),
-        }
+        self.replication().map_or(self.replicas, |r| r.total())
     }
 }
 

@@ -109,20 +109,6 @@ fn choose_keys(cluster: &NetCluster, status: &ClusterStatus) -> (u8, Vec<Placed>
     (stopped, with, without)
 }
 
-/// Runs `tessera args... --server <node 1>` (from the hub namespace, like the test's client);
-/// returns its exit status and stderr.
-fn cli(cluster: &NetCluster, args: &[&str]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .args(["--server", &cluster.addr(COORDINATOR).to_string()])
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// The server's typed error inside a client error, or a failure naming what was expected.
 fn server_error(result: Result<impl std::fmt::Debug, ClientError>, what: &str) -> WireError {
     match result {
@@ -320,15 +306,16 @@ fn strict_and_sloppy_quorums_per_request_on_real_nodes() {
         let cluster = &cluster;
         let key = std::str::from_utf8(&replicated[0].key).unwrap();
         scope.spawn(move || {
-            let (code, stderr) = cli(cluster, &["put", key, "cli", "--w", "3", "--strict"]);
+            let (code, stderr) =
+                cluster.cli(COORDINATOR, &["put", key, "cli", "--w", "3", "--strict"]);
             assert_eq!(code, Some(2), "tessera put --w 3 --strict: {stderr}");
             assert!(stderr.contains("quorum not reached"), "{stderr}");
-            let (code, stderr) = cli(cluster, &["get", key, "--r", "3", "--strict"]);
+            let (code, stderr) = cluster.cli(COORDINATOR, &["get", key, "--r", "3", "--strict"]);
             assert_eq!(code, Some(2), "tessera get --r 3 --strict: {stderr}");
             assert!(stderr.contains("quorum not reached"), "{stderr}");
-            let (code, stderr) = cli(cluster, &["put", key, "cli", "--w", "3"]);
+            let (code, stderr) = cluster.cli(COORDINATOR, &["put", key, "cli", "--w", "3"]);
             assert_eq!(code, Some(0), "tessera put --w 3 (sloppy): {stderr}");
-            let (code, stderr) = cli(cluster, &["del", key, "--w", "5"]);
+            let (code, stderr) = cluster.cli(COORDINATOR, &["del", key, "--w", "5"]);
             assert_eq!(code, Some(2), "tessera del --w 5: {stderr}");
             assert!(stderr.contains("at most 3"), "{stderr}");
             eprintln!("tessera del --w 5: {}", stderr.trim());

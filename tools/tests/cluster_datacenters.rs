@@ -19,7 +19,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::netns::{NetCluster, NodeOptions};
@@ -76,16 +75,6 @@ fn assert_not_reached<T: std::fmt::Debug>(
         took < NODE_QUORUM_DEADLINE + Duration::from_secs(5),
         "{what}: took {took:?}"
     );
-}
-
-/// Runs `tessera args... --server <node>` from the hub namespace; returns its exit code.
-fn cli(cluster: &NetCluster, node: u8, args: &[&str]) -> Option<i32> {
-    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
-        .args(["--server", &cluster.addr(node).to_string()])
-        .output()
-        .unwrap();
-    out.status.code()
 }
 
 /// Waits until every node sees every node of the other datacenter as `alive` (so a request
@@ -171,22 +160,10 @@ fn local_and_each_datacenter_quorums_across_a_partition() {
     let result = west.put_with(key, UNACKED, None, Consistency::replicas(2).strict());
     assert_not_reached(result, start.elapsed(), "strict w=2 from west");
     let key_text = std::str::from_utf8(key).unwrap();
-    assert_eq!(
-        cli(
-            &cluster,
-            EAST,
-            &["get", key_text, "--scope", "local-dc", "--strict"]
-        ),
-        Some(0)
-    );
-    assert_ne!(
-        cli(
-            &cluster,
-            EAST,
-            &["get", key_text, "--scope", "each-dc", "--strict"]
-        ),
-        Some(0)
-    );
+    let (code, stderr) = cluster.cli(EAST, &["get", key_text, "--scope", "local-dc", "--strict"]);
+    assert_eq!(code, Some(0), "local-dc: {stderr}");
+    let (code, stderr) = cluster.cli(EAST, &["get", key_text, "--scope", "each-dc", "--strict"]);
+    assert_ne!(code, Some(0), "each-dc: {stderr}");
 
     // Healed: each datacenter's acknowledged write is there, as siblings.
     cluster.net.heal();

@@ -39,7 +39,7 @@ use crate::membership::{Gossip, GossipAction, GossipConfig, GossipInput, MemberR
 use crate::placement::{Replication, Ring};
 use crate::quorum::{
     choose_targets, tally::Placement, AckScope, GetAction, GetCoordinator, PutAction,
-    PutCoordinator, QuorumError, QuorumOptions, RequestId, Tally,
+    PutCoordinator, QuorumError, QuorumOptions, RequestId, Tally, Target,
 };
 use crate::tick::Tick;
 use crate::transfer::{TransferConfig, Transfers};
@@ -609,11 +609,12 @@ impl Node {
             // more acks, so that both hold `w` (see `rings`).
             self.rings.write_list(p, rep)
         };
-        let (options, n) = if write.is_none() || options.w > n_read {
-            (options, n_read) // more than n is refused as TooManyAsked below
+        // Counting anywhere, a write during a ring change needs `extra` more acks; more than n
+        // is refused as TooManyAsked.
+        let (asked_any, n) = if write.is_none() || asked > n_read {
+            (asked, n_read)
         } else {
-            let w = (options.w.max(1) + extra).min(list.len());
-            (QuorumOptions { w, ..options }, list.len())
+            ((asked.max(1) + extra).min(list.len()), list.len())
         };
         self.stats.requests_coordinated += 1;
         if !list.contains(&self.config.id) {
@@ -625,52 +626,31 @@ impl Node {
             gossip.is_alive(node, now)
         });
         let tally = match options.scope {
-            AckScope::Any => None,
-            scope => {
-                let ring = self.rings.target_ring();
-                let dc_of = |node| ring.member(node).map(|m| m.dc.as_str());
-                let local_dc = dc_of(self.config.id).unwrap_or("");
-                let at = Placement {
-                    replicas: &list,
-                    local_dc,
-                    dc_of,
-                };
-                match Tally::scoped(&targets, asked, extra, scope, at) {
-                    Ok(tally) => Some(tally),
-                    Err(e) => {
-                        out.push(Action::Reply {
-                            request,
-                            result: Err(e),
-                        });
-                        return;
-                    }
-                }
+            AckScope::Any => Tally::any(&targets, asked_any, n),
+            scope => self.scoped_tally(&targets, &list, asked, extra, scope),
+        };
+        let tally = match tally {
+            Ok(tally) => tally,
+            Err(e) => {
+                out.push(Action::Reply {
+                    request,
+                    result: Err(e),
+                });
+                return;
             }
         };
         let timeout = self.config.request_timeout_ticks;
         match write {
             None => {
                 let mut actions = Vec::new();
-                let repair = self.config.read_repair;
-                let coordinator = match tally {
-                    Some(tally) => GetCoordinator::start_tallied(
-                        now,
-                        targets,
-                        tally,
-                        timeout,
-                        repair,
-                        &mut actions,
-                    ),
-                    None => GetCoordinator::start(
-                        now,
-                        targets,
-                        &options,
-                        n,
-                        timeout,
-                        repair,
-                        &mut actions,
-                    ),
-                };
+                let coordinator = GetCoordinator::start(
+                    now,
+                    targets,
+                    tally,
+                    timeout,
+                    self.config.read_repair,
+                    &mut actions,
+                );
                 self.gets.insert(request, GetState { coordinator, key });
                 for action in actions {
                     self.run_get_action(now, request, action, out);
@@ -681,20 +661,14 @@ impl Node {
                     self.stats.sloppy_writes += 1;
                 }
                 let mut actions = Vec::new();
-                let me = self.config.id;
-                let coordinator = match tally {
-                    Some(tally) => PutCoordinator::start_tallied(
-                        now,
-                        me,
-                        targets,
-                        tally,
-                        timeout,
-                        &mut actions,
-                    ),
-                    None => {
-                        PutCoordinator::start(now, me, targets, &options, n, timeout, &mut actions)
-                    }
-                };
+                let coordinator = PutCoordinator::start(
+                    now,
+                    self.config.id,
+                    targets,
+                    tally,
+                    timeout,
+                    &mut actions,
+                );
                 self.puts.insert(
                     request,
                     PutState {
@@ -714,6 +688,27 @@ impl Node {
         }
         self.puts.retain(|_, p| !p.coordinator.is_finished());
         self.gets.retain(|_, g| !g.coordinator.is_finished());
+    }
+
+    /// `asked` answers per datacenter at `scope`, over the datacenters of `replicas` as the
+    /// ring being moved to places its members.
+    fn scoped_tally(
+        &self,
+        targets: &[Target],
+        replicas: &[NodeId],
+        asked: usize,
+        extra: usize,
+        scope: AckScope,
+    ) -> Result<Tally, QuorumError> {
+        let ring = self.rings.target_ring();
+        let dc_of = |node| ring.member(node).map(|m| m.dc.as_str());
+        let local_dc = dc_of(self.config.id).unwrap_or("");
+        let at = Placement {
+            replicas,
+            local_dc,
+            dc_of,
+        };
+        Tally::scoped(targets, asked, extra, scope, at)
     }
 
     fn run_put_action(

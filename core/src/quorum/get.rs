@@ -8,7 +8,7 @@
 //! replica of the key.
 
 use crate::ids::NodeId;
-use crate::quorum::{QuorumError, QuorumOptions, Tally, Target};
+use crate::quorum::{QuorumError, Tally, Target};
 use crate::tick::Tick;
 use crate::version::Object;
 
@@ -46,30 +46,10 @@ pub struct GetCoordinator {
 }
 
 impl GetCoordinator {
-    /// Starts a read of a key replicated `n` times, counting `options.r` answers from any
-    /// target. `r` below 1 counts as 1. With `read_repair` off the coordinator never repairs
-    /// (the simulator's canary uses this).
+    /// Starts a read of `targets` whose answers count against `tally` ([`Tally::any`], or per
+    /// datacenter). With `read_repair` off the coordinator never repairs (the simulator's
+    /// canary uses this).
     pub fn start(
-        now: Tick,
-        targets: Vec<Target>,
-        options: &QuorumOptions,
-        n: usize,
-        timeout_ticks: u64,
-        read_repair: bool,
-        out: &mut Vec<GetAction>,
-    ) -> GetCoordinator {
-        let r = options.r.max(1);
-        let tally = Tally::any(&targets, r);
-        if r > n.max(1) {
-            let mut get = GetCoordinator::new(now, targets, tally, timeout_ticks, read_repair);
-            get.fail(Err(QuorumError::TooManyAsked { asked: r, n }), out);
-            return get;
-        }
-        GetCoordinator::start_tallied(now, targets, tally, timeout_ticks, read_repair, out)
-    }
-
-    /// Starts a read whose answers count against `tally` (per datacenter, say).
-    pub fn start_tallied(
         now: Tick,
         targets: Vec<Target>,
         tally: Tally,
@@ -186,11 +166,8 @@ mod tests {
 
     fn start(targets: Vec<Target>, r: usize, repair: bool) -> (GetCoordinator, Vec<GetAction>) {
         let mut out = Vec::new();
-        let options = QuorumOptions {
-            r,
-            ..QuorumOptions::default()
-        };
-        let get = GetCoordinator::start(Tick(0), targets, &options, 3, 50, repair, &mut out);
+        let tally = Tally::any(&targets, r, 3).expect("r within n");
+        let get = GetCoordinator::start(Tick(0), targets, tally, 50, repair, &mut out);
         (get, out)
     }
 

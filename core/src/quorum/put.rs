@@ -11,7 +11,7 @@
 
 use crate::error::CoreError;
 use crate::ids::NodeId;
-use crate::quorum::{QuorumError, QuorumOptions, Tally, Target};
+use crate::quorum::{QuorumError, Tally, Target};
 use crate::tick::Tick;
 use crate::version::Object;
 
@@ -52,30 +52,9 @@ pub struct PutCoordinator {
 }
 
 impl PutCoordinator {
-    /// Starts a write to `targets` (see [`crate::quorum::choose_targets`]) for a key replicated
-    /// `n` times, counting `options.w` acknowledgements from any target. `w` below 1 counts as
-    /// 1: an acknowledgement always means someone has it.
+    /// Starts a write to `targets` (see [`crate::quorum::choose_targets`]) whose
+    /// acknowledgements count against `tally` ([`Tally::any`], or per datacenter).
     pub fn start(
-        now: Tick,
-        me: NodeId,
-        targets: Vec<Target>,
-        options: &QuorumOptions,
-        n: usize,
-        timeout_ticks: u64,
-        out: &mut Vec<PutAction>,
-    ) -> PutCoordinator {
-        let w = options.w.max(1);
-        let tally = Tally::any(&targets, w);
-        if w > n.max(1) {
-            let mut put = PutCoordinator::new(now, None, targets, tally, timeout_ticks);
-            put.reply(Err(QuorumError::TooManyAsked { asked: w, n }), out);
-            return put;
-        }
-        PutCoordinator::start_tallied(now, me, targets, tally, timeout_ticks, out)
-    }
-
-    /// Starts a write whose acknowledgements count against `tally` (per datacenter, say).
-    pub fn start_tallied(
         now: Tick,
         me: NodeId,
         targets: Vec<Target>,
@@ -210,11 +189,8 @@ mod tests {
 
     fn start(me: u64, targets: Vec<Target>, w: usize) -> (PutCoordinator, Vec<PutAction>) {
         let mut out = Vec::new();
-        let options = QuorumOptions {
-            w,
-            ..QuorumOptions::default()
-        };
-        let put = PutCoordinator::start(Tick(0), NodeId(me), targets, &options, 3, 100, &mut out);
+        let tally = Tally::any(&targets, w, 3).expect("w within n");
+        let put = PutCoordinator::start(Tick(0), NodeId(me), targets, tally, 100, &mut out);
         (put, out)
     }
 
@@ -298,10 +274,9 @@ mod tests {
                 needed: 2
             })]
         );
-        let (_, out) = start(1, owners(&[1, 2, 3]), 4);
         assert_eq!(
-            replies(&out),
-            vec![&Err(QuorumError::TooManyAsked { asked: 4, n: 3 })]
+            Tally::any(&owners(&[1, 2, 3]), 4, 3),
+            Err(QuorumError::TooManyAsked { asked: 4, n: 3 })
         );
         let (mut put, _) = start(1, owners(&[1, 2, 3]), 2);
         let mut out = Vec::new();

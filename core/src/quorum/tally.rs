@@ -49,14 +49,16 @@ pub struct Placement<'r, 'd, F> {
 }
 
 impl Tally {
-    /// `needed` answers from any of `targets`.
-    pub fn any(targets: &[Target], needed: usize) -> Tally {
-        Tally {
-            group_of: targets.iter().map(|t| (t.node, Some(0))).collect(),
-            needed: vec![needed.max(1)],
-            got: vec![0],
-            counted: Vec::new(),
+    /// `asked` answers (below 1 counts as 1: an answer always means someone has it) from any
+    /// of `targets`, for a key with `n` replicas.
+    ///
+    /// Errors: `TooManyAsked` if `asked` is more than `n`.
+    pub fn any(targets: &[Target], asked: usize, n: usize) -> Result<Tally, QuorumError> {
+        let asked = asked.max(1);
+        if asked > n.max(1) {
+            return Err(QuorumError::TooManyAsked { asked, n });
         }
+        Self::grouped(targets, |_| Some(0), vec![asked])
     }
 
     /// The tally of a request for `asked` answers (0: a majority of each group's replicas)
@@ -227,7 +229,7 @@ mod tests {
 
     #[test]
     fn any_counts_each_target_once_and_ignores_strangers() {
-        let mut t = Tally::any(&owners(&[1, 2, 3]), 2);
+        let mut t = Tally::any(&owners(&[1, 2, 3]), 2, 3).unwrap();
         assert!(!t.count(NodeId(1)));
         assert!(!t.count(NodeId(1)), "a node counts once");
         assert!(!t.count(NodeId(7)), "not a target");

@@ -520,6 +520,18 @@ impl NetCluster {
         }
     }
 
+    /// Runs `tessera args... --server <node i>` from the hub namespace (like the test's
+    /// clients); returns its exit code and stderr.
+    pub fn cli(&self, i: u8, args: &[&str]) -> (Option<i32>, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(args)
+            .args(["--server", &self.addr(i).to_string()])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), stderr)
+    }
+
     /// SIGTERMs every running node and checks each exits cleanly within 30 s.
     pub fn stop_cleanly(mut self) {
         for i in 1..=self.net.nodes {
