@@ -370,6 +370,19 @@ impl Client {
         }
     }
 
+    /// Asks the cluster, through the node this client connected to, to remove member `node`:
+    /// a node gone for good (a lost machine, or one whose data directory was wiped, which
+    /// comes back under a new id). Its partitions are copied again from the surviving
+    /// replicas. Refused with [`ErrorCode::BadRequest`](crate::ErrorCode::BadRequest) for a
+    /// node that is alive or not a member. Returns the node's status right after; asking
+    /// twice is harmless.
+    pub fn remove_node(&self, node: u64) -> Result<ClusterStatus, ClientError> {
+        match self.request_idempotent(0, &Request::Remove { node })? {
+            Response::ClusterStatus(status) => Ok(*status),
+            other => Err(answer_error("cluster status", other)),
+        }
+    }
+
     /// Starts a get without waiting (pipelining).
     pub fn get_async(&self, key: &[u8]) -> Result<Pending, ClientError> {
         let request = self.get_request(key, self.config.consistency);

@@ -107,6 +107,12 @@ fn request_body(frame: &wire::RequestFrame<'_>) -> Result<Request, DecodeError> 
             union_member(frame.body_as_leave_request())?;
             Request::Leave
         }
+        wire::RequestBody::RemoveRequest => {
+            let remove = union_member(frame.body_as_remove_request())?;
+            Request::Remove {
+                node: remove.node(),
+            }
+        }
         _ => return Err(DecodeError::UnknownMessage),
     })
 }

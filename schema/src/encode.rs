@@ -121,6 +121,11 @@ impl Encoder {
                 let leave = wire::LeaveRequest::create(fbb, &wire::LeaveRequestArgs::default());
                 (wire::RequestBody::LeaveRequest, leave.as_union_value())
             }
+            Request::Remove { node } => {
+                let args = wire::RemoveRequestArgs { node: *node };
+                let remove = wire::RemoveRequest::create(fbb, &args);
+                (wire::RequestBody::RemoveRequest, remove.as_union_value())
+            }
         };
         let args = wire::RequestFrameArgs {
             id,
@@ -189,10 +194,33 @@ impl Encoder {
         self.append_frame(out);
     }
 
-    /// Appends one peer (node-to-node) frame from node `from` to `out`; see [`crate::peer`].
-    /// Read it with a [`FrameBuffer::for_peers`](crate::FrameBuffer::for_peers) and
-    /// [`decode_peer`](crate::decode_peer).
+    /// Appends one unaddressed peer (node-to-node) frame from node `from` to `out`: for gossip
+    /// to an address whose node is not known yet, and for ring states kept on disk. See
+    /// [`Encoder::encode_peer_to`].
     pub fn encode_peer(&mut self, from: NodeId, message: &PeerMessage, out: &mut Vec<u8>) {
+        self.encode_peer_frame(from, None, message, out);
+    }
+
+    /// Appends one peer frame from node `from` for node `to` to `out`; see [`crate::peer`].
+    /// Read it with a [`FrameBuffer::for_peers`](crate::FrameBuffer::for_peers) and
+    /// [`decode_peer_addressed`](crate::decode_peer_addressed).
+    pub fn encode_peer_to(
+        &mut self,
+        from: NodeId,
+        to: NodeId,
+        message: &PeerMessage,
+        out: &mut Vec<u8>,
+    ) {
+        self.encode_peer_frame(from, Some(to), message, out);
+    }
+
+    fn encode_peer_frame(
+        &mut self,
+        from: NodeId,
+        to: Option<NodeId>,
+        message: &PeerMessage,
+        out: &mut Vec<u8>,
+    ) {
         self.builder.reset();
         // `item_offsets` serves as the writer's table stack (see `peer::Writer`).
         self.item_offsets.clear();
@@ -201,7 +229,7 @@ impl Encoder {
             &mut self.item_offsets,
             &mut self.peer_dots,
         )
-        .frame(from, message);
+        .frame(from, to, message);
         self.append_frame(out);
     }
 

@@ -65,4 +65,4 @@ pub use message::{
     Request, Response, ShardEndpoint, TopologyInfo, TransferInfo, WireError, WriteResponse,
     DEFAULT_KEYSPACE,
 };
-pub use peer::{decode_peer, verify_peer, MALFORMED_FROM_PEER};
+pub use peer::{decode_peer, decode_peer_addressed, verify_peer, MALFORMED_FROM_PEER};

@@ -247,6 +247,14 @@ pub enum Request {
     /// Ask the node to leave the cluster: hand off its partitions, then stop serving. Answered
     /// by [`Response::ClusterStatus`], or [`Response::Error`] if the node cannot leave.
     Leave,
+    /// Ask the node to remove member `node`, gone for good (a lost machine, a wiped disk):
+    /// the cluster takes it out of the ring without waiting for it. Answered by
+    /// [`Response::ClusterStatus`], or [`Response::Error`] if it cannot be removed (it is
+    /// alive, or not a member).
+    Remove {
+        /// The member's node id.
+        node: u64,
+    },
 }
 
 /// Every sibling value of a key and the causal context covering them.
@@ -294,8 +302,8 @@ pub struct TopologyInfo {
     pub partition_shard: Vec<u16>,
 }
 
-/// The cluster as the answering node sees it: the answer to [`Request::ClusterStatus`] and
-/// [`Request::Leave`].
+/// The cluster as the answering node sees it: the answer to [`Request::ClusterStatus`],
+/// [`Request::Leave`] and [`Request::Remove`].
 ///
 /// The text fields are labels for people and tools (at most
 /// [`CLUSTER_LABEL_BYTES_MAX`](crate::CLUSTER_LABEL_BYTES_MAX) bytes each), not enums, so a newer
@@ -549,7 +557,7 @@ pub enum Response {
     Topology(TopologyInfo),
     /// The whole request failed.
     Error(WireError),
-    /// Answer to [`Request::ClusterStatus`] and [`Request::Leave`]. Boxed: it is much larger
+    /// Answer to [`Request::ClusterStatus`], [`Request::Leave`] and [`Request::Remove`]. Boxed: it is much larger
     /// than the other answers, and every `Response` would pay for it inline.
     ClusterStatus(Box<ClusterStatus>),
 }

@@ -126,6 +126,7 @@ fn sample_bodies() -> Vec<Vec<u8>> {
         Request::Topology,
         Request::ClusterStatus,
         Request::Leave,
+        Request::Remove { node: 7 },
     ];
     let get = GetResponse {
         values: vec![vec![1; 4], vec![]],

@@ -182,6 +182,9 @@ fn sample_bodies() -> Vec<Vec<u8>> {
             ring: 3,
             moves: vec![(PartitionId(1), NodeId(2))],
         },
+        PeerMessage::Remove {
+            nodes: vec![NodeId(2), NodeId(5)],
+        },
     ];
     messages.iter().map(body).collect()
 }

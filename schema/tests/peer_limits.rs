@@ -407,6 +407,7 @@ fn ring_state_body(
             current,
             next,
             flipped,
+            removed: None,
         };
         let state = wire::RingState::create(fbb, &args);
         (wire::PeerMessage::RingState, state.as_union_value())

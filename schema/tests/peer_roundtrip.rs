@@ -22,8 +22,8 @@ use tessera_core::{
     CoreError, Dot, NodeId, Object, PartitionCount, PartitionId, Sibling, Token, VersionVector,
 };
 use tessera_schema::{
-    decode_peer, Encoder, FrameBuffer, FRAME_HEADER_BYTES, MALFORMED_FROM_PEER,
-    PEER_FRAME_BYTES_MAX,
+    decode_peer, decode_peer_addressed, Encoder, FrameBuffer, FRAME_HEADER_BYTES,
+    MALFORMED_FROM_PEER, PEER_FRAME_BYTES_MAX,
 };
 
 const CASES: u32 = 256;
@@ -334,10 +334,24 @@ fn ring_state() -> impl Strategy<Value = RingState> {
         .prop_flat_map(|bits| {
             let partitions = 1 << bits;
             let next = prop::option::of((ring(partitions), any::<bool>()));
-            (any::<u32>(), ring(partitions), next)
+            (any::<u32>(), ring(partitions), next, any::<u64>())
         })
-        .prop_map(|(epoch, current, next)| {
-            RingState::from_parts(epoch, current, next).expect("rings of one size")
+        .prop_map(|(epoch, current, next, removed_mask)| {
+            // During a change, some members of the current ring may be removed.
+            let removed: Vec<NodeId> = match next {
+                Some(_) => current
+                    .members()
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| removed_mask >> (i % 64) & 1 == 1)
+                    .map(|(_, m)| m.id)
+                    .collect(),
+                None => Vec::new(),
+            };
+            RingState::from_parts(epoch, current, next)
+                .expect("rings of one size")
+                .with_removed(removed)
+                .expect("removed members of the current ring during a change")
         })
 }
 
@@ -350,6 +364,7 @@ fn peer_message() -> impl Strategy<Value = PeerMessage> {
         1 => transfer().prop_map(PeerMessage::Transfer),
         1 => ring_state().prop_map(|state| PeerMessage::Ring(Box::new(state))),
         1 => (any::<u64>(), moves).prop_map(|(ring, moves)| PeerMessage::MovesDone { ring, moves }),
+        1 => vec(node(), 0..8).prop_map(|nodes| PeerMessage::Remove { nodes }),
     ]
 }
 
@@ -429,6 +444,27 @@ proptest! {
     #[test]
     fn peer_message_round_trips(from in node(), message in peer_message()) {
         assert_round_trips(from, message)?;
+    }
+
+    /// A frame addressed to a node says so; an unaddressed one says nothing.
+    #[test]
+    fn addressed_frames_name_their_recipient(
+        from in node(),
+        to in (1u64..).prop_map(NodeId),
+        message in peer_message(),
+    ) {
+        let mut wire = Vec::new();
+        Encoder::new().encode_peer_to(from, to, &message, &mut wire);
+        let expected = normalized(message.clone());
+        prop_assert_eq!(
+            decode_peer_addressed(body_of(&wire)),
+            Ok((from, Some(to), expected.clone()))
+        );
+        let unaddressed = encode(from, &message);
+        prop_assert_eq!(
+            decode_peer_addressed(body_of(&unaddressed)),
+            Ok((from, None, expected))
+        );
     }
 
     /// Many frames from one encoder, read back through a peer `FrameBuffer` fed in random-sized

@@ -174,6 +174,7 @@ fn request() -> impl Strategy<Value = Request> {
         Just(Request::Topology),
         Just(Request::ClusterStatus),
         Just(Request::Leave),
+        any::<u64>().prop_map(|node| Request::Remove { node }),
     ]
 }
 
@@ -334,9 +335,11 @@ fn normalized(mut request: Request) -> Request {
         Request::Delete(r) => &mut r.keyspace,
         Request::BatchGet(r) => &mut r.keyspace,
         Request::BatchPut(r) => &mut r.keyspace,
-        Request::Ping(_) | Request::Topology | Request::ClusterStatus | Request::Leave => {
-            return request
-        }
+        Request::Ping(_)
+        | Request::Topology
+        | Request::ClusterStatus
+        | Request::Leave
+        | Request::Remove { .. } => return request,
     };
     if keyspace.is_empty() {
         *keyspace = DEFAULT_KEYSPACE.to_owned();

@@ -51,13 +51,14 @@ impl Service {
             Request::BatchGet(r) => self.batch_get(&r).await.map(Response::BatchGet),
             Request::BatchPut(r) => self.batch_put(r).await.map(Response::BatchPut),
             Request::Ping(payload) => Ok(Response::Pong(payload)),
-            Request::Topology | Request::ClusterStatus | Request::Leave => {
-                Err(ShardError::BadRequest(
-                    "topology and cluster requests are answered by the connection's shard, not \
+            Request::Topology
+            | Request::ClusterStatus
+            | Request::Leave
+            | Request::Remove { .. } => Err(ShardError::BadRequest(
+                "topology and cluster requests are answered by the connection's shard, not \
                      forwarded"
-                        .into(),
-                ))
-            }
+                    .into(),
+            )),
         };
         result.unwrap_or_else(|e| Response::Error(e.to_wire()))
     }

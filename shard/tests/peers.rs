@@ -1,6 +1,7 @@
 //! Peer links on loopback (127.0.0.13): messages arrive in order; messages sent while the
 //! peer is down wait in the queue and arrive once it listens (reconnection with backoff); a
-//! connection that sends garbage is closed while others keep delivering.
+//! connection that sends garbage is closed while others keep delivering; frames meant for
+//! another node id (a node that came back at the address under a new id) are dropped.
 
 #![allow(clippy::unwrap_used)]
 
@@ -31,6 +32,7 @@ fn listen(addr: SocketAddr) -> Inbox {
     let sink = inbox.clone();
     glommio::spawn_local(serve_peers(
         listener,
+        NodeId(2),
         Rc::new(move |from, m| sink.borrow_mut().push((from, m))),
     ))
     .detach();
@@ -122,6 +124,35 @@ fn a_connection_sending_garbage_is_closed_and_others_keep_delivering() {
             "the garbage connection stayed open"
         );
         assert_eq!(inbox.borrow().len(), 10);
+    });
+}
+
+#[test]
+fn frames_for_another_node_id_at_the_same_address_are_dropped() {
+    run(|| async {
+        let addr: SocketAddr = "127.0.0.13:19102".parse().unwrap();
+        let inbox = listen(addr);
+        // Node 5 used to live at this address; node 2 lives there now.
+        let pool = PeerPool::new(NodeId(1));
+        pool.set_addr(NodeId(5), addr);
+        pool.set_addr(NodeId(2), addr);
+        for i in 0..20 {
+            pool.send(NodeId(5), &ack(i)).unwrap();
+        }
+        for i in 100..110 {
+            pool.send(NodeId(2), &ack(i)).unwrap();
+        }
+        wait_for(&inbox, 10).await;
+        // The frames for node 5 went out first on their own link; once node 2's arrived, give
+        // node 5's link until its queue is written, then check none of them was delivered.
+        let start = Instant::now();
+        while pool.queued_bytes(NodeId(5)) > 0 {
+            assert!(start.elapsed() < DEADLINE, "node 5's frames never left");
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+        let messages: Vec<PeerMessage> = inbox.borrow().iter().map(|(_, m)| m.clone()).collect();
+        let expected: Vec<PeerMessage> = (100..110).map(ack).collect();
+        assert_eq!(messages, expected);
     });
 }
 

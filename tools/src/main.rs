@@ -53,6 +53,10 @@ enum Command {
     Ring(membership::RingArgs),
     /// Make a node leave the cluster: it hands its partitions off, then shows `Left`.
     Leave(membership::LeaveArgs),
+    /// Remove a node that is gone for good (a lost machine, or one whose data directory was
+    /// wiped: it comes back under a new id and joins anew). The cluster stops waiting for it
+    /// and copies its partitions again from the surviving replicas. Refused for a live node.
+    Remove(membership::RemoveArgs),
     /// YCSB-style benchmark runner and TCP echo ceiling (same as the `tessera-bench` binary).
     Bench(tessera_bench::BenchArgs),
     /// Run a local cluster: `tessera cluster up --nodes 3 --data-dir DIR --port 7000`.
@@ -85,6 +89,7 @@ fn main() -> ExitCode {
         Command::Status(args) => kv::status(args),
         Command::Ring(args) => membership::ring(args),
         Command::Leave(args) => membership::leave(args),
+        Command::Remove(args) => membership::remove(args),
         Command::Bench(args) => return tessera_bench::run(args),
         Command::Sim(args) => return sim::run_sim(args),
         Command::Cluster(command) => cluster::run(command),

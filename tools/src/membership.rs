@@ -1,5 +1,5 @@
 //! The cluster commands: `ring` (who owns what), the cluster part of `status` (health and
-//! transfers), and `leave` (hand a node's partitions off).
+//! transfers), `leave` (hand a node's partitions off) and `remove` (take a dead node out).
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -13,8 +13,8 @@ use crate::ServerAddr;
 const RATE_WINDOW: Duration = Duration::from_secs(1);
 /// Running transfers `status` lists one per line; the rest are counted.
 const TRANSFER_LINES_MAX: usize = 20;
-/// How often `leave --wait` looks.
-const LEAVE_POLL: Duration = Duration::from_millis(500);
+/// How often `leave --wait` and `remove --wait` look.
+const WAIT_POLL: Duration = Duration::from_millis(500);
 
 /// Options of `tessera ring`.
 #[derive(Debug, Args)]
@@ -29,6 +29,21 @@ pub struct LeaveArgs {
     #[command(flatten)]
     addr: ServerAddr,
     /// Wait (with a progress bar) until the node has handed every partition off.
+    #[arg(long)]
+    wait: bool,
+    /// Longest to wait with --wait, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    timeout: u64,
+}
+
+/// Options of `tessera remove`.
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    #[command(flatten)]
+    addr: ServerAddr,
+    /// The dead node's id, in hex as `tessera status` shows it.
+    node: String,
+    /// Wait (with a progress bar) until no ring names the node.
     #[arg(long)]
     wait: bool,
     /// Longest to wait with --wait, in seconds.
@@ -211,6 +226,79 @@ fn human_bytes(bytes: f64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// `tessera remove`.
+pub fn remove(args: RemoveArgs) -> Result<ExitCode, String> {
+    let id = u64::from_str_radix(args.node.trim_start_matches("0x"), 16).map_err(|_| {
+        format!(
+            "'{}' is not a node id; give the hex id `tessera status` lists",
+            args.node
+        )
+    })?;
+    let client = connect(&args.addr)?;
+    member_of(&client, &args.addr)?;
+    client.remove_node(id).map_err(|e| match e {
+        tessera_client::ClientError::Server(e) => {
+            format!("cannot remove node {id:016x}: {}", e.message)
+        }
+        e => e.to_string(),
+    })?;
+    println!(
+        "node {id:016x} is being removed: its partitions are copied again from the surviving replicas"
+    );
+    if !args.wait {
+        println!(
+            "watch it with `tessera status --server {}`",
+            args.addr.server
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    wait_with_spinner(&client, deadline, |status| {
+        let named = status
+            .members
+            .iter()
+            .any(|m| m.id == id && (m.partitions > 0 || m.next_partitions > 0));
+        (!named && status.ring_phase == "Stable").then_some("removed: no ring names the node")
+    })
+    .map_err(|e| format!("{e}; the removal goes on"))
+}
+
+/// Polls `client`'s cluster status with a spinner until `done` returns its final message,
+/// or fails at `deadline`.
+fn wait_with_spinner(
+    client: &Client,
+    deadline: Instant,
+    done: impl Fn(&ClusterStatus) -> Option<&'static str>,
+) -> Result<ExitCode, String> {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .map_err(|e| e.to_string())?,
+    );
+    loop {
+        let status = client.cluster_status().map_err(|e| e.to_string())?;
+        if let Some(message) = done(&status) {
+            bar.finish_with_message(message);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let bytes: u64 = status.transfers.iter().map(|t| t.bytes).sum();
+        bar.set_message(format!(
+            "{}: ring epoch {} ({}), {} moves left, {} transfers running ({})",
+            status.status,
+            status.ring_epoch,
+            status.ring_phase,
+            status.moves_pending,
+            status.transfers.len(),
+            human_bytes(bytes as f64)
+        ));
+        if Instant::now() >= deadline {
+            bar.abandon_with_message("gave up waiting");
+            return Err("not done in the time given; `tessera status` shows how far it got".into());
+        }
+        std::thread::sleep(WAIT_POLL);
+    }
+}
+
 /// `tessera leave`.
 pub fn leave(args: LeaveArgs) -> Result<ExitCode, String> {
     let client = connect(&args.addr)?;
@@ -227,35 +315,9 @@ pub fn leave(args: LeaveArgs) -> Result<ExitCode, String> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let bar = indicatif::ProgressBar::new_spinner();
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
-            .map_err(|e| e.to_string())?,
-    );
     let deadline = Instant::now() + Duration::from_secs(args.timeout);
-    loop {
-        let status = client.cluster_status().map_err(|e| e.to_string())?;
-        if status.status == "Left" {
-            bar.finish_with_message("left: every partition was handed off");
-            return Ok(ExitCode::SUCCESS);
-        }
-        let bytes: u64 = status.transfers.iter().map(|t| t.bytes).sum();
-        bar.set_message(format!(
-            "{}: ring epoch {} ({}), {} moves left, {} transfers running ({})",
-            status.status,
-            status.ring_epoch,
-            status.ring_phase,
-            status.moves_pending,
-            status.transfers.len(),
-            human_bytes(bytes as f64)
-        ));
-        if Instant::now() >= deadline {
-            bar.abandon_with_message("gave up waiting; the node keeps leaving");
-            return Err(format!(
-                "the node has not left after {}s; `tessera status` shows how far it got",
-                args.timeout
-            ));
-        }
-        std::thread::sleep(LEAVE_POLL);
-    }
+    wait_with_spinner(&client, deadline, |status| {
+        (status.status == "Left").then_some("left: every partition was handed off")
+    })
+    .map_err(|e| format!("{e}; the node keeps leaving"))
 }

@@ -127,50 +127,29 @@ fn join_and_leave_under_writes_lose_nothing_and_place_every_replica() {
 
     // Placement: three distinct replicas per partition, none of them the node that left,
     // spanning both racks; each holds the same data as the others (equal roots).
-    let start = Instant::now();
-    loop {
-        let status = cluster.status(1).unwrap();
-        let lists = cluster.preference_lists(&status);
-        assert_eq!(lists.len(), status.partition_roots.len());
-        let rack = |node: u8| (cluster.options.rack)(node);
-        for (p, list) in lists.iter().enumerate() {
-            let mut distinct = list.clone();
-            distinct.sort_unstable();
-            distinct.dedup();
-            assert_eq!(distinct.len(), 3, "partition {p} replicas {list:?}");
-            assert!(
-                !list.contains(&2),
-                "partition {p} still names node 2: {list:?}"
-            );
-            assert!(
-                list.iter().any(|&n| rack(n) != rack(list[0])),
-                "partition {p} has every replica in {}: {list:?}",
-                rack(list[0])
-            );
-        }
-        let roots: Vec<Vec<u64>> = [1, 3, 4, 5]
-            .iter()
-            .map(|&i| cluster.status(i).unwrap().partition_roots)
-            .collect();
-        let root =
-            |node: u8, p: usize| roots[[1, 3, 4, 5].iter().position(|&i| i == node).unwrap()][p];
-        let differing = lists
-            .iter()
-            .enumerate()
-            .filter(|(p, list)| list.iter().any(|&n| root(n, *p) != root(list[0], *p)))
-            .count();
-        if differing == 0 {
-            eprintln!(
-                "every partition's replicas equal {:.1}s after the writes stopped",
-                start.elapsed().as_secs_f64()
-            );
-            break;
-        }
+    let status = cluster.status(1).unwrap();
+    let lists = cluster.preference_lists(&status);
+    assert_eq!(lists.len(), status.partition_roots.len());
+    let rack = |node: u8| (cluster.options.rack)(node);
+    for (p, list) in lists.iter().enumerate() {
+        let mut distinct = list.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(distinct.len(), 3, "partition {p} replicas {list:?}");
         assert!(
-            start.elapsed() < CONVERGE_WITHIN,
-            "{differing} partitions' replicas still differ"
+            !list.contains(&2),
+            "partition {p} still names node 2: {list:?}"
         );
-        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            list.iter().any(|&n| rack(n) != rack(list[0])),
+            "partition {p} has every replica in {}: {list:?}",
+            rack(list[0])
+        );
     }
+    let took = cluster.wait_replicas_equal(1, &[1, 3, 4, 5], CONVERGE_WITHIN);
+    eprintln!(
+        "every partition's replicas equal {:.1}s after the writes stopped",
+        took.as_secs_f64()
+    );
     cluster.stop_cleanly();
 }

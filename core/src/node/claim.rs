@@ -30,9 +30,31 @@ pub const CLAIM_TICKS: u64 = 50;
 /// Ticks before the same peer is sent the ring state again.
 pub const RING_PUSH_TICKS: u64 = 200;
 
+/// Why [`Node::remove`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RemoveError {
+    /// The node is not a member of the ring.
+    #[error("node {0} is not a member of the ring")]
+    NotAMember(NodeId),
+    /// The node asked to remove itself.
+    #[error("node {0} cannot remove itself; ask it to leave instead")]
+    Myself(NodeId),
+    /// The node is alive in this node's view: removing it would lose its data for nothing.
+    #[error(
+        "node {0} is alive; ask it to leave instead (remove only a node that is gone for good)"
+    )]
+    Alive(NodeId),
+}
+
 /// The claimant's bookkeeping.
 #[derive(Debug, Default)]
 pub(super) struct ClaimState {
+    /// Members the operator removed that a ring still names: sent to the claimant until no
+    /// ring does (see [`Node::remove`]).
+    removals: BTreeSet<NodeId>,
+    /// When the removals were last sent to the claimant.
+    last_removal_push: Tick,
     /// The ring version `done` is for.
     version: u64,
     /// Moves reported durable on their receivers.
@@ -88,7 +110,8 @@ impl Node {
     }
 
     /// Joining turns to up once a stable ring names this node; leaving turns to left once a
-    /// stable ring no longer does.
+    /// stable ring no longer does, and so does up (the operator removed this node while it
+    /// was away: it must not serve or claim under its old id again).
     pub(super) fn update_status(&mut self) {
         if self.rings.phase() != RingPhase::Stable || !self.rings.is_known() {
             return;
@@ -96,7 +119,7 @@ impl Node {
         let member = self.rings.current().member(self.config.id).is_some();
         match self.gossip.me().status {
             Status::Joining if member => self.gossip.set_status(Status::Up),
-            Status::Leaving if !member => self.gossip.set_status(Status::Left),
+            Status::Leaving | Status::Up if !member => self.gossip.set_status(Status::Left),
             _ => {}
         }
     }
@@ -108,6 +131,66 @@ impl Node {
             self.gossip.set_status(Status::Leaving);
         }
         self.update_status(); // already out of a stable ring: left at once
+    }
+
+    /// The operator removes `node`, a member that is gone for good (a lost machine, a wiped
+    /// disk; a node that comes back with a wiped data directory is a new node with a new id):
+    /// the claimant takes it out of the ring without waiting for it, and its partitions stream
+    /// to their new replicas from the surviving ones. Refused for this node itself and for a
+    /// node this node sees alive.
+    pub fn remove(&mut self, now: Tick, node: NodeId) -> Result<(), RemoveError> {
+        self.check_removal(now, node)?;
+        self.claim.removals.insert(node);
+        self.claim.last_removal_push = Tick(0);
+        Ok(())
+    }
+
+    /// Members removed and not yet out of the ring.
+    pub fn removals(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.claim.removals.iter().copied()
+    }
+
+    fn check_removal(&self, now: Tick, node: NodeId) -> Result<(), RemoveError> {
+        if node == self.config.id {
+            return Err(RemoveError::Myself(node));
+        }
+        if !self.rings.has_member(node) {
+            return Err(RemoveError::NotAMember(node));
+        }
+        if self.gossip.is_alive(node, now) {
+            return Err(RemoveError::Alive(node));
+        }
+        Ok(())
+    }
+
+    /// A peer passes on removals; each is checked here as if asked directly.
+    pub(super) fn on_remove(&mut self, now: Tick, nodes: Vec<NodeId>) {
+        for node in nodes {
+            if self.check_removal(now, node).is_ok() {
+                self.claim.removals.insert(node);
+            }
+        }
+    }
+
+    /// Forgets removals no ring names any more, and passes the rest on to the claimant.
+    fn removals_tick(&mut self, now: Tick, out: &mut Vec<Action>) {
+        let rings = &self.rings;
+        self.claim.removals.retain(|&n| rings.has_member(n));
+        if self.claim.removals.is_empty()
+            || now.since(self.claim.last_removal_push) < RING_PUSH_TICKS
+        {
+            return;
+        }
+        self.claim.last_removal_push = now;
+        match self.claimant(now) {
+            Some(c) if c != self.config.id => out.push(Action::Send {
+                to: c,
+                message: PeerMessage::Remove {
+                    nodes: self.claim.removals.iter().copied().collect(),
+                },
+            }),
+            _ => {}
+        }
     }
 
     /// This node's membership status.
@@ -137,6 +220,7 @@ impl Node {
         for peer in behind {
             self.push_ring(now, peer, out);
         }
+        self.removals_tick(now, out);
         if now.since(self.claim.last_look) >= CLAIM_TICKS {
             self.claim.last_look = now;
             if self.claimant(now) == Some(self.config.id) {
@@ -177,21 +261,25 @@ impl Node {
             })
     }
 
-    /// Whether every member of both rings has announced exactly ring version `version`. A
+    /// Whether every member of both rings but the removed ones has announced exactly ring
+    /// version `version`. A
     /// member showing a newer version holds a different state (another claimant's), which
     /// must reach this node by a push before anything moves on.
     pub(super) fn barrier(&self, version: u64) -> bool {
-        self.rings.all_members().into_iter().all(|n| {
+        self.rings.barrier_members().into_iter().all(|n| {
             self.gossip
                 .record(n)
                 .is_some_and(|r| r.ring_version == version)
         })
     }
 
+    /// Leaving, left, or removed by the operator.
     fn is_departing(&self, node: NodeId) -> bool {
-        self.gossip
-            .record(node)
-            .is_some_and(|r| matches!(r.status, Status::Leaving | Status::Left))
+        self.claim.removals.contains(&node)
+            || self
+                .gossip
+                .record(node)
+                .is_some_and(|r| matches!(r.status, Status::Leaving | Status::Left))
     }
 
     fn claim_state_reset(&mut self) {
@@ -203,15 +291,25 @@ impl Node {
 
     fn claim_step(&mut self, now: Tick, out: &mut Vec<Action>) {
         self.claim_state_reset();
+        let blocking = self.blocking_removals();
         let next = match self.rings.phase() {
             RingPhase::Stable => {
-                let proposed = self.wanted_ring(now).map(|n| self.rings.propose(n));
+                let proposed = self.wanted_ring(now).and_then(|n| self.proposal(n));
                 if self.config.flip_after_moves {
                     proposed
                 } else {
                     proposed.and_then(|p| p.flip()) // the canary: no data moves at all
                 }
             }
+            // A removed member may be a receiver of this change: plan it again without it
+            // (reads never left the current ring, so a new plan is as safe as the first).
+            RingPhase::Pending if !blocking.is_empty() => match self.wanted_ring(now) {
+                Some(next) => self.proposal(next),
+                None => self.rings.abort(),
+            },
+            // Reads use the next ring already: finish this change without waiting for the
+            // removed members; the next change takes them out of the ring.
+            RingPhase::Flipped if !blocking.is_empty() => self.rings.removing(&blocking),
             RingPhase::Pending => {
                 if self.moves.all_done(&self.claim.done) && self.barrier(self.ring_version) {
                     self.rings.flip()
@@ -230,6 +328,32 @@ impl Node {
         if let Some(state) = next {
             self.adopt_ring(now, state, out);
         }
+    }
+
+    /// A change to `next`, with the removed members of the current ring marked so that no
+    /// barrier waits for them and none of them is asked to stream.
+    fn proposal(&self, next: Ring) -> Option<RingState> {
+        let removed = self
+            .rings
+            .current()
+            .members()
+            .iter()
+            .map(|m| m.id)
+            .filter(|n| self.claim.removals.contains(n))
+            .collect();
+        self.rings.propose(next).with_removed(removed)
+    }
+
+    /// Removals the change in progress still waits for: members of either ring it does not
+    /// mark removed.
+    fn blocking_removals(&self) -> Vec<NodeId> {
+        let waited_for = self.rings.barrier_members();
+        self.claim
+            .removals
+            .iter()
+            .copied()
+            .filter(|n| waited_for.contains(n))
+            .collect()
     }
 
     /// The ring the cluster should have: the current members minus departing ones, plus live

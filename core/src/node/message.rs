@@ -154,6 +154,12 @@ pub enum PeerMessage {
         /// (partition, receiver) of every move this node has completed.
         moves: Vec<(PartitionId, NodeId)>,
     },
+    /// Any member → claimant: the operator removed these dead members (see
+    /// [`super::Node::remove`]). Sent again until the ring no longer names them.
+    Remove {
+        /// The members to remove, at most one ring's worth.
+        nodes: Vec<NodeId>,
+    },
 }
 
 impl PeerMessage {
@@ -188,6 +194,7 @@ impl PeerMessage {
             PeerMessage::Transfer(m) => m.wire_bytes(),
             PeerMessage::Ring(r) => r.wire_bytes(),
             PeerMessage::MovesDone { moves, .. } => 8 + 4 + 12 * moves.len(),
+            PeerMessage::Remove { nodes } => 4 + 8 * nodes.len(),
         }
     }
 }

@@ -45,7 +45,7 @@ use crate::tick::Tick;
 use crate::transfer::{TransferConfig, Transfers};
 use crate::version::{Object, VersionVector};
 
-pub use claim::{CLAIM_TICKS, RING_PUSH_TICKS};
+pub use claim::{RemoveError, CLAIM_TICKS, RING_PUSH_TICKS};
 pub use message::{lww_resolve, Key, PeerMessage, StorageOp, StorageResult};
 pub use moves::{MOVES_DRIVE_TICKS, MOVES_REPORT_TICKS};
 pub use rings::{RingPhase, RingState};
@@ -807,6 +807,7 @@ impl Node {
             }
             PeerMessage::Ring(state) => self.adopt_ring(now, *state, out),
             PeerMessage::MovesDone { ring, moves } => self.on_moves_done(from, ring, moves),
+            PeerMessage::Remove { nodes } => self.on_remove(now, nodes),
             PeerMessage::Transfer(message) => self.on_transfer_message(now, from, message, out),
             other => self.on_data_message(now, from, other, out),
         }

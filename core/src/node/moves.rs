@@ -47,9 +47,12 @@ impl MovesState {
         self.planned.get(&(partition, to)).copied().flatten()
     }
 
-    /// Whether every planned move is in `done`.
+    /// Whether every planned move is in `done`, or has no source (every old replica of its
+    /// partition was removed: nothing is left to stream).
     pub(super) fn all_done(&self, done: &BTreeSet<(PartitionId, NodeId)>) -> bool {
-        self.planned.keys().all(|m| done.contains(m))
+        self.planned
+            .iter()
+            .all(|(m, source)| source.is_none() || done.contains(m))
     }
 }
 

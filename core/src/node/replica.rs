@@ -149,7 +149,8 @@ impl Node {
             PeerMessage::Transfer(_)
             | PeerMessage::Gossip(_)
             | PeerMessage::Ring(_)
-            | PeerMessage::MovesDone { .. } => {}
+            | PeerMessage::MovesDone { .. }
+            | PeerMessage::Remove { .. } => {}
         }
     }
 

@@ -18,6 +18,11 @@
 //! node still reads from `R` once a write may skip `R`, and no node still writes to `R` alone
 //! once data streams.
 //!
+//! A member that is gone for good (its disk wiped, its machine lost) cannot adopt states or
+//! stream its partitions. The operator removes it ([`RingState::with_removed`]): barriers skip
+//! it and its moves stream from another old replica instead (a write only it acknowledged is
+//! lost with its disk, as with any replica lost before anti-entropy copied it).
+//!
 //! Versions: [`RingState::version`] is the epoch in the high 32 bits and a digest of the
 //! content in the low 32, so states are totally ordered, two claimants that publish different
 //! states of one epoch (a partitioned cluster) are told apart the same way everywhere, and two
@@ -42,6 +47,9 @@ struct Change {
     next: Ring,
     /// Reads already use `next`.
     flipped: bool,
+    /// Members the operator removed (dead for good, e.g. a wiped disk): sorted, each a member
+    /// of `current` or `next`. Barriers do not wait for them and they stream nothing.
+    removed: Vec<NodeId>,
 }
 
 /// Where a [`RingState`] is in a change.
@@ -94,8 +102,44 @@ impl RingState {
         Some(RingState {
             epoch,
             current,
-            change: next.map(|(next, flipped)| Change { next, flipped }),
+            change: next.map(|(next, flipped)| Change {
+                next,
+                flipped,
+                removed: Vec::new(),
+            }),
         })
+    }
+
+    /// The same state with `removed` marked as removed members (see the module docs). `None`
+    /// when stable (a stable state has nothing to wait for) or if one of them is a member of
+    /// neither ring.
+    pub fn with_removed(mut self, mut removed: Vec<NodeId>) -> Option<RingState> {
+        removed.sort_unstable();
+        removed.dedup();
+        if removed.is_empty() {
+            return Some(self);
+        }
+        if !removed.iter().all(|&n| self.has_member(n)) {
+            return None;
+        }
+        self.change.as_mut()?.removed = removed;
+        Some(self)
+    }
+
+    /// The removed members of the change in progress (see the module docs), sorted.
+    pub fn removed(&self) -> &[NodeId] {
+        self.change.as_ref().map_or(&[], |c| &c.removed)
+    }
+
+    fn is_removed(&self, node: NodeId) -> bool {
+        self.removed().binary_search(&node).is_ok()
+    }
+
+    /// The members a barrier waits for: every member of both rings but the removed ones.
+    pub fn barrier_members(&self) -> Vec<NodeId> {
+        let mut members = self.all_members();
+        members.retain(|&n| !self.is_removed(n));
+        members
     }
 
     /// The epoch: grows by one with every published state.
@@ -209,7 +253,8 @@ impl RingState {
     /// The node that streams `m` to its receiver: the old replica the receiver replaces in the
     /// partition's list (the i-th new replica pairs with the i-th dropped one), so that the
     /// receiver holds everything its predecessor acknowledged; the first old replica when the
-    /// list grows and nobody is replaced.
+    /// list grows and nobody is replaced, or when the one replaced was removed. `None` if
+    /// every old replica was removed: nothing is left to stream.
     pub fn source_of(&self, m: &Move, plan: &TransferPlan) -> Option<NodeId> {
         let gained = plan
             .moves
@@ -222,10 +267,12 @@ impl RingState {
             .filter(|(p, _)| *p == m.partition)
             .map(|(_, n)| *n)
             .collect();
+        let live = |n: &NodeId| !self.is_removed(*n);
         dropped
             .get(gained)
             .copied()
-            .or_else(|| m.sources.first().copied())
+            .filter(live)
+            .or_else(|| m.sources.iter().copied().find(live))
     }
 
     /// The next state: a change to `next` begins.
@@ -236,8 +283,31 @@ impl RingState {
             change: Some(Change {
                 next,
                 flipped: false,
+                removed: Vec::new(),
             }),
         }
+    }
+
+    /// The next state: the same change with `nodes` removed as well (see the module docs).
+    /// `None` when stable or if one of them is a member of neither ring.
+    pub fn removing(&self, nodes: &[NodeId]) -> Option<RingState> {
+        let mut removed = self.removed().to_vec();
+        removed.extend_from_slice(nodes);
+        let mut next = self.clone();
+        next.epoch = next.epoch.saturating_add(1);
+        next.with_removed(removed)
+    }
+
+    /// The next state after a pending one whose change cannot finish (a member it needs was
+    /// removed) and that nothing replaces: stable at the current ring again. Safe because
+    /// reads never left the current ring while pending, and writes reached it throughout.
+    pub fn abort(&self) -> Option<RingState> {
+        self.change.as_ref().filter(|c| !c.flipped)?;
+        Some(RingState {
+            epoch: self.epoch.saturating_add(1),
+            current: self.current.clone(),
+            change: None,
+        })
     }
 
     /// The next state after a pending one: reads move to the next ring.
@@ -249,6 +319,7 @@ impl RingState {
             change: Some(Change {
                 next: change.next.clone(),
                 flipped: true,
+                removed: change.removed.clone(),
             }),
         })
     }
@@ -266,7 +337,7 @@ impl RingState {
     /// Estimated encoded size.
     pub fn wire_bytes(&self) -> usize {
         let ring = |r: &Ring| 16 + 8 * r.partitions().get() as usize + 64 * r.members().len();
-        8 + ring(&self.current) + self.next().map_or(1, |n| 2 + ring(n))
+        8 + ring(&self.current) + self.next().map_or(1, |n| 2 + ring(n)) + 8 * self.removed().len()
     }
 
     /// A digest of the whole content (both rings and the phase).
@@ -291,6 +362,9 @@ impl RingState {
         if let Some(c) = &self.change {
             ring(&c.next);
             h.update(&[1 + u8::from(c.flipped)]);
+            for n in &c.removed {
+                h.update(&n.0.to_le_bytes());
+            }
         }
         h.digest()
     }

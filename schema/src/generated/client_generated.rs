@@ -393,10 +393,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST_BODY: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST_BODY: u8 = 9;
+pub const ENUM_MAX_REQUEST_BODY: u8 = 10;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 10] = [
+pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 11] = [
   RequestBody::NONE,
   RequestBody::Get,
   RequestBody::Put,
@@ -407,6 +407,7 @@ pub const ENUM_VALUES_REQUEST_BODY: [RequestBody; 10] = [
   RequestBody::TopologyRequest,
   RequestBody::ClusterStatusRequest,
   RequestBody::LeaveRequest,
+  RequestBody::RemoveRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -424,9 +425,10 @@ impl RequestBody {
   pub const TopologyRequest: Self = Self(7);
   pub const ClusterStatusRequest: Self = Self(8);
   pub const LeaveRequest: Self = Self(9);
+  pub const RemoveRequest: Self = Self(10);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 9;
+  pub const ENUM_MAX: u8 = 10;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Get,
@@ -438,6 +440,7 @@ impl RequestBody {
     Self::TopologyRequest,
     Self::ClusterStatusRequest,
     Self::LeaveRequest,
+    Self::RemoveRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -452,6 +455,7 @@ impl RequestBody {
       Self::TopologyRequest => Some("TopologyRequest"),
       Self::ClusterStatusRequest => Some("ClusterStatusRequest"),
       Self::LeaveRequest => Some("LeaveRequest"),
+      Self::RemoveRequest => Some("RemoveRequest"),
       _ => None,
     }
   }
@@ -2282,6 +2286,102 @@ impl ::core::fmt::Debug for LeaveRequest<'_> {
       ds.finish()
   }
 }
+pub enum RemoveRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct RemoveRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for RemoveRequest<'a> {
+  type Inner = RemoveRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> RemoveRequest<'a> {
+  pub const VT_NODE: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    RemoveRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args RemoveRequestArgs
+  ) -> ::flatbuffers::WIPOffset<RemoveRequest<'bldr>> {
+    let mut builder = RemoveRequestBuilder::new(_fbb);
+    builder.add_node(args.node);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn node(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(RemoveRequest::VT_NODE, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for RemoveRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("node", Self::VT_NODE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct RemoveRequestArgs {
+    pub node: u64,
+}
+impl<'a> Default for RemoveRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    RemoveRequestArgs {
+      node: 0,
+    }
+  }
+}
+
+pub struct RemoveRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RemoveRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_node(&mut self, node: u64) {
+    self.fbb_.push_slot::<u64>(RemoveRequest::VT_NODE, node, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RemoveRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    RemoveRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<RemoveRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for RemoveRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("RemoveRequest");
+      ds.field("node", &self.node());
+      ds.finish()
+  }
+}
 pub enum RequestFrameOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -2475,6 +2575,21 @@ impl<'a> RequestFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn body_as_remove_request(&self) -> Option<RemoveRequest<'a>> {
+    if self.body_type() == RequestBody::RemoveRequest {
+      self.body().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { RemoveRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for RequestFrame<'_> {
@@ -2495,6 +2610,7 @@ impl ::flatbuffers::Verifiable for RequestFrame<'_> {
           RequestBody::TopologyRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<TopologyRequest>>("RequestBody::TopologyRequest", pos),
           RequestBody::ClusterStatusRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ClusterStatusRequest>>("RequestBody::ClusterStatusRequest", pos),
           RequestBody::LeaveRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<LeaveRequest>>("RequestBody::LeaveRequest", pos),
+          RequestBody::RemoveRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<RemoveRequest>>("RequestBody::RemoveRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -2614,6 +2730,13 @@ impl ::core::fmt::Debug for RequestFrame<'_> {
         },
         RequestBody::LeaveRequest => {
           if let Some(x) = self.body_as_leave_request() {
+            ds.field("body", &x)
+          } else {
+            ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        RequestBody::RemoveRequest => {
+          if let Some(x) = self.body_as_remove_request() {
             ds.field("body", &x)
           } else {
             ds.field("body", &"InvalidFlatbuffer: Union discriminant does not match value.")

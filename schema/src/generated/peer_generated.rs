@@ -425,10 +425,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for AbortReason {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_PEER_MESSAGE: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_PEER_MESSAGE: u8 = 26;
+pub const ENUM_MAX_PEER_MESSAGE: u8 = 27;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_PEER_MESSAGE: [PeerMessage; 27] = [
+pub const ENUM_VALUES_PEER_MESSAGE: [PeerMessage; 28] = [
   PeerMessage::NONE,
   PeerMessage::Update,
   PeerMessage::Updated,
@@ -456,6 +456,7 @@ pub const ENUM_VALUES_PEER_MESSAGE: [PeerMessage; 27] = [
   PeerMessage::TransferAbort,
   PeerMessage::RingState,
   PeerMessage::MovesDone,
+  PeerMessage::RemoveMembers,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -490,9 +491,10 @@ impl PeerMessage {
   pub const TransferAbort: Self = Self(24);
   pub const RingState: Self = Self(25);
   pub const MovesDone: Self = Self(26);
+  pub const RemoveMembers: Self = Self(27);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 26;
+  pub const ENUM_MAX: u8 = 27;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Update,
@@ -521,6 +523,7 @@ impl PeerMessage {
     Self::TransferAbort,
     Self::RingState,
     Self::MovesDone,
+    Self::RemoveMembers,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -552,6 +555,7 @@ impl PeerMessage {
       Self::TransferAbort => Some("TransferAbort"),
       Self::RingState => Some("RingState"),
       Self::MovesDone => Some("MovesDone"),
+      Self::RemoveMembers => Some("RemoveMembers"),
       _ => None,
     }
   }
@@ -5688,6 +5692,7 @@ impl<'a> RingState<'a> {
   pub const VT_CURRENT: ::flatbuffers::VOffsetT = 6;
   pub const VT_NEXT: ::flatbuffers::VOffsetT = 8;
   pub const VT_FLIPPED: ::flatbuffers::VOffsetT = 10;
+  pub const VT_REMOVED: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -5699,6 +5704,7 @@ impl<'a> RingState<'a> {
     args: &'args RingStateArgs<'args>
   ) -> ::flatbuffers::WIPOffset<RingState<'bldr>> {
     let mut builder = RingStateBuilder::new(_fbb);
+    if let Some(x) = args.removed { builder.add_removed(x); }
     if let Some(x) = args.next { builder.add_next(x); }
     if let Some(x) = args.current { builder.add_current(x); }
     builder.add_epoch(args.epoch);
@@ -5735,6 +5741,13 @@ impl<'a> RingState<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(RingState::VT_FLIPPED, Some(false)).unwrap()}
   }
+  #[inline]
+  pub fn removed(&self) -> Option<::flatbuffers::Vector<'a, u64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(RingState::VT_REMOVED, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for RingState<'_> {
@@ -5747,6 +5760,7 @@ impl ::flatbuffers::Verifiable for RingState<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<Ring>>("current", Self::VT_CURRENT, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<Ring>>("next", Self::VT_NEXT, false)?
      .visit_field::<bool>("flipped", Self::VT_FLIPPED, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("removed", Self::VT_REMOVED, false)?
      .finish();
     Ok(())
   }
@@ -5756,6 +5770,7 @@ pub struct RingStateArgs<'a> {
     pub current: Option<::flatbuffers::WIPOffset<Ring<'a>>>,
     pub next: Option<::flatbuffers::WIPOffset<Ring<'a>>>,
     pub flipped: bool,
+    pub removed: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
 }
 impl<'a> Default for RingStateArgs<'a> {
   #[inline]
@@ -5765,6 +5780,7 @@ impl<'a> Default for RingStateArgs<'a> {
       current: None,
       next: None,
       flipped: false,
+      removed: None,
     }
   }
 }
@@ -5791,6 +5807,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RingStateBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<bool>(RingState::VT_FLIPPED, flipped, false);
   }
   #[inline]
+  pub fn add_removed(&mut self, removed: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u64>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(RingState::VT_REMOVED, removed);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RingStateBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     RingStateBuilder {
@@ -5812,6 +5832,7 @@ impl ::core::fmt::Debug for RingState<'_> {
       ds.field("current", &self.current());
       ds.field("next", &self.next());
       ds.field("flipped", &self.flipped());
+      ds.field("removed", &self.removed());
       ds.finish()
   }
 }
@@ -5928,6 +5949,102 @@ impl ::core::fmt::Debug for MovesDone<'_> {
       ds.finish()
   }
 }
+pub enum RemoveMembersOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct RemoveMembers<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for RemoveMembers<'a> {
+  type Inner = RemoveMembers<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> RemoveMembers<'a> {
+  pub const VT_NODES: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    RemoveMembers { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args RemoveMembersArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<RemoveMembers<'bldr>> {
+    let mut builder = RemoveMembersBuilder::new(_fbb);
+    if let Some(x) = args.nodes { builder.add_nodes(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn nodes(&self) -> Option<::flatbuffers::Vector<'a, u64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u64>>>(RemoveMembers::VT_NODES, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for RemoveMembers<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u64>>>("nodes", Self::VT_NODES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct RemoveMembersArgs<'a> {
+    pub nodes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u64>>>,
+}
+impl<'a> Default for RemoveMembersArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    RemoveMembersArgs {
+      nodes: None,
+    }
+  }
+}
+
+pub struct RemoveMembersBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RemoveMembersBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_nodes(&mut self, nodes: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u64>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(RemoveMembers::VT_NODES, nodes);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RemoveMembersBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    RemoveMembersBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<RemoveMembers<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for RemoveMembers<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("RemoveMembers");
+      ds.field("nodes", &self.nodes());
+      ds.finish()
+  }
+}
 pub enum PeerFrameOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -5947,6 +6064,7 @@ impl<'a> PeerFrame<'a> {
   pub const VT_FROM: ::flatbuffers::VOffsetT = 4;
   pub const VT_MESSAGE_TYPE: ::flatbuffers::VOffsetT = 6;
   pub const VT_MESSAGE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_TO: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -5958,6 +6076,7 @@ impl<'a> PeerFrame<'a> {
     args: &'args PeerFrameArgs
   ) -> ::flatbuffers::WIPOffset<PeerFrame<'bldr>> {
     let mut builder = PeerFrameBuilder::new(_fbb);
+    builder.add_to(args.to);
     builder.add_from(args.from);
     if let Some(x) = args.message { builder.add_message(x); }
     builder.add_message_type(args.message_type);
@@ -5985,6 +6104,13 @@ impl<'a> PeerFrame<'a> {
     // Created from valid Table for this object
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Table<'a>>>(PeerFrame::VT_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn to(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(PeerFrame::VT_TO, Some(0)).unwrap()}
   }
   #[inline]
   #[allow(non_snake_case)]
@@ -6376,6 +6502,21 @@ impl<'a> PeerFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn message_as_remove_members(&self) -> Option<RemoveMembers<'a>> {
+    if self.message_type() == PeerMessage::RemoveMembers {
+      self.message().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { RemoveMembers::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for PeerFrame<'_> {
@@ -6413,9 +6554,11 @@ impl ::flatbuffers::Verifiable for PeerFrame<'_> {
           PeerMessage::TransferAbort => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<TransferAbort>>("PeerMessage::TransferAbort", pos),
           PeerMessage::RingState => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<RingState>>("PeerMessage::RingState", pos),
           PeerMessage::MovesDone => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<MovesDone>>("PeerMessage::MovesDone", pos),
+          PeerMessage::RemoveMembers => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<RemoveMembers>>("PeerMessage::RemoveMembers", pos),
           _ => Ok(()),
         }
      })?
+     .visit_field::<u64>("to", Self::VT_TO, false)?
      .finish();
     Ok(())
   }
@@ -6424,6 +6567,7 @@ pub struct PeerFrameArgs {
     pub from: u64,
     pub message_type: PeerMessage,
     pub message: Option<::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>>,
+    pub to: u64,
 }
 impl<'a> Default for PeerFrameArgs {
   #[inline]
@@ -6432,6 +6576,7 @@ impl<'a> Default for PeerFrameArgs {
       from: 0,
       message_type: PeerMessage::NONE,
       message: None,
+      to: 0,
     }
   }
 }
@@ -6452,6 +6597,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PeerFrameBuilder<'a, 'b, A> {
   #[inline]
   pub fn add_message(&mut self, message: ::flatbuffers::WIPOffset<::flatbuffers::UnionWIPOffset>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(PeerFrame::VT_MESSAGE, message);
+  }
+  #[inline]
+  pub fn add_to(&mut self, to: u64) {
+    self.fbb_.push_slot::<u64>(PeerFrame::VT_TO, to, 0);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PeerFrameBuilder<'a, 'b, A> {
@@ -6656,11 +6805,19 @@ impl ::core::fmt::Debug for PeerFrame<'_> {
             ds.field("message", &"InvalidFlatbuffer: Union discriminant does not match value.")
           }
         },
+        PeerMessage::RemoveMembers => {
+          if let Some(x) = self.message_as_remove_members() {
+            ds.field("message", &x)
+          } else {
+            ds.field("message", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
         _ => {
           let x: Option<()> = None;
           ds.field("message", &x)
         },
       };
+      ds.field("to", &self.to());
       ds.finish()
   }
 }

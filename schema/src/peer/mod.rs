@@ -3,8 +3,10 @@
 //! A peer frame is framed like a client frame (a little-endian `u32` body length, then one
 //! flatbuffer) under its own ceiling, [`PEER_FRAME_BYTES_MAX`](crate::PEER_FRAME_BYTES_MAX):
 //! read peer connections with [`FrameBuffer::for_peers`](crate::FrameBuffer::for_peers). The
-//! root is a `PeerFrame`: the sending node and one message. Write frames with
-//! [`Encoder::encode_peer`](crate::Encoder::encode_peer), read bodies with [`decode_peer`].
+//! root is a `PeerFrame`: the sending node, the node it is for, and one message. Write frames
+//! with [`Encoder::encode_peer_to`](crate::Encoder::encode_peer_to) (or
+//! [`Encoder::encode_peer`](crate::Encoder::encode_peer) for gossip to an address whose node is
+//! not known yet), read bodies with [`decode_peer_addressed`] (or [`decode_peer`]).
 //!
 //! Each submodule maps one part of core's message tree, its writer beside its reader:
 //! [`replica`] (updates, replication, reads, repair, hints), [`object`] (keys, version vectors,
@@ -54,8 +56,17 @@ type Union = (wire::PeerMessage, WIPOffset<UnionWIPOffset>);
 
 /// Decodes a peer frame body (the bytes after the length header) into its sender and message.
 pub fn decode_peer(body: &[u8]) -> Result<(NodeId, PeerMessage), DecodeError> {
+    decode_peer_addressed(body).map(|(from, _, message)| (from, message))
+}
+
+/// Decodes a peer frame body into its sender, the node it is for (`None` if unaddressed) and
+/// its message.
+pub fn decode_peer_addressed(
+    body: &[u8],
+) -> Result<(NodeId, Option<NodeId>, PeerMessage), DecodeError> {
     let frame = verify_peer(body)?;
-    Ok((NodeId(frame.from()), message(&frame)?))
+    let to = (frame.to() != 0).then(|| NodeId(frame.to()));
+    Ok((NodeId(frame.from()), to, message(&frame)?))
 }
 
 /// Verifies a peer frame body and returns a zero-copy view of it. Counts and lengths are not
@@ -89,14 +100,16 @@ impl<'e> Writer<'e> {
         Writer { fbb, tables, dots }
     }
 
-    /// Writes a whole `PeerFrame` from `from` and finishes the buffer.
-    pub(crate) fn frame(&mut self, from: NodeId, message: &PeerMessage) {
+    /// Writes a whole `PeerFrame` from `from` for `to` (unaddressed if `None`) and finishes
+    /// the buffer.
+    pub(crate) fn frame(&mut self, from: NodeId, to: Option<NodeId>, message: &PeerMessage) {
         let (message_type, message) = match message {
             PeerMessage::Gossip(gossip) => self.gossip(gossip),
             PeerMessage::Ae(ae) => self.ae(ae),
             PeerMessage::Transfer(transfer) => self.transfer(transfer),
             PeerMessage::Ring(state) => self.ring_state_message(state),
             PeerMessage::MovesDone { ring, moves } => self.moves_done(*ring, moves),
+            PeerMessage::Remove { nodes } => self.remove_members(nodes),
             PeerMessage::Update { .. }
             | PeerMessage::Updated { .. }
             | PeerMessage::Replicate { .. }
@@ -112,6 +125,7 @@ impl<'e> Writer<'e> {
             from: from.0,
             message_type,
             message: Some(message),
+            to: to.map_or(0, |n| n.0),
         };
         let root = wire::PeerFrame::create(self.fbb, &args);
         self.fbb.finish_minimal(root);
@@ -164,6 +178,7 @@ fn message(frame: &wire::PeerFrame<'_>) -> Result<PeerMessage, DecodeError> {
             PeerMessage::Ring(Box::new(ring::ring_state(state)?))
         }
         Tag::MovesDone => ring::moves_done(member(frame.message_as_moves_done())?)?,
+        Tag::RemoveMembers => ring::remove_members(member(frame.message_as_remove_members())?)?,
         _ => replica::decode(frame)?,
     })
 }

@@ -154,7 +154,8 @@ impl Writer<'_> {
             | PeerMessage::Ae(_)
             | PeerMessage::Transfer(_)
             | PeerMessage::Ring(_)
-            | PeerMessage::MovesDone { .. } => {
+            | PeerMessage::MovesDone { .. }
+            | PeerMessage::Remove { .. } => {
                 unreachable!("Writer::frame dispatches {message:?} to its own submodule")
             }
         }

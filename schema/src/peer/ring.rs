@@ -24,11 +24,17 @@ impl Writer<'_> {
     pub(super) fn ring_state_message(&mut self, state: &RingState) -> Union {
         let current = Some(self.ring(state.current()));
         let next = state.next().map(|next| self.ring(next));
+        let removed = state.removed();
+        let removed = (!removed.is_empty()).then(|| {
+            self.fbb
+                .create_vector_from_iter(removed.iter().map(|n| n.0))
+        });
         let args = wire::RingStateArgs {
             epoch: state.epoch(),
             current,
             next,
             flipped: state.phase() == RingPhase::Flipped,
+            removed,
         };
         let state = wire::RingState::create(self.fbb, &args);
         (wire::PeerMessage::RingState, state.as_union_value())
@@ -81,6 +87,13 @@ impl Writer<'_> {
         let done = wire::MovesDone::create(self.fbb, &wire::MovesDoneArgs { ring, moves });
         (wire::PeerMessage::MovesDone, done.as_union_value())
     }
+
+    pub(super) fn remove_members(&mut self, nodes: &[NodeId]) -> Union {
+        let nodes = (!nodes.is_empty())
+            .then(|| self.fbb.create_vector_from_iter(nodes.iter().map(|n| n.0)));
+        let remove = wire::RemoveMembers::create(self.fbb, &wire::RemoveMembersArgs { nodes });
+        (wire::PeerMessage::RemoveMembers, remove.as_union_value())
+    }
 }
 
 // ---- Reading ----
@@ -96,9 +109,16 @@ pub(super) fn ring_state(state: wire::RingState<'_>) -> Result<RingState, Decode
             ))
         }
     };
-    RingState::from_parts(state.epoch(), current, next).ok_or(DecodeError::Malformed(
-        "the current and next rings of a RingState have different partition counts",
-    ))
+    let removed = counted(state.removed(), PEER_RING_MEMBERS_MAX)?;
+    let removed = removed.iter().map(NodeId).collect();
+    RingState::from_parts(state.epoch(), current, next)
+        .ok_or(DecodeError::Malformed(
+            "the current and next rings of a RingState have different partition counts",
+        ))?
+        .with_removed(removed)
+        .ok_or(DecodeError::Malformed(
+            "a RingState removes a node that is in neither ring, or has no change",
+        ))
 }
 
 fn ring(ring: wire::Ring<'_>) -> Result<Ring, DecodeError> {
@@ -133,6 +153,13 @@ fn ring(ring: wire::Ring<'_>) -> Result<Ring, DecodeError> {
         members,
         &owners,
     )?)
+}
+
+pub(super) fn remove_members(remove: wire::RemoveMembers<'_>) -> Result<PeerMessage, DecodeError> {
+    let nodes = counted(remove.nodes(), PEER_RING_MEMBERS_MAX)?;
+    Ok(PeerMessage::Remove {
+        nodes: nodes.iter().map(NodeId).collect(),
+    })
 }
 
 pub(super) fn moves_done(done: wire::MovesDone<'_>) -> Result<PeerMessage, DecodeError> {

@@ -66,6 +66,7 @@ pub fn crafted(
         from: 1,
         message_type,
         message: Some(message),
+        to: 0,
     };
     let frame = wire::PeerFrame::create(&mut fbb, &args);
     fbb.finish_minimal(frame);

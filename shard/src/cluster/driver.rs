@@ -31,7 +31,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use tessera_core::membership::{GossipMessage, MemberRecord, Status};
 use tessera_core::node::{
     Action, ClientOp, ConflictMode, Input, Node, NodeConfig as CoreNodeConfig, PeerMessage,
-    Recovered, RingState,
+    Recovered, RemoveError, RingState,
 };
 use tessera_core::placement::{Member, Ring};
 use tessera_core::quorum::{AckScope, QuorumError, QuorumOptions, RequestId};
@@ -222,6 +222,13 @@ impl Driver {
         self.node.borrow_mut().leave();
     }
 
+    /// Asks the cluster to remove `node`, a member gone for good (see
+    /// [`tessera_core::node::Node::remove`]).
+    pub fn remove(&self, node: NodeId) -> Result<(), RemoveError> {
+        let now = self.now();
+        self.node.borrow_mut().remove(now, node)
+    }
+
     /// The cluster as this node sees it, for `tessera status` and `tessera ring`.
     pub fn status(&self) -> ClusterStatus {
         let now = self.now();
@@ -244,7 +251,7 @@ impl Driver {
                         addr: r.addr.clone(),
                         rack: r.rack.clone(),
                         dc: r.dc.clone(),
-                        status: format!("{:?}", r.status),
+                        status: member_status(node, r),
                         alive: r.id == self.me || gossip.is_alive(r.id, now),
                         partitions,
                         next_partitions,
@@ -468,6 +475,20 @@ pub async fn client<H: Host>(
         answered: 0,
         needed: options.w.max(options.r),
     }))
+}
+
+/// A member's status for people: as it gossips it, except "Removed" for one the operator
+/// removed (it cannot say so itself: it is gone).
+fn member_status(node: &Node, record: &MemberRecord) -> String {
+    let rings = node.ring_state();
+    let removed = node.removals().any(|n| n == record.id)
+        || rings.removed().contains(&record.id)
+        || (record.status == Status::Up && rings.is_known() && !rings.has_member(record.id));
+    if removed {
+        "Removed".into()
+    } else {
+        format!("{:?}", record.status)
+    }
 }
 
 /// Delivers a message from a peer.

@@ -9,7 +9,9 @@
 //! same reason.
 //!
 //! Inbound: [`serve_peers`] reads frames from each accepted connection, decodes them and hands
-//! `(from, message)` to the node; a connection that sends a frame over the limit or one that
+//! `(from, message)` to the node. A frame addressed to another node id is dropped, and so is an
+//! unaddressed one that is not gossip: a node that came back with a wiped disk has a new id at
+//! its old address, and must not answer reads and writes meant for its old self. A connection that sends a frame over the limit or one that
 //! does not decode is closed (its sender reconnects), and nothing else is disturbed.
 //!
 //! Invariant: a link's queue (whole frames, back to back) never exceeds
@@ -26,7 +28,7 @@ use glommio::net::{TcpListener, TcpStream};
 use tessera_core::node::PeerMessage;
 use tessera_core::NodeId;
 use tessera_io::{FrameReader, Notify};
-use tessera_schema::{decode_peer, Encoder, PEER_FRAME_BYTES_MAX};
+use tessera_schema::{decode_peer_addressed, Encoder, PEER_FRAME_BYTES_MAX};
 
 /// First wait before reconnecting to a peer.
 pub const BACKOFF_MIN: Duration = Duration::from_millis(20);
@@ -102,7 +104,7 @@ impl PeerPool {
         let before = queue.len();
         self.encoder
             .borrow_mut()
-            .encode_peer(self.me, message, &mut queue);
+            .encode_peer_to(self.me, to, message, &mut queue);
         if queue.len() > LINK_QUEUE_BYTES_MAX {
             queue.truncate(before);
             return Err(SendError::QueueFull(to));
@@ -176,14 +178,18 @@ async fn drive(link: Rc<Link>) {
     }
 }
 
-/// Accepts peer connections on `listener` until it fails, handing every decoded message to
-/// `deliver`.
-pub async fn serve_peers(listener: TcpListener, deliver: Rc<dyn Fn(NodeId, PeerMessage)>) {
+/// Accepts peer connections on `listener` until it fails, handing every decoded message for
+/// node `me` to `deliver`.
+pub async fn serve_peers(
+    listener: TcpListener,
+    me: NodeId,
+    deliver: Rc<dyn Fn(NodeId, PeerMessage)>,
+) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 let deliver = deliver.clone();
-                glommio::spawn_local(read_peer(stream, deliver)).detach();
+                glommio::spawn_local(read_peer(stream, me, deliver)).detach();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "peer listener stopped");
@@ -193,12 +199,24 @@ pub async fn serve_peers(listener: TcpListener, deliver: Rc<dyn Fn(NodeId, PeerM
     }
 }
 
-async fn read_peer(stream: TcpStream, deliver: Rc<dyn Fn(NodeId, PeerMessage)>) {
+/// Whether a frame for `to` is for node `me`: addressed to it, or unaddressed gossip (an
+/// introduction to an address whose node the sender does not know yet).
+fn is_for(me: NodeId, to: Option<NodeId>, message: &PeerMessage) -> bool {
+    match to {
+        Some(to) => to == me,
+        None => matches!(message, PeerMessage::Gossip(_)),
+    }
+}
+
+async fn read_peer(stream: TcpStream, me: NodeId, deliver: Rc<dyn Fn(NodeId, PeerMessage)>) {
     let mut frames = FrameReader::new(stream, PEER_FRAME_BYTES_MAX);
     loop {
         match frames.next_frame().await {
-            Ok(Some(body)) => match decode_peer(body) {
-                Ok((from, message)) => deliver(from, message),
+            Ok(Some(body)) => match decode_peer_addressed(body) {
+                Ok((from, to, message)) if is_for(me, to, &message) => deliver(from, message),
+                Ok((from, to, _)) => {
+                    tracing::debug!(%from, ?to, "dropping a peer frame meant for another node id");
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "closing a peer connection that sent a bad frame");
                     return;

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use futures::future::join_all;
 use tessera_core::node::ClientOp;
 use tessera_core::quorum::{QuorumError, QuorumOptions};
-use tessera_core::{Object, VersionVector};
+use tessera_core::{NodeId, Object, VersionVector};
 use tessera_schema::{
     BatchGetRequest, BatchPutRequest, Consistency, Durability, ErrorCode, GetResponse, Request,
     Response, WireError, WriteResponse,
@@ -94,6 +94,13 @@ impl ShardCtx {
                 self.driver().leave();
                 Ok(Response::ClusterStatus(Box::new(self.driver().status())))
             }
+            Request::Remove { node } => match self.driver().remove(NodeId(node)) {
+                Ok(()) => {
+                    tracing::info!(node = %NodeId(node), "asked to remove a dead member");
+                    Ok(Response::ClusterStatus(Box::new(self.driver().status())))
+                }
+                Err(e) => Err(WireError::bad_request(e.to_string())),
+            },
         };
         result.unwrap_or_else(Response::Error)
     }

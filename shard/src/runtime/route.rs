@@ -100,7 +100,9 @@ impl ShardCtx {
             Request::BatchPut(r) => self.batch_put(r).await,
             Request::Ping(payload) => Response::Pong(payload),
             Request::Topology => Response::Topology(self.topology.clone()),
-            Request::ClusterStatus | Request::Leave => Response::Error(not_a_member()),
+            Request::ClusterStatus | Request::Leave | Request::Remove { .. } => {
+                Response::Error(not_a_member())
+            }
         }
     }
 

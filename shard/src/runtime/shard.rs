@@ -238,7 +238,8 @@ fn start_cluster(
     let host = ctx.clone();
     let deliver: Rc<dyn Fn(NodeId, PeerMessage)> =
         Rc::new(move |from, message| driver::deliver(&host, from, message));
-    let serve = glommio::spawn_local(serve_peers(listener, deliver)).detach();
+    let me = ctx.cluster.as_ref().map_or(NodeId(0), |d| d.id());
+    let serve = glommio::spawn_local(serve_peers(listener, me, deliver)).detach();
     let clock = glommio::spawn_local(driver::run(ctx.clone())).detach();
     tracing::info!(node = %ctx.cluster.as_ref().map_or(0, |d| d.id().0), %peer_listen, "cluster node started");
     Ok(vec![serve, clock])

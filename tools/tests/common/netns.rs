@@ -520,6 +520,38 @@ impl NetCluster {
         }
     }
 
+    /// Waits until every partition's replicas (as `observer`'s ring names them, all among
+    /// `running`) report equal Merkle roots; returns how long it took. Fails the test after
+    /// `within`.
+    pub fn wait_replicas_equal(&self, observer: u8, running: &[u8], within: Duration) -> Duration {
+        let start = Instant::now();
+        loop {
+            let status = self.status(observer).unwrap();
+            let lists = self.preference_lists(&status);
+            let roots: Vec<Vec<u64>> = running
+                .iter()
+                .map(|&i| self.status(i).unwrap().partition_roots)
+                .collect();
+            let root = |node: u8, p: usize| {
+                let at = running.iter().position(|&i| i == node);
+                roots[at.unwrap_or_else(|| panic!("node {node} is named but not running"))][p]
+            };
+            let differing = lists
+                .iter()
+                .enumerate()
+                .filter(|(p, list)| list.iter().any(|&n| root(n, *p) != root(list[0], *p)))
+                .count();
+            if differing == 0 {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < within,
+                "{differing} partitions' replicas still differ after {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// Runs `tessera args... --server <node i>` from the hub namespace (like the test's
     /// clients); returns its exit code and stderr.
     pub fn cli(&self, i: u8, args: &[&str]) -> (Option<i32>, String) {

@@ -169,3 +169,64 @@ fn a_joiners_placeholder_is_older_than_any_published_state() {
     let big = RingState::unknown(ring(&[u64::MAX - 1]));
     assert!(cluster.version() > big.version());
 }
+
+#[test]
+fn removed_members_are_not_waited_for_and_stream_nothing() {
+    let rep = Replication::uniform(3);
+    let stable = RingState::initial(ring(&[1, 2, 3, 4]));
+    assert!(
+        stable.clone().with_removed(vec![NodeId(2)]).is_none(),
+        "stable"
+    );
+    let next = stable
+        .current()
+        .with_members(members(&[1, 3, 4, 5]))
+        .unwrap();
+    let pending = stable.propose(next);
+    assert!(
+        pending.clone().with_removed(vec![NodeId(9)]).is_none(),
+        "stranger"
+    );
+    let removing = pending.clone().with_removed(vec![NodeId(2)]).unwrap();
+    assert_ne!(removing.version(), pending.version());
+    assert_eq!(removing.removed(), &[NodeId(2)]);
+    assert_eq!(
+        removing.barrier_members(),
+        vec![NodeId(1), NodeId(3), NodeId(4), NodeId(5)]
+    );
+    let plan = removing.plan(&rep);
+    let mut replaced = 0;
+    for m in &plan.moves {
+        let source = removing.source_of(m, &plan).unwrap();
+        assert_ne!(source, NodeId(2), "a removed node streams {m:?}");
+        assert!(m.sources.contains(&source));
+        replaced += usize::from(pending.source_of(m, &plan) == Some(NodeId(2)));
+    }
+    assert!(replaced > 0, "node 2 sourced nothing to begin with");
+    // Flipping keeps the removals; committing ends them with the change.
+    let flipped = removing.flip().unwrap();
+    assert_eq!(flipped.removed(), &[NodeId(2)]);
+    assert!(flipped.commit().unwrap().removed().is_empty());
+}
+
+#[test]
+fn a_pending_change_can_be_aborted_and_a_flipped_one_can_remove_more() {
+    let stable = RingState::initial(ring(&[1, 2, 3, 4]));
+    let next = stable
+        .current()
+        .with_members(members(&[1, 2, 3, 4, 5]))
+        .unwrap();
+    let pending = stable.propose(next);
+    let aborted = pending.abort().unwrap();
+    assert_eq!(aborted.phase(), RingPhase::Stable);
+    assert_eq!(aborted.current(), stable.current());
+    assert!(aborted.version() > pending.version());
+    let flipped = pending.flip().unwrap();
+    assert!(flipped.abort().is_none(), "reads left the current ring");
+    let more = flipped.removing(&[NodeId(5)]).unwrap();
+    assert_eq!(more.phase(), RingPhase::Flipped);
+    assert_eq!(more.removed(), &[NodeId(5)]);
+    assert!(more.version() > flipped.version());
+    assert!(!more.barrier_members().contains(&NodeId(5)));
+    assert!(stable.removing(&[NodeId(1)]).is_none());
+}
