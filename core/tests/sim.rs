@@ -56,6 +56,25 @@ fn set_workload_loses_no_acknowledged_add_and_replicas_converge() {
     let failed_ops = sum(|r| r.failed);
     assert!(failed_ops > 0, "faults never made an operation fail");
     assert_ring_changes_ran(&reports);
+    // A third of the runs had two datacenters, where clients also counted answers in their
+    // node's datacenter only and in each datacenter.
+    let two_dcs = reports.iter().filter(|r| r.datacenters).count();
+    assert!(
+        two_dcs > reports.len() / 4,
+        "only {two_dcs} runs had two datacenters"
+    );
+    assert!(sum(|r| r.scoped_local) > 0 && sum(|r| r.scoped_each) > 0);
+    let scoped_acked = sum(|r| r.scoped_writes_acked);
+    eprintln!(
+        "{two_dcs} runs with two datacenters: {} local-dc and {} each-dc set requests, \
+         {scoped_acked} such adds acknowledged",
+        sum(|r| r.scoped_local),
+        sum(|r| r.scoped_each)
+    );
+    assert!(
+        scoped_acked > 10 * two_dcs as u64,
+        "only {scoped_acked} adds counted per datacenter were acknowledged"
+    );
 }
 
 /// Every run had a node join, about half had one leave, partitions moved, and some writes met

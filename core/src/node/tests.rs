@@ -24,7 +24,7 @@ fn world(members: u64, spares: u64) -> World {
         .collect();
     let ring = Ring::new(PartitionCount::new(16).unwrap(), ring_members).unwrap();
     let configs = (1..=members + spares)
-        .map(|i| node_config(NodeId(i), None))
+        .map(|i| node_config(NodeId(i), None, false))
         .collect();
     World::new(
         Xoshiro256PlusPlus::seed_from_u64(7),

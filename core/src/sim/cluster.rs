@@ -229,12 +229,13 @@ impl World {
         }
         let config = self.configs[i].clone();
         let (generation, recovered) = self.slots[i].disk.start();
+        let (rack, dc) = super::location(i, config.replication.per_dc_counts().is_some());
         let me = MemberRecord {
             id: config.id,
             addr: format!("sim-{i}"),
             client_addr: String::new(),
-            rack: format!("rack-{}", i % 2),
-            dc: "dc-1".to_string(),
+            rack,
+            dc,
             weight: 1,
             status: if self.slots[i].joiner {
                 Status::Joining
@@ -558,6 +559,11 @@ impl World {
     /// Draws a number below `n` from the world's generator.
     pub fn below(&mut self, n: u64) -> u64 {
         self.rng.next_u64() % n.max(1)
+    }
+
+    /// How many replicas each key has, and where: every node's configuration has the same.
+    pub fn replication(&self) -> &crate::placement::Replication {
+        &self.configs[0].replication
     }
 
     /// Node `i`'s storage result for a direct read (checks only).

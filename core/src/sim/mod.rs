@@ -89,6 +89,10 @@ pub struct SimConfig {
     pub workload_ticks: u64,
     /// A spare node joins during the workload phase, and (every other seed) a member leaves.
     pub membership_changes: bool,
+    /// Two datacenters (two replicas of each key in dc-1, one in dc-2), and set clients that
+    /// count acknowledgements anywhere, in their node's datacenter only, or in each
+    /// datacenter. Every third seed.
+    pub datacenters: bool,
 }
 
 impl SimConfig {
@@ -100,6 +104,7 @@ impl SimConfig {
             canary,
             workload_ticks: 20_000,
             membership_changes: true,
+            datacenters: seed % 3 == 2,
         }
     }
 
@@ -162,6 +167,14 @@ pub struct SimReport {
     pub moves_completed: u64,
     /// Writes refused for a stale ring, summed over nodes.
     pub stale_ring_refusals: u64,
+    /// The run had two datacenters.
+    pub datacenters: bool,
+    /// Set requests sent counting in the local datacenter only, and in each datacenter.
+    pub scoped_local: u64,
+    /// See `scoped_local`.
+    pub scoped_each: u64,
+    /// Set writes acknowledged that counted per datacenter.
+    pub scoped_writes_acked: u64,
 }
 
 impl SimReport {
@@ -181,7 +194,10 @@ pub fn run(config: &SimConfig) -> SimReport {
     let members_first = 4 + (rng.next_u64() % 2) as usize;
     let nodes = members_first + usize::from(config.membership_changes);
     let members: Vec<Member> = (0..members_first)
-        .map(|i| Member::new(NodeId(i as u64 + 1), format!("rack-{}", i % 2), "dc-1", 1))
+        .map(|i| {
+            let (rack, dc) = location(i, config.datacenters);
+            Member::new(NodeId(i as u64 + 1), rack, dc, 1)
+        })
         .collect();
     let partitions = PartitionCount::new(16).unwrap_or_default();
     let ring = match Ring::new(partitions, members) {
@@ -195,7 +211,7 @@ pub fn run(config: &SimConfig) -> SimReport {
         }
     };
     let configs = (0..nodes)
-        .map(|i| node_config(NodeId(i as u64 + 1), config.canary))
+        .map(|i| node_config(NodeId(i as u64 + 1), config.canary, config.datacenters))
         .collect();
     let (keys, clients) = match config.workload {
         WorkloadKind::Set => (4, 5),
@@ -212,7 +228,7 @@ pub fn run(config: &SimConfig) -> SimReport {
         ring,
         configs,
         Network::new(faults),
-        Workload::new(config.workload, keys),
+        Workload::new(config.workload, keys).scoped(config.datacenters),
         clients,
     );
     // Let gossip find everyone before the clients start.
@@ -246,6 +262,10 @@ pub fn run(config: &SimConfig) -> SimReport {
         events: world.events_processed,
         joined: changes.map_or(0, |_| 1),
         left: changes.map_or(0, |c| usize::from(c.leaver.is_some())),
+        datacenters: config.datacenters,
+        scoped_local: world.workload.scopes_used[1],
+        scoped_each: world.workload.scopes_used[2],
+        scoped_writes_acked: world.workload.scoped_writes_acked,
         ..SimReport::default()
     };
     for slot in &world.slots {
@@ -264,8 +284,27 @@ pub fn run(config: &SimConfig) -> SimReport {
     report
 }
 
-pub(crate) fn node_config(id: NodeId, canary: Option<Canary>) -> NodeConfig {
-    let mut c = NodeConfig::new(id, Replication::uniform(3));
+/// Rack and datacenter of slot `i`: two racks in one datacenter, or with `datacenters` two
+/// datacenters (even slots in dc-1, odd in dc-2) of two racks each.
+pub(crate) fn location(i: usize, datacenters: bool) -> (String, String) {
+    if datacenters {
+        (format!("rack-{}", (i / 2) % 2), format!("dc-{}", 1 + i % 2))
+    } else {
+        (format!("rack-{}", i % 2), "dc-1".to_string())
+    }
+}
+
+/// Three replicas per key: anywhere, or with `datacenters` two in dc-1 and one in dc-2.
+fn replication(datacenters: bool) -> Replication {
+    let per_dc = vec![("dc-1".to_string(), 2), ("dc-2".to_string(), 1)];
+    match datacenters {
+        true => Replication::per_dc(per_dc).unwrap_or_else(|_| Replication::uniform(3)),
+        false => Replication::uniform(3),
+    }
+}
+
+pub(crate) fn node_config(id: NodeId, canary: Option<Canary>, datacenters: bool) -> NodeConfig {
+    let mut c = NodeConfig::new(id, replication(datacenters));
     c.quorum = QuorumOptions::default();
     c.tree_shape = crate::antientropy::TreeShape::new(2, 2).unwrap_or_default();
     c.ae_interval_ticks = 300;
@@ -287,7 +326,7 @@ fn replicas_of(world: &World, key: &crate::node::Key) -> Vec<(usize, NodeId)> {
     let p = world.ring.partitions().partition_of(key.token);
     world
         .ring
-        .preference_list(p, &Replication::uniform(3))
+        .preference_list(p, world.replication())
         .into_iter()
         .map(|n| ((n.0 - 1) as usize, n))
         .collect()
@@ -310,12 +349,12 @@ fn divergent_keys(world: &World, keys: &[crate::node::Key]) -> Vec<String> {
 
 /// Partitions whose replicas' Merkle roots differ.
 fn divergent_roots(world: &World) -> Vec<String> {
-    let rep = Replication::uniform(3);
+    let rep = world.replication();
     let mut out = Vec::new();
     for p in world.ring.partitions().iter() {
         let roots: Vec<u64> = world
             .ring
-            .preference_list(p, &rep)
+            .preference_list(p, rep)
             .into_iter()
             .filter_map(|n| world.slots[(n.0 - 1) as usize].node.as_ref())
             .map(|node| node.tree_root(p))

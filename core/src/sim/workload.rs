@@ -35,7 +35,12 @@ pub enum Step {
     /// Set: the read before an add.
     SetRead { key: usize },
     /// Set: the write of `element`.
-    SetWrite { key: usize, element: u64 },
+    SetWrite {
+        key: usize,
+        element: u64,
+        /// Counted per datacenter (local or each).
+        scoped: bool,
+    },
     /// Register: the writer's write of `value`.
     RegisterWrite { key: usize, value: u64 },
     /// Register: the writer re-reads after a failed write, for a fresh context.
@@ -73,6 +78,12 @@ pub struct Workload {
     pub acknowledged: u64,
     /// Operations that failed or timed out (indeterminate).
     pub failed: u64,
+    /// Set operations may count acknowledgements per datacenter (see [`Workload::scoped`]).
+    scoped: bool,
+    /// Set operations sent at each scope: any, local datacenter, each datacenter.
+    pub scopes_used: [u64; 3],
+    /// Set writes acknowledged that counted per datacenter.
+    pub scoped_writes_acked: u64,
 }
 
 impl Workload {
@@ -97,6 +108,43 @@ impl Workload {
             reads: Vec::new(),
             acknowledged: 0,
             failed: 0,
+            scoped: false,
+            scopes_used: [0; 3],
+            scoped_writes_acked: 0,
+        }
+    }
+
+    /// With `scoped`, set reads and writes pick their scope at random: anywhere, in the
+    /// coordinator's datacenter only (LOCAL_QUORUM), or in each datacenter (EACH_QUORUM).
+    pub fn scoped(mut self, scoped: bool) -> Workload {
+        self.scoped = scoped;
+        self
+    }
+
+    /// Options of a set read or write: sloppy or strict, and a scope if the workload is
+    /// scoped.
+    fn set_options(&mut self, rng: &mut impl RngCore) -> QuorumOptions {
+        let options = sloppy_or_strict(rng);
+        let scope = match self.scoped {
+            true => {
+                [AckScope::Any, AckScope::LocalDc, AckScope::EachDc][(rng.next_u32() % 3) as usize]
+            }
+            false => AckScope::Any,
+        };
+        self.scopes_used[match scope {
+            AckScope::Any => 0,
+            AckScope::LocalDc => 1,
+            AckScope::EachDc => 2,
+        }] += 1;
+        match scope {
+            AckScope::Any => options,
+            // Counted per datacenter: one answer in each, or (0) a majority of each's replicas.
+            _ => QuorumOptions {
+                r: options.w - 1,
+                w: options.w - 1,
+                scope,
+                ..options
+            },
         }
     }
 
@@ -110,7 +158,8 @@ impl Workload {
         match self.kind {
             WorkloadKind::Set => {
                 let key = (rng.next_u64() % self.keys.len() as u64) as usize;
-                self.read(key, Step::SetRead { key }, sloppy_or_strict(rng))
+                let options = self.set_options(rng);
+                self.read(key, Step::SetRead { key }, options)
             }
             WorkloadKind::Register => {
                 // Clients 0..keys are the writers, one per key; the rest read. Keys from
@@ -159,17 +208,30 @@ impl Workload {
                 let element = ((client as u64) << 32) | *counter;
                 let mut set = union_of(&object);
                 set.insert(element);
+                let options = self.set_options(rng);
                 Some(ClientRequest {
                     op: ClientOp::Put {
                         key: self.keys[key].clone(),
                         context: object.clock().clone(),
                         value: encode_set(&set),
                     },
-                    options: sloppy_or_strict(rng),
-                    step: Step::SetWrite { key, element },
+                    options,
+                    step: Step::SetWrite {
+                        key,
+                        element,
+                        scoped: options.scope != AckScope::Any,
+                    },
                 })
             }
-            (Step::SetWrite { key, element }, Some(_)) => {
+            (
+                Step::SetWrite {
+                    key,
+                    element,
+                    scoped,
+                },
+                Some(_),
+            ) => {
+                self.scoped_writes_acked += u64::from(scoped);
                 self.acked.entry(key).or_default().insert(element);
                 None
             }
