@@ -245,22 +245,49 @@ pub fn remove(args: RemoveArgs) -> Result<ExitCode, String> {
     println!(
         "node {id:016x} is being removed: its partitions are copied again from the surviving replicas"
     );
-    if !args.wait {
-        println!(
-            "watch it with `tessera status --server {}`",
-            args.addr.server
-        );
-        return Ok(ExitCode::SUCCESS);
+    let follow = Follow {
+        addr: &args.addr,
+        wait: args.wait,
+        timeout: args.timeout,
+    };
+    follow
+        .run(&client, |status| {
+            let named = status
+                .members
+                .iter()
+                .any(|m| m.id == id && (m.partitions > 0 || m.next_partitions > 0));
+            (!named && status.ring_phase == "Stable").then_some("removed: no ring names the node")
+        })
+        .map_err(|e| format!("{e}; the removal goes on"))
+}
+
+/// How `leave` and `remove` follow the change they asked for.
+struct Follow<'a> {
+    addr: &'a ServerAddr,
+    /// Wait with a spinner; otherwise say how to watch, and return.
+    wait: bool,
+    /// Longest to wait, in seconds.
+    timeout: u64,
+}
+
+impl Follow<'_> {
+    /// Polls `client`'s cluster status with a spinner until `done` returns its final
+    /// message, or fails after the timeout.
+    fn run(
+        &self,
+        client: &Client,
+        done: impl Fn(&ClusterStatus) -> Option<&'static str>,
+    ) -> Result<ExitCode, String> {
+        if !self.wait {
+            println!(
+                "watch it with `tessera status --server {}`",
+                self.addr.server
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let deadline = Instant::now() + Duration::from_secs(self.timeout);
+        wait_with_spinner(client, deadline, done)
     }
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
-    wait_with_spinner(&client, deadline, |status| {
-        let named = status
-            .members
-            .iter()
-            .any(|m| m.id == id && (m.partitions > 0 || m.next_partitions > 0));
-        (!named && status.ring_phase == "Stable").then_some("removed: no ring names the node")
-    })
-    .map_err(|e| format!("{e}; the removal goes on"))
 }
 
 /// Polls `client`'s cluster status with a spinner until `done` returns its final message,
@@ -308,16 +335,14 @@ pub fn leave(args: LeaveArgs) -> Result<ExitCode, String> {
         "node {:016x} is leaving ({}): its partitions stream to the nodes that take them over",
         status.node_id, status.status
     );
-    if !args.wait {
-        println!(
-            "watch it with `tessera status --server {}`",
-            args.addr.server
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
-    wait_with_spinner(&client, deadline, |status| {
-        (status.status == "Left").then_some("left: every partition was handed off")
-    })
-    .map_err(|e| format!("{e}; the node keeps leaving"))
+    let follow = Follow {
+        addr: &args.addr,
+        wait: args.wait,
+        timeout: args.timeout,
+    };
+    follow
+        .run(&client, |status| {
+            (status.status == "Left").then_some("left: every partition was handed off")
+        })
+        .map_err(|e| format!("{e}; the node keeps leaving"))
 }

@@ -57,8 +57,8 @@ pub(super) struct ClaimState {
     last_removal_push: Tick,
     /// The ring version `done` is for.
     version: u64,
-    /// Moves reported durable on their receivers.
-    done: BTreeSet<(PartitionId, NodeId)>,
+    /// Moves reported durable on their receivers, as (partition, receiver, source).
+    done: BTreeSet<(PartitionId, NodeId, NodeId)>,
     last_look: Tick,
     /// When the ring state was last sent to storage.
     last_save: Tick,
@@ -103,8 +103,8 @@ impl Node {
         }
         self.claim_state_reset();
         for (partition, to) in moves {
-            if self.moves.source_of(partition, to) == Some(from) {
-                self.claim.done.insert((partition, to));
+            if self.moves.is_source(partition, to, from) {
+                self.claim.done.insert((partition, to, from));
             }
         }
     }
@@ -174,8 +174,12 @@ impl Node {
 
     /// Forgets removals no ring names any more, and passes the rest on to the claimant.
     fn removals_tick(&mut self, now: Tick, out: &mut Vec<Action>) {
-        let rings = &self.rings;
-        self.claim.removals.retain(|&n| rings.has_member(n));
+        // A removed node seen alive again was not gone for good: forget the removal (a change
+        // already planned without it goes on, and it turns Left once a stable ring leaves it out).
+        let (rings, gossip) = (&self.rings, &self.gossip);
+        self.claim
+            .removals
+            .retain(|&n| rings.has_member(n) && !gossip.is_alive(n, now));
         if self.claim.removals.is_empty()
             || now.since(self.claim.last_removal_push) < RING_PUSH_TICKS
         {
@@ -376,7 +380,7 @@ impl Node {
             .gossip
             .records()
             .filter(|r| r.status == Status::Joining && current.member(r.id).is_none())
-            .filter(|r| self.gossip.is_alive(r.id, now))
+            .filter(|r| self.gossip.is_alive(r.id, now) && !self.is_departing(r.id))
             .map(|r| r.id)
             .collect();
         members.extend(joining.into_iter().filter_map(record_member));

@@ -2,7 +2,7 @@
 //! transfer manager ([`crate::transfer::Transfers`]), and storing what peers stream here.
 //!
 //! As a source, a node streams every move the pending state assigns it (see
-//! [`super::RingState::source_of`]), but only once every member of both rings has adopted the
+//! [`super::RingState::sources_of`]), but only once every member of both rings has adopted the
 //! pending state: from then on every write reaches the receiver too, so nothing stored on the
 //! source after its copy began can be missing on the receiver. Failed transfers are started
 //! again at the next drive; completed moves are reported to the claimant until it flips.
@@ -33,8 +33,8 @@ pub const MOVES_REPORT_TICKS: u64 = 200;
 pub(super) struct MovesState {
     /// The ring version this is for.
     version: u64,
-    /// That state's moves as (partition, receiver), with the node that streams each.
-    planned: BTreeMap<(PartitionId, NodeId), Option<NodeId>>,
+    /// That state's moves as (partition, receiver), with the nodes that stream each.
+    planned: BTreeMap<(PartitionId, NodeId), Vec<NodeId>>,
     /// Moves this node streamed completely under that state.
     done: BTreeSet<(PartitionId, NodeId)>,
     last_drive: Tick,
@@ -42,17 +42,22 @@ pub(super) struct MovesState {
 }
 
 impl MovesState {
-    /// The node that streams (`partition`, `to`), if that is a move of the planned change.
-    pub(super) fn source_of(&self, partition: PartitionId, to: NodeId) -> Option<NodeId> {
-        self.planned.get(&(partition, to)).copied().flatten()
+    /// Whether `node` streams (`partition`, `to`) in the planned change.
+    pub(super) fn is_source(&self, partition: PartitionId, to: NodeId, node: NodeId) -> bool {
+        self.planned
+            .get(&(partition, to))
+            .is_some_and(|sources| sources.contains(&node))
     }
 
-    /// Whether every planned move is in `done`, or has no source (every old replica of its
-    /// partition was removed: nothing is left to stream).
-    pub(super) fn all_done(&self, done: &BTreeSet<(PartitionId, NodeId)>) -> bool {
-        self.planned
-            .iter()
-            .all(|(m, source)| source.is_none() || done.contains(m))
+    /// Whether every source of every planned move is in `done` as (partition, receiver,
+    /// source). A move without sources (every old replica of its partition was removed) has
+    /// nothing left to stream.
+    pub(super) fn all_done(&self, done: &BTreeSet<(PartitionId, NodeId, NodeId)>) -> bool {
+        self.planned.iter().all(|(&(p, to), sources)| {
+            sources
+                .iter()
+                .all(|&source| done.contains(&(p, to, source)))
+        })
     }
 }
 
@@ -64,7 +69,7 @@ impl Node {
         self.moves
             .planned
             .iter()
-            .filter(|(m, source)| **source == Some(me) && !self.moves.done.contains(*m))
+            .filter(|(m, sources)| sources.contains(&me) && !self.moves.done.contains(*m))
             .count()
     }
 
@@ -87,7 +92,7 @@ impl Node {
         let planned = plan
             .moves
             .iter()
-            .map(|m| ((m.partition, m.to), self.rings.source_of(m, &plan)))
+            .map(|m| ((m.partition, m.to), self.rings.sources_of(m, &plan)))
             .collect();
         self.moves = MovesState {
             version: self.ring_version,
@@ -127,12 +132,12 @@ impl Node {
     }
 
     fn drive_moves(&mut self, now: Tick, rng: &mut impl RngCore, out: &mut Vec<Action>) {
-        let me = Some(self.config.id);
+        let me = self.config.id;
         let mine: Vec<(PartitionId, NodeId)> = self
             .moves
             .planned
             .iter()
-            .filter(|(m, source)| **source == me && !self.moves.done.contains(m))
+            .filter(|(m, sources)| sources.contains(&me) && !self.moves.done.contains(m))
             .map(|(m, _)| *m)
             .collect();
         let mut actions = Vec::new();
@@ -263,7 +268,7 @@ impl Node {
                     message: PeerMessage::Transfer(message),
                 }),
                 TransfersAction::SendCompleted { partition, to, .. } => {
-                    if self.moves.source_of(partition, to).is_some()
+                    if self.moves.is_source(partition, to, self.config.id)
                         && self.moves.version == self.ring_version
                     {
                         self.moves.done.insert((partition, to));

@@ -20,8 +20,9 @@
 //!
 //! A member that is gone for good (its disk wiped, its machine lost) cannot adopt states or
 //! stream its partitions. The operator removes it ([`RingState::with_removed`]): barriers skip
-//! it and its moves stream from another old replica instead (a write only it acknowledged is
-//! lost with its disk, as with any replica lost before anti-entropy copied it).
+//! it, and each replica that replaces it is streamed every surviving old replica's copy (see
+//! [`RingState::sources_of`]); a write only it acknowledged is lost with its disk, as with any
+//! replica lost before anti-entropy copied it.
 //!
 //! Versions: [`RingState::version`] is the epoch in the high 32 bits and a digest of the
 //! content in the low 32, so states are totally ordered, two claimants that publish different
@@ -250,29 +251,38 @@ impl RingState {
         }
     }
 
-    /// The node that streams `m` to its receiver: the old replica the receiver replaces in the
+    /// The nodes that stream `m` to its receiver: the old replica the receiver replaces in the
     /// partition's list (the i-th new replica pairs with the i-th dropped one), so that the
     /// receiver holds everything its predecessor acknowledged; the first old replica when the
-    /// list grows and nobody is replaced, or when the one replaced was removed. `None` if
-    /// every old replica was removed: nothing is left to stream.
-    pub fn source_of(&self, m: &Move, plan: &TransferPlan) -> Option<NodeId> {
-        let gained = plan
+    /// list grows and nobody is replaced. When the one replaced was removed, every old replica
+    /// left streams: a write it acknowledged with any one of them then reaches the receiver
+    /// too, so a read quorum of the new list still finds it. Empty if every old replica was
+    /// removed: nothing is left to stream.
+    pub fn sources_of(&self, m: &Move, plan: &TransferPlan) -> Vec<NodeId> {
+        let Some(gained) = plan
             .moves
             .iter()
             .filter(|o| o.partition == m.partition)
-            .position(|o| o.to == m.to)?;
+            .position(|o| o.to == m.to)
+        else {
+            return Vec::new();
+        };
         let dropped: Vec<NodeId> = plan
             .drops
             .iter()
             .filter(|(p, _)| *p == m.partition)
             .map(|(_, n)| *n)
             .collect();
-        let live = |n: &NodeId| !self.is_removed(*n);
-        dropped
-            .get(gained)
-            .copied()
-            .filter(live)
-            .or_else(|| m.sources.iter().copied().find(live))
+        match dropped.get(gained) {
+            Some(&paired) if !self.is_removed(paired) => vec![paired],
+            Some(_) => m
+                .sources
+                .iter()
+                .copied()
+                .filter(|&n| !self.is_removed(n))
+                .collect(),
+            None => m.sources.first().copied().into_iter().collect(),
+        }
     }
 
     /// The next state: a change to `next` begins.

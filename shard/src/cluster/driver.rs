@@ -128,7 +128,13 @@ impl Driver {
         );
         let alone = Ring::new(partitions, vec![member])
             .map_err(|e| ShardError::Storage(format!("cannot build this node's ring: {e}")))?;
-        let in_saved_ring = recovered.ring.as_ref().is_some_and(|r| r.has_member(me));
+        // Only the saved *current* ring makes this node a member: one that restarts while it
+        // is still joining (named by the next ring alone) joins on, so that a change planned
+        // again without it can take it back in.
+        let in_saved_ring = recovered
+            .ring
+            .as_ref()
+            .is_some_and(|r| r.current().member(me).is_some());
         let founding = settings.seeds.is_empty() && recovered.ring.is_none();
         // A node that is neither founding a cluster nor in the ring it saved joins: it claims
         // nothing until the cluster pushes it the ring.

@@ -107,8 +107,12 @@ fn each_new_replica_streams_from_the_replica_it_replaces() {
             .filter(|(p, _)| *p == m.partition)
             .map(|(_, n)| *n)
             .collect();
-        let source = pending.source_of(m, &plan).unwrap();
-        assert!(dropped.contains(&source), "{m:?} streams from {source}");
+        let sources = pending.sources_of(m, &plan);
+        assert_eq!(sources.len(), 1, "{m:?} streams from {sources:?}");
+        assert!(
+            dropped.contains(&sources[0]),
+            "{m:?} streams from {sources:?}"
+        );
     }
 }
 
@@ -126,7 +130,7 @@ fn a_growing_list_streams_from_the_first_old_replica() {
     );
     assert!(plan.drops.is_empty());
     for m in &plan.moves {
-        assert_eq!(pending.source_of(m, &plan), m.sources.first().copied());
+        assert_eq!(pending.sources_of(m, &plan), m.sources[..1]);
     }
     // Two old replicas, one new: writes need w + 1 of three.
     let (list, extra) = pending.write_list(plan.moves[0].partition, &rep);
@@ -197,10 +201,24 @@ fn removed_members_are_not_waited_for_and_stream_nothing() {
     let plan = removing.plan(&rep);
     let mut replaced = 0;
     for m in &plan.moves {
-        let source = removing.source_of(m, &plan).unwrap();
-        assert_ne!(source, NodeId(2), "a removed node streams {m:?}");
-        assert!(m.sources.contains(&source));
-        replaced += usize::from(pending.source_of(m, &plan) == Some(NodeId(2)));
+        let sources = removing.sources_of(m, &plan);
+        assert!(
+            !sources.contains(&NodeId(2)),
+            "a removed node streams {m:?}"
+        );
+        if pending.sources_of(m, &plan) == [NodeId(2)] {
+            // Node 2's replacement gets every surviving old replica's copy.
+            let survivors: Vec<NodeId> = m
+                .sources
+                .iter()
+                .copied()
+                .filter(|&n| n != NodeId(2))
+                .collect();
+            assert_eq!(sources, survivors);
+            replaced += 1;
+        } else {
+            assert_eq!(sources, pending.sources_of(m, &plan));
+        }
     }
     assert!(replaced > 0, "node 2 sourced nothing to begin with");
     // Flipping keeps the removals; committing ends them with the change.
