@@ -28,12 +28,9 @@ pub struct RingArgs {
 pub struct LeaveArgs {
     #[command(flatten)]
     addr: ServerAddr,
-    /// Wait (with a progress bar) until the node has handed every partition off.
-    #[arg(long)]
-    wait: bool,
-    /// Longest to wait with --wait, in seconds.
-    #[arg(long, default_value_t = 3600)]
-    timeout: u64,
+    /// Wait until the node has handed every partition off.
+    #[command(flatten)]
+    follow: FollowArgs,
 }
 
 /// Options of `tessera remove`.
@@ -43,7 +40,15 @@ pub struct RemoveArgs {
     addr: ServerAddr,
     /// The dead node's id, in hex as `tessera status` shows it.
     node: String,
-    /// Wait (with a progress bar) until no ring names the node.
+    /// Wait until no ring names the node.
+    #[command(flatten)]
+    follow: FollowArgs,
+}
+
+/// How `leave` and `remove` follow the change they asked for.
+#[derive(Debug, Args)]
+struct FollowArgs {
+    /// Wait (with a progress bar) until the change is done.
     #[arg(long)]
     wait: bool,
     /// Longest to wait with --wait, in seconds.
@@ -245,13 +250,8 @@ pub fn remove(args: RemoveArgs) -> Result<ExitCode, String> {
     println!(
         "node {id:016x} is being removed: its partitions are copied again from the surviving replicas"
     );
-    let follow = Follow {
-        addr: &args.addr,
-        wait: args.wait,
-        timeout: args.timeout,
-    };
-    follow
-        .run(&client, |status| {
+    args.follow
+        .run(&client, &args.addr, |status| {
             let named = status
                 .members
                 .iter()
@@ -261,28 +261,17 @@ pub fn remove(args: RemoveArgs) -> Result<ExitCode, String> {
         .map_err(|e| format!("{e}; the removal goes on"))
 }
 
-/// How `leave` and `remove` follow the change they asked for.
-struct Follow<'a> {
-    addr: &'a ServerAddr,
-    /// Wait with a spinner; otherwise say how to watch, and return.
-    wait: bool,
-    /// Longest to wait, in seconds.
-    timeout: u64,
-}
-
-impl Follow<'_> {
-    /// Polls `client`'s cluster status with a spinner until `done` returns its final
-    /// message, or fails after the timeout.
+impl FollowArgs {
+    /// Without --wait, says how to watch the change; with it, polls `client`'s cluster status
+    /// with a spinner until `done` returns its final message, or fails after the timeout.
     fn run(
         &self,
         client: &Client,
+        addr: &ServerAddr,
         done: impl Fn(&ClusterStatus) -> Option<&'static str>,
     ) -> Result<ExitCode, String> {
         if !self.wait {
-            println!(
-                "watch it with `tessera status --server {}`",
-                self.addr.server
-            );
+            println!("watch it with `tessera status --server {}`", addr.server);
             return Ok(ExitCode::SUCCESS);
         }
         let deadline = Instant::now() + Duration::from_secs(self.timeout);
@@ -335,13 +324,8 @@ pub fn leave(args: LeaveArgs) -> Result<ExitCode, String> {
         "node {:016x} is leaving ({}): its partitions stream to the nodes that take them over",
         status.node_id, status.status
     );
-    let follow = Follow {
-        addr: &args.addr,
-        wait: args.wait,
-        timeout: args.timeout,
-    };
-    follow
-        .run(&client, |status| {
+    args.follow
+        .run(&client, &args.addr, |status| {
             (status.status == "Left").then_some("left: every partition was handed off")
         })
         .map_err(|e| format!("{e}; the node keeps leaving"))

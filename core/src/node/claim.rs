@@ -266,9 +266,8 @@ impl Node {
     }
 
     /// Whether every member of both rings but the removed ones has announced exactly ring
-    /// version `version`. A
-    /// member showing a newer version holds a different state (another claimant's), which
-    /// must reach this node by a push before anything moves on.
+    /// version `version`. A member showing a newer version holds a different state (another
+    /// claimant's), which must reach this node by a push before anything moves on.
     pub(super) fn barrier(&self, version: u64) -> bool {
         self.rings.barrier_members().into_iter().all(|n| {
             self.gossip
