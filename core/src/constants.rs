@@ -151,6 +151,11 @@ pub const AE_SEGMENT_REPLY_BYTES_MAX: usize = 1 << 20;
 /// more, and the peer wire protocol refuses one.
 pub const AE_FETCH_KEYS_MAX: usize = 4_096;
 
+/// Most tombstones one reap round checks (`PeerMessage::ReapCheck`, `Reap`); a node ignores a
+/// check with more, and the peer wire protocol refuses one. Tombstones are small (a key, a
+/// clock and a few dots), so a round's messages stay far below the frame limit.
+pub const REAP_KEYS_MAX: usize = 256;
+
 /// Default ticks an anti-entropy initiator waits for a peer's reply before giving up.
 pub const AE_REPLY_TIMEOUT_TICKS_DEFAULT: u64 = 10_000;
 

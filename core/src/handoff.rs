@@ -94,6 +94,25 @@ impl HintBook {
         self.hints.len() < HINTS_MAX || self.hints.contains_key(&(owner, key.to_vec()))
     }
 
+    /// Whether a hint for `key` is held, for any owner. One lookup per owner with hints.
+    pub fn holds_key(&self, key: &[u8]) -> bool {
+        let mut owner = self.hints.keys().next().map(|(o, _)| *o);
+        while let Some(o) = owner {
+            if self.hints.contains_key(&(o, key.to_vec())) {
+                return true;
+            }
+            let Some(next) = o.0.checked_add(1) else {
+                return false;
+            };
+            owner = self
+                .hints
+                .range((NodeId(next), Vec::new())..)
+                .next()
+                .map(|((o, _), _)| *o);
+        }
+        false
+    }
+
     /// Keeps `object` for `owner`, merged with any hint already held for that key. Returns
     /// the hint's object as it must now be persisted.
     pub fn add(&mut self, owner: NodeId, token: Token, key: Vec<u8>, object: &Object) -> Object {

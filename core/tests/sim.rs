@@ -55,6 +55,16 @@ fn set_workload_loses_no_acknowledged_add_and_replicas_converge() {
     );
     let failed_ops = sum(|r| r.failed);
     assert!(failed_ops > 0, "faults never made an operation fail");
+    // Churn keys were deleted and their tombstones reaped while faults ran: the check that no
+    // deleted value came back saw reaps.
+    let deletes: usize = reports.iter().map(|r| r.acked_deletes).sum();
+    let reaped = sum(|r| r.tombstones_reaped);
+    eprintln!("{deletes} deletes acknowledged, {reaped} tombstones reaped");
+    assert!(
+        deletes > 10 * reports.len(),
+        "only {deletes} deletes acknowledged"
+    );
+    assert!(reaped > 0, "no tombstone was reaped");
     assert_ring_changes_ran(&reports);
     // A third of the runs had two datacenters, where clients also counted answers in their
     // node's datacenter only and in each datacenter.

@@ -335,6 +335,7 @@ fn cluster_status(status: wire::ClusterStatus<'_>) -> Result<ClusterStatus, Deco
         partition_replicas,
         requests_coordinated: status.requests_coordinated(),
         requests_coordinated_off_replica: status.requests_coordinated_off_replica(),
+        tombstones_reaped: status.tombstones_reaped(),
     })
 }
 

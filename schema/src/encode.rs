@@ -499,6 +499,7 @@ fn cluster_status(
         partition_replicas,
         requests_coordinated: status.requests_coordinated,
         requests_coordinated_off_replica: status.requests_coordinated_off_replica,
+        tombstones_reaped: status.tombstones_reaped,
     };
     wire::ClusterStatus::create(fbb, &args)
 }

@@ -186,6 +186,10 @@ pub const PEER_RING_PARTITIONS_MAX: usize = core_limits::PARTITION_COUNT_MAX as 
 /// Most moves in one `MovesDone`: every replica of every partition could move in one change.
 pub const PEER_MOVES_MAX: usize = PEER_RING_PARTITIONS_MAX * core_limits::REPLICATION_N_MAX;
 
+/// Most entries in a reap `ReapCheck` or `Reap`, and vetoed indices in a `ReapVote`: core's
+/// `REAP_KEYS_MAX`. A vetoed index names an entry of the check, so it is below this bound too.
+pub const PEER_REAP_KEYS_MAX: usize = core_limits::REAP_KEYS_MAX;
+
 // The frame header is a u32, so the ceiling must fit in it.
 const _: () = assert!(FRAME_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(PEER_FRAME_BYTES_MAX <= u32::MAX as usize);
@@ -193,6 +197,8 @@ const _: () = assert!(PEER_FRAME_BYTES_MAX <= u32::MAX as usize);
 const _: () = assert!(PEER_FRAME_BYTES_MAX >= 2 * FRAME_BYTES_MAX);
 // The largest `MovesDone` (16 bytes per move) must fit in a frame.
 const _: () = assert!(PEER_MOVES_MAX * 16 < PEER_FRAME_BYTES_MAX);
+// A vote's indices into a check's entries are the wire's `uint`s.
+const _: () = assert!(PEER_REAP_KEYS_MAX <= u32::MAX as usize);
 // Whatever core lets a write produce must fit on the peer wire.
 const _: () = assert!(PEER_CLOCK_ENTRIES_MAX >= core_limits::CLOCK_ENTRIES_MAX);
 const _: () = assert!(PEER_OBJECT_SIBLINGS_MAX >= core_limits::SIBLINGS_MAX);

@@ -359,6 +359,8 @@ pub struct ClusterStatus {
     /// Of those, requests for keys the node holds no replica of: each cost an extra network
     /// hop that a cluster-aware client ([`crate::ClusterMember::client_addr`]) avoids.
     pub requests_coordinated_off_replica: u64,
+    /// Tombstones reap rounds purged from the node's storage since it started.
+    pub tombstones_reaped: u64,
 }
 
 /// One member of the cluster, as a [`ClusterStatus`] reports it.

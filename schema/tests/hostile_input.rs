@@ -73,6 +73,7 @@ fn sample_cluster_status() -> ClusterStatus {
         partition_replicas: vec![0, 1, NO_REPLICA, 1, 0, NO_REPLICA],
         requests_coordinated: 1000,
         requests_coordinated_off_replica: 10,
+        tombstones_reaped: 21,
     }
 }
 

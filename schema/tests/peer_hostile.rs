@@ -185,6 +185,19 @@ fn sample_bodies() -> Vec<Vec<u8>> {
         PeerMessage::Remove {
             nodes: vec![NodeId(2), NodeId(5)],
         },
+        PeerMessage::ReapCheck {
+            round: 1,
+            ring: 3,
+            entries: vec![(key(b"k"), object())],
+        },
+        PeerMessage::ReapVote {
+            round: 1,
+            vetoed: vec![0, 2],
+        },
+        PeerMessage::Reap {
+            ring: 3,
+            entries: vec![(key(b"k"), object())],
+        },
     ];
     messages.iter().map(body).collect()
 }

@@ -20,8 +20,8 @@ use tessera_schema::generated::peer as wire;
 use tessera_schema::{
     decode_peer, DecodeError, PEER_AE_SEGMENT_ENTRIES_MAX, PEER_CLOCK_ENTRIES_MAX,
     PEER_ERROR_TEXT_BYTES_MAX, PEER_FETCH_KEYS_MAX, PEER_GOSSIP_RECORDS_MAX, PEER_KEY_BYTES_MAX,
-    PEER_MEMBER_ADDR_BYTES_MAX, PEER_OBJECT_SIBLINGS_MAX, PEER_RING_MEMBERS_MAX,
-    PEER_RING_PARTITIONS_MAX, PEER_TRANSFER_CHUNK_ENTRIES_MAX,
+    PEER_MEMBER_ADDR_BYTES_MAX, PEER_OBJECT_SIBLINGS_MAX, PEER_REAP_KEYS_MAX,
+    PEER_RING_MEMBERS_MAX, PEER_RING_PARTITIONS_MAX, PEER_TRANSFER_CHUNK_ENTRIES_MAX,
 };
 
 /// A version vector from entries already in node order. (Collecting dots goes through
@@ -235,6 +235,97 @@ fn largest_legal_messages_decode() {
     for message in [fetch, chunk, ack2, reply, crowded, rings] {
         let decoded = decode_peer(&body(&message));
         assert_eq!(decoded, Ok((NodeId(7), message)));
+    }
+}
+
+/// `n` reap entries, each a distinct key with a tombstone of one sibling.
+fn reap_entries(n: usize) -> Vec<(tessera_core::node::Key, Object)> {
+    (1..=n as u64)
+        .map(|counter| {
+            let dot = Dot {
+                node: NodeId(1),
+                counter,
+            };
+            let deleted = Sibling {
+                dot,
+                timestamp_ms: 0,
+                value: None,
+            };
+            let tombstone = Object::from_parts(clock_of([(1, counter)]), vec![deleted]);
+            (key(&counter.to_be_bytes()), tombstone.expect("valid"))
+        })
+        .collect()
+}
+
+/// Reap checks, votes and reaps over `PEER_REAP_KEYS_MAX` entries or vetoed indices are
+/// refused; at the limit they decode whole. A vetoed index that no check can have is refused.
+#[test]
+fn reap_messages_are_bounded() {
+    let (max, over) = (PEER_REAP_KEYS_MAX, PEER_REAP_KEYS_MAX + 1);
+    let check = |n| PeerMessage::ReapCheck {
+        round: 1,
+        ring: 2,
+        entries: reap_entries(n),
+    };
+    let vote = |n: usize| PeerMessage::ReapVote {
+        round: 1,
+        vetoed: (0..n as u32).map(|i| i % max as u32).collect(),
+    };
+    let reap = |n| PeerMessage::Reap {
+        ring: 2,
+        entries: reap_entries(n),
+    };
+    for message in [check(over), vote(over), reap(over)] {
+        assert_eq!(decode_peer(&body(&message)), too_many(over, max));
+    }
+    for message in [check(max), vote(max), reap(max)] {
+        let decoded = decode_peer(&body(&message));
+        assert_eq!(decoded, Ok((NodeId(7), message)));
+    }
+
+    let last = u32::try_from(max - 1).expect("fits");
+    let at_bound = PeerMessage::ReapVote {
+        round: 1,
+        vetoed: vec![last],
+    };
+    assert_eq!(
+        decode_peer(&body(&at_bound)),
+        Ok((NodeId(7), at_bound.clone()))
+    );
+    for index in [last + 1, u32::MAX] {
+        let past = PeerMessage::ReapVote {
+            round: 1,
+            vetoed: vec![0, index],
+        };
+        assert_eq!(
+            decode_peer(&body(&past)),
+            Err(DecodeError::OutOfRange {
+                field: "ReapVote.vetoed",
+                value: u64::from(index),
+                max: u64::from(last),
+            })
+        );
+    }
+}
+
+/// A reap entry without its key or its tombstone is refused, not defaulted.
+#[test]
+fn reap_entries_need_a_key_and_an_object() {
+    for (with_key, with_object, field) in [
+        (false, true, "ReapEntry.key"),
+        (true, false, "ReapEntry.object"),
+    ] {
+        let body = crafted(|fbb| {
+            let key = with_key.then(|| wire::Key::create(fbb, &wire::KeyArgs::default()));
+            let object =
+                with_object.then(|| wire::Object::create(fbb, &wire::ObjectArgs::default()));
+            let entry = wire::ReapEntry::create(fbb, &wire::ReapEntryArgs { key, object });
+            let entries = Some(fbb.create_vector(&[entry]));
+            let args = wire::ReapArgs { ring: 1, entries };
+            let reap = wire::Reap::create(fbb, &args);
+            (wire::PeerMessage::Reap, reap.as_union_value())
+        });
+        assert_eq!(decode_peer(&body), Err(DecodeError::MissingField(field)));
     }
 }
 

@@ -11,7 +11,7 @@ use tessera_core::antientropy::{
     AeMessage, AeTag, ExchangeId, ListCursor, RefuseReason, SegmentEntry, TreeShape,
 };
 use tessera_core::constants::{
-    AE_TREE_LEVEL_BITS_MAX, AE_TREE_SEGMENT_BITS_MAX, MEMBER_WEIGHT_MAX,
+    AE_TREE_LEVEL_BITS_MAX, AE_TREE_SEGMENT_BITS_MAX, MEMBER_WEIGHT_MAX, REAP_KEYS_MAX,
 };
 use tessera_core::membership::{Digest, GossipMessage, MemberRecord, Status};
 use tessera_core::node::{Key, PeerMessage, RingState};
@@ -355,6 +355,47 @@ fn ring_state() -> impl Strategy<Value = RingState> {
         })
 }
 
+/// A tombstone: one deleted sibling or several concurrent ones, under a clock that may cover
+/// more.
+fn tombstone() -> impl Strategy<Value = Object> {
+    let siblings = btree_map((node(), counter()), any::<u64>(), 1..3);
+    (siblings, version_vector()).prop_map(|(siblings, extra)| {
+        let siblings: Vec<Sibling> = siblings
+            .into_iter()
+            .map(|((node, counter), timestamp_ms)| Sibling {
+                dot: Dot { node, counter },
+                timestamp_ms,
+                value: None,
+            })
+            .collect();
+        let mut clock: VersionVector = siblings.iter().map(|s| s.dot).collect();
+        clock.join(&extra);
+        Object::from_parts(clock, siblings).expect("every dot is covered")
+    })
+}
+
+/// Reap entries are tombstones in practice; any object is carried alike.
+fn reap_entries() -> impl Strategy<Value = Vec<(Key, Object)>> {
+    vec((key(), prop_oneof![tombstone(), object()]), 0..5)
+}
+
+fn reap_message() -> impl Strategy<Value = PeerMessage> {
+    let index = 0..REAP_KEYS_MAX as u32;
+    prop_oneof![
+        (any::<u64>(), any::<u64>(), reap_entries()).prop_map(|(round, ring, entries)| {
+            PeerMessage::ReapCheck {
+                round,
+                ring,
+                entries,
+            }
+        }),
+        (any::<u64>(), vec(index, 0..8))
+            .prop_map(|(round, vetoed)| PeerMessage::ReapVote { round, vetoed }),
+        (any::<u64>(), reap_entries())
+            .prop_map(|(ring, entries)| PeerMessage::Reap { ring, entries }),
+    ]
+}
+
 fn peer_message() -> impl Strategy<Value = PeerMessage> {
     let moves = vec((any::<u32>().prop_map(PartitionId), node()), 0..8);
     prop_oneof![
@@ -365,6 +406,7 @@ fn peer_message() -> impl Strategy<Value = PeerMessage> {
         1 => ring_state().prop_map(|state| PeerMessage::Ring(Box::new(state))),
         1 => (any::<u64>(), moves).prop_map(|(ring, moves)| PeerMessage::MovesDone { ring, moves }),
         1 => vec(node(), 0..8).prop_map(|nodes| PeerMessage::Remove { nodes }),
+        1 => reap_message(),
     ]
 }
 
@@ -435,6 +477,11 @@ proptest! {
     #[test]
     fn ring_states_round_trip(from in node(), state in ring_state()) {
         assert_round_trips(from, PeerMessage::Ring(Box::new(state)))?;
+    }
+
+    #[test]
+    fn reap_messages_round_trip(from in node(), message in reap_message()) {
+        assert_round_trips(from, message)?;
     }
 }
 
@@ -570,6 +617,69 @@ fn empty_values_deletes_and_tombstones_stay_distinct() {
     for message in messages {
         let wire = encode(NodeId(9), &message);
         assert_eq!(decode_peer(body_of(&wire)), Ok((NodeId(9), message)));
+    }
+}
+
+/// A reap round's messages as core sends them: tombstone entries, a vote that vetoes nothing
+/// and one that vetoes every entry, and a reap of what is left.
+#[test]
+fn reap_round_messages_round_trip() {
+    let tombstone = |node, counter| {
+        let dot = Dot {
+            node: NodeId(node),
+            counter,
+        };
+        let deleted = Sibling {
+            dot,
+            timestamp_ms: 1_000,
+            value: None,
+        };
+        let clock: VersionVector = [dot].into_iter().collect();
+        Object::from_parts(clock, vec![deleted]).expect("valid")
+    };
+    let entry = |token, bytes: &[u8], object| {
+        let key = Key {
+            token: Token(token),
+            bytes: bytes.to_vec(),
+        };
+        (key, object)
+    };
+    let entries = vec![
+        entry(1, b"a", tombstone(1, 3)),
+        entry(2, b"", tombstone(u64::MAX, u64::MAX)),
+        entry(u64::MAX, b"c", tombstone(2, 1)),
+    ];
+    let messages = [
+        PeerMessage::ReapCheck {
+            round: 1,
+            ring: 4,
+            entries: entries.clone(),
+        },
+        PeerMessage::ReapCheck {
+            round: 2,
+            ring: 4,
+            entries: Vec::new(),
+        },
+        PeerMessage::ReapVote {
+            round: 1,
+            vetoed: Vec::new(),
+        },
+        PeerMessage::ReapVote {
+            round: 1,
+            vetoed: vec![0, 1, 2],
+        },
+        PeerMessage::Reap {
+            ring: 4,
+            entries: entries[1..].to_vec(),
+        },
+        PeerMessage::Reap {
+            ring: 0,
+            entries: Vec::new(),
+        },
+    ];
+    for message in messages {
+        let wire = encode(NodeId(5), &message);
+        assert_eq!(decode_peer(body_of(&wire)), Ok((NodeId(5), message)));
     }
 }
 

@@ -38,6 +38,11 @@ pub const MEMORY_BUDGET_BYTES_PER_SHARD_MIN: u64 = 16 << 20;
 /// rest (see [`NodeConfig::shard_budget`]).
 pub const MEMTABLE_BUDGET_DIVISOR: u64 = 4;
 
+/// Default [`ClusterSettings::tombstone_grace_secs`]: core's default grace (a cluster node's
+/// ticks are milliseconds).
+pub const TOMBSTONE_GRACE_SECS_DEFAULT: u64 =
+    tessera_core::node::TOMBSTONE_GRACE_TICKS_DEFAULT / 1_000;
+
 /// Everything a node needs to start.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -114,6 +119,11 @@ pub struct ClusterSettings {
     pub write_quorum: usize,
     /// How concurrent writes to a key resolve.
     pub conflict: ConflictSetting,
+    /// How old a tombstone must be, in seconds (from when the node's sweep first saw it), before
+    /// the cluster may purge it. Must exceed the longest time a write can stay in flight (a
+    /// slow request, a message queued for a peer): a write older than a purged tombstone that
+    /// arrives after it would bring the deleted value back.
+    pub tombstone_grace_secs: u64,
 }
 
 /// How concurrent writes to a key resolve (TOML `conflict = "siblings" | "lww"`).
@@ -142,6 +152,7 @@ impl Default for ClusterSettings {
             read_quorum: 2,
             write_quorum: 2,
             conflict: ConflictSetting::Siblings,
+            tombstone_grace_secs: TOMBSTONE_GRACE_SECS_DEFAULT,
         }
     }
 }
@@ -176,6 +187,12 @@ impl ClusterSettings {
         }
         if let Err(e) = self.replication() {
             return invalid("replicas_per_dc", e.to_string());
+        }
+        if self.tombstone_grace_secs == 0 {
+            return invalid(
+                "tombstone_grace_secs",
+                "must be at least 1 (and longer than any write stays in flight)".into(),
+            );
         }
         let n = self.n();
         for (field, q) in [
@@ -545,9 +562,10 @@ mod tests {
         let replication = cluster.replication().unwrap();
         let counts = replication.per_dc_counts().unwrap();
         assert_eq!(counts, &[("east".to_string(), 2), ("west".to_string(), 1)]);
+        assert_eq!(cluster.tombstone_grace_secs, 3_600, "unset: core's default");
 
         type Breaker = fn(&mut ClusterSettings);
-        let cases: [(&str, Breaker); 3] = [
+        let cases: [(&str, Breaker); 4] = [
             ("replicas_per_dc", |s| {
                 s.replicas_per_dc = [("east".to_string(), 0)].into();
             }),
@@ -555,6 +573,7 @@ mod tests {
                 s.replicas_per_dc = [("east".to_string(), 40)].into();
             }),
             ("write_quorum", |s| s.write_quorum = 4),
+            ("tombstone_grace_secs", |s| s.tombstone_grace_secs = 0),
         ];
         for (field, break_it) in cases {
             let mut c = c.clone();

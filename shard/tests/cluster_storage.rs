@@ -1,7 +1,8 @@
 //! A cluster node's storage operations against a real engine (commit log on disk): updates
 //! mint dots for this node, merges join sibling sets, a key whose token does not match its
 //! bytes is refused, range reads page through a token range in key order without gaps or
-//! repeats, hints are kept and forgotten, and the ring state survives a reopen.
+//! repeats, hints are kept and forgotten, the ring state survives a reopen, a purge drops only
+//! the copies that are exactly its tombstone, and compaction drops purged keys but not tombstones.
 
 #![allow(clippy::unwrap_used)]
 
@@ -13,10 +14,11 @@ use std::rc::Rc;
 use tessera_core::node::{Key, RingState, StorageOp, StorageResult};
 use tessera_core::placement::{Member, Ring};
 use tessera_core::ring::PartitionCount;
+use tessera_core::version::dot_floor;
 use tessera_core::{NodeId, Object, Token, VersionVector};
 use tessera_io::fs::RealFs;
 use tessera_io::log_writer::LogConfig;
-use tessera_shard::cluster::storage::{cluster_key, execute, load_ring};
+use tessera_shard::cluster::storage::{cluster_key, execute, load_ring, set_absent_key_gc};
 use tessera_shard::engine::{Engine, EngineLimits};
 use tessera_shard::lsm::LsmOptions;
 
@@ -71,6 +73,8 @@ fn updates_merges_and_reads_keep_every_concurrent_version() {
         assert!(before.is_empty());
         assert_eq!(after.siblings().len(), 1);
         assert_eq!(after.siblings()[0].dot.node, ME);
+        // Above the wall clock's floor, so that a key whose clock was reaped gets new dots.
+        assert!(after.siblings()[0].dot.counter > dot_floor(1));
         // A concurrent write made elsewhere arrives as an object to merge.
         let mut remote = Object::new();
         remote
@@ -200,4 +204,162 @@ fn hints_are_kept_and_forgotten_and_the_ring_survives_a_reopen() {
         assert_eq!(load_ring(&engine).await.unwrap(), Some(state));
         engine.close().await.unwrap();
     });
+}
+
+/// A value written at node 3, and a delete of it (a tombstone that supersedes it).
+fn value_and_its_tombstone() -> (Object, Object) {
+    let mut value = Object::new();
+    value
+        .update(&VersionVector::new(), NodeId(3), 1, Some(b"old".to_vec()))
+        .unwrap();
+    let mut tombstone = value.clone();
+    tombstone
+        .update(&value.clock().clone(), NodeId(3), 2, None)
+        .unwrap();
+    assert!(tombstone.is_deleted());
+    (value, tombstone)
+}
+
+async fn merge(engine: &Engine, key: &Key, object: &Object) {
+    let op = StorageOp::Merge {
+        key: key.clone(),
+        object: object.clone(),
+        lww: false,
+    };
+    assert!(matches!(
+        execute(engine, ME, op, false).await,
+        StorageResult::Changed { .. }
+    ));
+}
+
+/// Whether the engine holds (keyspace "default", `key`) at all, even as an empty object.
+async fn held(engine: &Engine, key: &[u8]) -> bool {
+    engine.read("default", key, |o| o.is_some()).await.unwrap()
+}
+
+#[test]
+fn a_purge_drops_only_copies_that_are_its_tombstone() {
+    run(|| async {
+        let dir = TestDir::new().await;
+        let engine = open(&dir).await;
+        let (value, tombstone) = value_and_its_tombstone();
+        // The value the delete read (older: it stays, or it could come back once the others
+        // purged), and the tombstone itself (it goes).
+        let (old, deleted) = (
+            cluster_key("default", b"old"),
+            cluster_key("default", b"del"),
+        );
+        merge(&engine, &old, &value).await;
+        merge(&engine, &deleted, &tombstone).await;
+        // A write after the delete, and one the delete never saw: both stay.
+        let (newer, blind) = (
+            cluster_key("default", b"new"),
+            cluster_key("default", b"bl"),
+        );
+        let mut after_delete = tombstone.clone();
+        after_delete
+            .update(
+                &tombstone.clock().clone(),
+                NodeId(4),
+                3,
+                Some(b"new".to_vec()),
+            )
+            .unwrap();
+        merge(&engine, &newer, &after_delete).await;
+        let mut concurrent = Object::new();
+        concurrent
+            .update(&VersionVector::new(), NodeId(4), 3, Some(b"bl".to_vec()))
+            .unwrap();
+        merge(&engine, &blind, &concurrent).await;
+        let absent = cluster_key("default", b"absent");
+        engine.flush_now().await.unwrap(); // some copies in a table, one in the memtable
+        let mut also_deleted = cluster_key("default", b"del2");
+        merge(&engine, &also_deleted, &tombstone).await;
+
+        let keys = [&old, &deleted, &newer, &blind, &absent, &also_deleted];
+        let entries = keys
+            .iter()
+            .map(|k| ((*k).clone(), tombstone.clone()))
+            .collect();
+        let purge = StorageOp::Purge { entries };
+        let StorageResult::ChangedMany(changed) = execute(&engine, ME, purge, true).await else {
+            panic!("a purge answers ChangedMany")
+        };
+        let empty = Object::new();
+        let expected = [
+            (&old, &value, &value),
+            (&deleted, &tombstone, &empty),
+            (&newer, &after_delete, &after_delete),
+            (&blind, &concurrent, &concurrent),
+            (&absent, &empty, &empty),
+            (&also_deleted, &tombstone, &empty),
+        ];
+        assert_eq!(changed.len(), expected.len(), "one answer per entry");
+        for ((key, before, after), (k, b, a)) in changed.iter().zip(expected) {
+            assert_eq!((key, before, after), (k, b, a), "{key:?}");
+            assert_eq!(&read(&engine, key).await, a, "{key:?} reads back");
+        }
+        // A key that did not qualify was not written: the absent one is still not held.
+        assert!(!held(&engine, b"absent").await);
+        // A second purge changes nothing.
+        let entries = vec![(deleted.clone(), tombstone.clone())];
+        let again = execute(&engine, ME, StorageOp::Purge { entries }, false).await;
+        assert_eq!(
+            again,
+            StorageResult::ChangedMany(vec![(deleted.clone(), empty.clone(), empty.clone())])
+        );
+        // A key whose token does not match its bytes refuses the whole purge.
+        also_deleted.token = Token(also_deleted.token.0 ^ 1);
+        let entries = vec![
+            (newer.clone(), after_delete.clone()),
+            (also_deleted, tombstone.clone()),
+        ];
+        let answer = execute(&engine, ME, StorageOp::Purge { entries }, false).await;
+        assert!(matches!(answer, StorageResult::Failed(ref why) if why.contains("token")));
+        assert_eq!(read(&engine, &newer).await, after_delete);
+        engine.close().await.unwrap();
+    });
+}
+
+#[test]
+fn a_bottommost_compaction_drops_purged_keys_and_keeps_tombstones() {
+    for with_hook in [false, true] {
+        run(move || async move {
+            let dir = TestDir::new().await;
+            let engine = open(&dir).await;
+            if with_hook {
+                set_absent_key_gc(&engine);
+            }
+            let (value, tombstone) = value_and_its_tombstone();
+            let (purged, deleted) = (cluster_key("default", b"p"), cluster_key("default", b"d"));
+            merge(&engine, &purged, &value).await;
+            merge(&engine, &purged, &tombstone).await;
+            merge(&engine, &deleted, &tombstone).await;
+            let entries = vec![(purged.clone(), tombstone.clone())];
+            let purge = execute(&engine, ME, StorageOp::Purge { entries }, false).await;
+            let StorageResult::ChangedMany(changed) = purge else {
+                panic!("a purge answers ChangedMany")
+            };
+            assert!(changed[0].2.is_empty(), "the tombstone is purged");
+            // Enough level-0 tables for the default policy to compact them into level 1,
+            // the deepest level holding anything.
+            let trigger = LsmOptions::default().policy.l0_trigger;
+            for i in 0..trigger {
+                let filler = cluster_key("default", format!("filler-{i}").as_bytes());
+                execute(&engine, ME, update(&filler, b"f"), false).await;
+                engine.flush_now().await.unwrap();
+            }
+            assert!(held(&engine, b"p").await, "flush keeps the empty object");
+            assert!(engine.compact_now().await.unwrap() > 0);
+            assert_eq!(engine.lsm().l0_tables(), 0);
+            // Without the hook the empty object stays; it reads as absent either way.
+            assert_eq!(held(&engine, b"p").await, !with_hook);
+            assert!(read(&engine, &purged).await.is_empty());
+            // A tombstone with a clock is kept: only a reap round may take it.
+            assert_eq!(read(&engine, &deleted).await, tombstone);
+            let filler = cluster_key("default", b"filler-0");
+            assert_eq!(read(&engine, &filler).await.siblings().len(), 1);
+            engine.close().await.unwrap();
+        });
+    }
 }

@@ -50,6 +50,11 @@ pub struct UpArgs {
     /// or the node count if smaller].
     #[arg(long)]
     replicas: Option<usize>,
+    /// Passed to every node's --tombstone-grace: how old, in seconds, a tombstone must be
+    /// before the cluster may purge it; must exceed the longest time a write can stay in
+    /// flight [default: the server's, 3600].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    tombstone_grace: Option<u64>,
 }
 
 /// Runs a cluster command.
@@ -96,6 +101,9 @@ fn up(args: &UpArgs) -> Result<ExitCode, String> {
             .arg(format!("--rack=rack-{}", (i - 1) % 2 + 1));
         if i > 1 {
             command.arg(format!("--seeds={seed}"));
+        }
+        if let Some(secs) = args.tombstone_grace {
+            command.arg(format!("--tombstone-grace={secs}"));
         }
         match command.spawn() {
             Ok(child) => {

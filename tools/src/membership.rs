@@ -151,12 +151,13 @@ pub fn print_cluster(client: &Client, first: ClusterStatus) -> Result<(), String
     );
     println!(
         "repairs     since this node started: {} hints delivered, {} read repairs, \
-         anti-entropy {} exchanges / {} keys repaired / {} sent",
+         anti-entropy {} exchanges / {} keys repaired / {} sent, {} tombstones reaped",
         status.hints_delivered,
         status.read_repairs,
         status.ae_exchanges,
         status.ae_keys_repaired,
-        human_bytes(status.ae_bytes_sent as f64)
+        human_bytes(status.ae_bytes_sent as f64),
+        status.tombstones_reaped
     );
     println!(
         "requests    coordinated {}, of which {} for keys this node holds no replica of (an \

@@ -88,6 +88,12 @@ pub struct ClusterArgs {
     /// dropped) [default: siblings].
     #[arg(long, value_enum)]
     pub conflict: Option<Conflict>,
+    /// How old a tombstone (a delete) must be, in seconds, before the cluster may purge it;
+    /// must exceed the longest time a write can stay in flight (a slow request, a message
+    /// queued for a peer), or a late write can bring a deleted value back [default: 3600, or
+    /// the config file's cluster.tombstone_grace_secs].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub tombstone_grace: Option<u64>,
 }
 
 /// One `--replicas-per-dc` pair, `DC=N`.
@@ -122,6 +128,7 @@ impl ClusterArgs {
             || self.read_quorum.is_some()
             || self.write_quorum.is_some()
             || self.conflict.is_some()
+            || self.tombstone_grace.is_some()
     }
 
     /// Applies the flags given to `config`'s cluster settings, creating them if needed.
@@ -159,6 +166,7 @@ impl ClusterArgs {
             Some(Conflict::Lww) => cluster.conflict = ConflictSetting::Lww,
             None => {}
         }
+        cluster.tombstone_grace_secs = self.tombstone_grace.unwrap_or(cluster.tombstone_grace_secs);
         // A cluster node runs one shard (see `ClusterSettings`): the default follows.
         config.shards = 1;
     }
@@ -365,6 +373,17 @@ mod tests {
             err.contains("--memory-budget") && err.contains("1536MiB"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn tombstone_grace_flag_sets_the_clusters_grace_in_seconds() {
+        assert!(parse(&[]).unwrap().cluster.is_none());
+        let config = parse(&["--peer-listen", "127.0.0.9:7900"]).unwrap();
+        assert_eq!(config.cluster.unwrap().tombstone_grace_secs, 3_600);
+        let config = parse(&["--tombstone-grace", "60"]).unwrap();
+        assert_eq!(config.cluster.unwrap().tombstone_grace_secs, 60);
+        let err = parse(&["--tombstone-grace", "0"]).unwrap_err();
+        assert!(err.contains("--tombstone-grace"), "{err}");
     }
 
     #[test]

@@ -160,6 +160,31 @@ pub enum PeerMessage {
         /// The members to remove, at most one ring's worth.
         nodes: Vec<NodeId>,
     },
+    /// Reaper → every member of a stable ring: may these tombstones go? (see `node::reap`)
+    ReapCheck {
+        /// Names the reaper's round.
+        round: u64,
+        /// The reaper's [`RingState::version`]: a member with another vetoes every entry.
+        ring: u64,
+        /// Keys of one partition, each with the reaper's tombstone of it (at most
+        /// [`crate::constants::REAP_KEYS_MAX`]).
+        entries: Vec<(Key, Object)>,
+    },
+    /// Member → reaper: the entries of a [`PeerMessage::ReapCheck`] that must stay.
+    ReapVote {
+        /// The round.
+        round: u64,
+        /// Indices into the check's entries.
+        vetoed: Vec<u32>,
+    },
+    /// Reaper → every member, once all voted: drop each key whose copy is exactly its
+    /// tombstone.
+    Reap {
+        /// The round's [`RingState::version`]: a member with another ignores the message.
+        ring: u64,
+        /// The entries no member vetoed.
+        entries: Vec<(Key, Object)>,
+    },
 }
 
 impl PeerMessage {
@@ -195,6 +220,14 @@ impl PeerMessage {
             PeerMessage::Ring(r) => r.wire_bytes(),
             PeerMessage::MovesDone { moves, .. } => 8 + 4 + 12 * moves.len(),
             PeerMessage::Remove { nodes } => 4 + 8 * nodes.len(),
+            PeerMessage::ReapCheck { entries, .. } | PeerMessage::Reap { entries, .. } => {
+                16 + 4
+                    + entries
+                        .iter()
+                        .map(|(k, o)| k.wire_bytes() + object(o))
+                        .sum::<usize>()
+            }
+            PeerMessage::ReapVote { vetoed, .. } => 8 + 4 + 4 * vetoed.len(),
         }
     }
 }
@@ -291,6 +324,15 @@ pub enum StorageOp {
     },
     /// Persist the ring state, replacing the one stored. Answered by [`StorageResult::Done`].
     SaveRing(Box<RingState>),
+    /// Drop each key whose copy is exactly its tombstone, leaving it absent (an empty
+    /// object); leave every other key as it is (a newer write, and an older copy too: were it
+    /// kept while the others purge, it would come back). Need not be synced: a purge
+    /// lost in a crash leaves a tombstone, which is reaped again. Answered by
+    /// [`StorageResult::ChangedMany`].
+    Purge {
+        /// The keys and the tombstones reaped.
+        entries: Vec<(Key, Object)>,
+    },
 }
 
 /// What storage answers to a [`StorageOp`].

@@ -21,6 +21,7 @@
 mod ae;
 mod claim;
 mod moves;
+mod reap;
 mod replica;
 mod rings;
 #[cfg(test)]
@@ -48,6 +49,7 @@ use crate::version::{Object, VersionVector};
 pub use claim::{RemoveError, CLAIM_TICKS, RING_PUSH_TICKS};
 pub use message::{lww_resolve, Key, PeerMessage, StorageOp, StorageResult};
 pub use moves::{MOVES_DRIVE_TICKS, MOVES_REPORT_TICKS};
+pub use reap::{REAP_INTERVAL_TICKS_DEFAULT, REAP_ROUND_TICKS, TOMBSTONE_GRACE_TICKS_DEFAULT};
 pub use rings::{RingPhase, RingState};
 
 /// Default deadline of a client request.
@@ -98,6 +100,11 @@ pub struct NodeConfig {
     pub ae_interval_ticks: u64,
     /// Shape of the Merkle trees.
     pub tree_shape: TreeShape,
+    /// Ticks the tombstone sweep spends per `REAP_KEYS_MAX` keys it reads (a page of fewer
+    /// keys is followed sooner); 0 turns reaping off.
+    pub reap_interval_ticks: u64,
+    /// Ticks between a sweep first seeing a tombstone and the round that may reap it.
+    pub tombstone_grace_ticks: u64,
     /// Concurrent writes: siblings or last-write-wins.
     pub conflict: ConflictMode,
     /// Read repair on (always, except in the simulator's canary).
@@ -125,6 +132,8 @@ impl NodeConfig {
             hint_retry_ticks: HINT_RETRY_TICKS_DEFAULT,
             ae_interval_ticks: AE_INTERVAL_TICKS_DEFAULT,
             tree_shape: TreeShape::default(),
+            reap_interval_ticks: REAP_INTERVAL_TICKS_DEFAULT,
+            tombstone_grace_ticks: TOMBSTONE_GRACE_TICKS_DEFAULT,
             conflict: ConflictMode::Siblings,
             read_repair: true,
             hint_delivery: true,
@@ -255,6 +264,8 @@ enum Pending {
     Quiet,
     /// Anti-entropy storage work.
     Ae(replica::AePending),
+    /// Tombstone reaping storage work.
+    Reap(reap::ReapPending),
     /// A partition transfer's read or store.
     Transfer(moves::TransferPending),
     /// The ring state of `version` is persisted: announce it.
@@ -307,6 +318,8 @@ pub struct NodeStats {
     pub requests_coordinated: u64,
     /// Of those, requests for keys this node holds no replica of (by the list it routed by).
     pub requests_coordinated_off_replica: u64,
+    /// Tombstones purged from this node's storage by reap rounds.
+    pub tombstones_reaped: u64,
 }
 
 /// One cluster node. See the module docs.
@@ -333,6 +346,7 @@ pub struct Node {
     updates_order: VecDeque<(NodeId, RequestId)>,
     last_hint_round: Tick,
     ae: replica::AeState,
+    reap: reap::ReapState,
     stats: NodeStats,
 }
 
@@ -392,6 +406,7 @@ impl Node {
             updates_order: VecDeque::new(),
             last_hint_round: now,
             ae: replica::AeState::new(now),
+            reap: reap::ReapState::new(now),
             stats: NodeStats::default(),
             config,
         };
@@ -463,6 +478,11 @@ impl Node {
     /// Turns anti-entropy on or off (the simulator pauses it in some checking phases).
     pub fn set_anti_entropy(&mut self, interval_ticks: u64) {
         self.config.ae_interval_ticks = interval_ticks;
+    }
+
+    /// Turns tombstone reaping on or off (the simulator pauses it in some checking phases).
+    pub fn set_reaping(&mut self, interval_ticks: u64) {
+        self.config.reap_interval_ticks = interval_ticks;
     }
 
     /// Advances the node by one input. `wall_ms` is the wall clock for last-write-wins
@@ -542,6 +562,7 @@ impl Node {
             }
         }
         self.ae_tick(now, rng, out);
+        self.reap_tick(now, out);
     }
 
     fn forward_gossip(&mut self, actions: Vec<GossipAction>, out: &mut Vec<Action>) {

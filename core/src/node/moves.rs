@@ -89,10 +89,12 @@ impl Node {
         }
         self.run_transfer_actions(now, actions, out);
         let plan = self.rings.plan(&self.config.replication);
+        let rep = &self.config.replication;
         let planned = plan
             .moves
             .iter()
             .map(|m| ((m.partition, m.to), self.rings.sources_of(m, &plan)))
+            .chain(self.rings.shrink_moves(&plan, rep))
             .collect();
         self.moves = MovesState {
             version: self.ring_version,

@@ -112,6 +112,15 @@ impl Node {
                 );
             }
             PeerMessage::Fetch { keys } => self.on_fetch(from, keys, out),
+            PeerMessage::ReapCheck {
+                round,
+                ring,
+                entries,
+            } => self.on_reap_check(now, from, round, ring, entries, out),
+            PeerMessage::ReapVote { round, vetoed } => {
+                self.on_reap_vote(now, from, round, vetoed, out)
+            }
+            PeerMessage::Reap { ring, entries } => self.on_reap(ring, entries, out),
             PeerMessage::HintDeliver {
                 delivery,
                 key,
@@ -362,6 +371,7 @@ impl Node {
             }
             Pending::Quiet => {}
             Pending::Ae(ae) => self.on_ae_storage(now, ae, result, out),
+            Pending::Reap(reap) => self.on_reap_storage(now, reap, result, out),
             Pending::Transfer(t) => self.on_transfer_storage(now, t, result, out),
             Pending::RingSaved { version } => {
                 if result == StorageResult::Done {

@@ -285,6 +285,44 @@ impl RingState {
         }
     }
 
+    /// Moves a shrinking list needs besides the plan's: where a partition's new list is
+    /// shorter than its old one (a leaving node that no other node in its rack or datacenter
+    /// can replace), the dropped replicas nobody is paired with stream to every replica the
+    /// partition keeps, so that what they alone acknowledged is not left behind. Each entry is
+    /// ((partition, receiver), sources); removed nodes stream nothing.
+    pub fn shrink_moves(
+        &self,
+        plan: &TransferPlan,
+        rep: &Replication,
+    ) -> Vec<((PartitionId, NodeId), Vec<NodeId>)> {
+        let Some(next) = self.next() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut partitions: Vec<PartitionId> = plan.drops.iter().map(|(p, _)| *p).collect();
+        partitions.dedup();
+        for p in partitions {
+            let gains = plan.moves.iter().filter(|m| m.partition == p).count();
+            let unpaired: Vec<NodeId> = plan
+                .drops
+                .iter()
+                .filter(|(q, _)| *q == p)
+                .skip(gains)
+                .map(|(_, n)| *n)
+                .filter(|&n| !self.is_removed(n))
+                .collect();
+            if unpaired.is_empty() {
+                continue;
+            }
+            let kept = self.current.preference_list(p, rep);
+            let new_list = next.preference_list(p, rep);
+            for to in kept.into_iter().filter(|n| new_list.contains(n)) {
+                out.push(((p, to), unpaired.clone()));
+            }
+        }
+        out
+    }
+
     /// The next state: a change to `next` begins.
     pub fn propose(&self, next: Ring) -> RingState {
         RingState {

@@ -16,7 +16,7 @@ use crate::antientropy::ListingBuilder;
 use crate::handoff::Hint;
 use crate::ids::{NodeId, Token};
 use crate::node::{lww_resolve, Key, Recovered, RingState, StorageOp, StorageResult};
-use crate::version::Object;
+use crate::version::{dot_floor, Object};
 
 type DataKey = (Token, Vec<u8>);
 type HintKey = (NodeId, Vec<u8>);
@@ -57,6 +57,7 @@ impl SimDisk {
             all.insert(k.clone(), v.clone());
         }
         all.into_iter()
+            .filter(|(_, o)| !o.is_empty())
             .map(|((token, bytes), o)| (Key { token, bytes }, o))
             .collect()
     }
@@ -130,6 +131,19 @@ impl SimDisk {
         (key, before, after)
     }
 
+    /// Drops `key` if its copy is exactly `tombstone`; returns the copy before and after.
+    fn purge(&mut self, key: Key, tombstone: &Object) -> (Key, Object, Object) {
+        let before = self.object(key.token, &key.bytes);
+        if before.is_empty() || before != *tombstone {
+            return (key, before.clone(), before);
+        }
+        // An empty object is an absent key, and it shadows the durable copy until synced.
+        self.volatile
+            .data
+            .insert((key.token, key.bytes.clone()), Object::new());
+        (key, before, Object::new())
+    }
+
     /// Applies `op` for node `me` and returns its result.
     pub fn apply(&mut self, me: NodeId, op: StorageOp, durable: bool) -> StorageResult {
         let result = match op {
@@ -150,7 +164,8 @@ impl SimDisk {
                 } else {
                     context
                 };
-                match after.update(&context, me, timestamp_ms, value) {
+                match after.update_above(&context, me, dot_floor(timestamp_ms), timestamp_ms, value)
+                {
                     Ok(_) => {
                         self.volatile
                             .data
@@ -164,6 +179,12 @@ impl SimDisk {
                 let (_, before, after) = self.merge(key, &object, lww);
                 StorageResult::Changed { before, after }
             }
+            StorageOp::Purge { entries } => StorageResult::ChangedMany(
+                entries
+                    .into_iter()
+                    .map(|(key, tombstone)| self.purge(key, &tombstone))
+                    .collect(),
+            ),
             StorageOp::MergeMany { entries, lww } => StorageResult::ChangedMany(
                 entries
                     .into_iter()

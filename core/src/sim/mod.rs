@@ -175,6 +175,10 @@ pub struct SimReport {
     pub scoped_each: u64,
     /// Set writes acknowledged that counted per datacenter.
     pub scoped_writes_acked: u64,
+    /// Deletes of churn keys acknowledged (set workload).
+    pub acked_deletes: usize,
+    /// Tombstones purged by reap rounds, summed over nodes.
+    pub tombstones_reaped: u64,
 }
 
 impl SimReport {
@@ -247,6 +251,14 @@ pub fn run(config: &SimConfig) -> SimReport {
             violations.extend(world.workload.check_copy(k, &node.to_string(), &copy));
         }
     }
+    // No replica the final ring names holds a deleted value. (A node that lost the key's
+    // partition may keep a stale copy: it is never read, and a reap round purges it too.)
+    for (k, key) in world.workload.churn_keys().to_vec().iter().enumerate() {
+        for (i, node) in replicas_of(&world, key) {
+            let copy = world.stored(i, key);
+            violations.extend(world.workload.check_churn_copy(k, &node.to_string(), &copy));
+        }
+    }
     if config.workload == WorkloadKind::Register {
         violations.extend(world.workload.check_register());
     }
@@ -266,6 +278,7 @@ pub fn run(config: &SimConfig) -> SimReport {
         scoped_local: world.workload.scopes_used[1],
         scoped_each: world.workload.scopes_used[2],
         scoped_writes_acked: world.workload.scoped_writes_acked,
+        acked_deletes: world.workload.acked_deletes(),
         ..SimReport::default()
     };
     for slot in &world.slots {
@@ -279,6 +292,7 @@ pub fn run(config: &SimConfig) -> SimReport {
             report.ae_keys_repaired += s.ae_keys_repaired;
             report.moves_completed += s.moves_completed;
             report.stale_ring_refusals += s.stale_ring_refusals;
+            report.tombstones_reaped += s.tombstones_reaped;
         }
     }
     report
@@ -308,6 +322,10 @@ pub(crate) fn node_config(id: NodeId, canary: Option<Canary>, datacenters: bool)
     c.quorum = QuorumOptions::default();
     c.tree_shape = crate::antientropy::TreeShape::new(2, 2).unwrap_or_default();
     c.ae_interval_ticks = 300;
+    // Tombstones of the set workload's churn keys are reaped during the run: the grace period
+    // is longer than any pause or delay the faults make, so nothing older is in flight.
+    c.tombstone_grace_ticks = 3_000;
+    c.reap_interval_ticks = 100;
     // Small chunks and quick resends: many chunks per transfer, over a lossy network.
     c.transfer.chunk_entries = 1;
     c.transfer.retransmit_ticks = 200;
@@ -377,6 +395,9 @@ fn check_phases(world: &mut World, changes: Option<faults::MembershipPlan>) -> V
         world.start_node(i);
         if let Some(node) = world.slots[i].node.as_mut() {
             node.set_anti_entropy(0);
+            // A reap whose last message was lost leaves replicas apart until anti-entropy
+            // brings the tombstone back: reaping waits for phase 3 too.
+            node.set_reaping(0);
         }
     }
     // 0. The ring settles: one stable ring everywhere, with the joiner and without the leaver.
@@ -401,7 +422,8 @@ fn check_phases(world: &mut World, changes: Option<faults::MembershipPlan>) -> V
     });
     violations.extend(drained.err());
     // 2. Read repair of the even-numbered keys.
-    let keys = world.workload.keys().to_vec();
+    let mut keys = world.workload.keys().to_vec();
+    keys.extend_from_slice(world.workload.churn_keys());
     let even: Vec<_> = keys.iter().step_by(2).cloned().collect();
     for key in &even {
         // A member coordinates: a node that left refuses (its ring may be stale).
@@ -433,6 +455,7 @@ fn check_phases(world: &mut World, changes: Option<faults::MembershipPlan>) -> V
     for slot in &mut world.slots {
         if let Some(node) = slot.node.as_mut() {
             node.set_anti_entropy(100);
+            node.set_reaping(100);
         }
     }
     let converged = wait_for(world, AE_CONVERGE_TICKS_MAX, |world| {

@@ -47,6 +47,10 @@ pub enum Step {
     RegisterRefresh { key: usize },
     /// Register: a reader's read.
     RegisterRead { key: usize },
+    /// Set: the write of `element` to churn key `key`.
+    ChurnWrite { key: usize, element: u64 },
+    /// Set: the delete of `element` from churn key `key`.
+    ChurnDelete { key: usize, element: u64 },
 }
 
 /// A request a client wants to send.
@@ -65,6 +69,10 @@ pub struct ClientRequest {
 pub struct Workload {
     kind: WorkloadKind,
     keys: Vec<Key>,
+    /// Set: keys written and deleted at once (see the module docs).
+    churn: Vec<Key>,
+    /// Set: elements of each churn key whose delete was acknowledged.
+    deleted: BTreeMap<usize, BTreeSet<u64>>,
     /// Register: each writer's context and next value; set: each client's element counter.
     contexts: BTreeMap<usize, VersionVector>,
     counters: BTreeMap<usize, u64>,
@@ -89,18 +97,22 @@ pub struct Workload {
 impl Workload {
     /// A workload over `keys` keys.
     pub fn new(kind: WorkloadKind, keys: usize) -> Workload {
-        let keys = (0..keys)
-            .map(|i| {
-                let bytes = format!("key-{i}").into_bytes();
-                Key {
-                    token: token_of(crate::constants::DEFAULT_KEYSPACE, &bytes),
-                    bytes,
-                }
-            })
-            .collect();
+        let named = |name: String| {
+            let bytes = name.into_bytes();
+            Key {
+                token: token_of(crate::constants::DEFAULT_KEYSPACE, &bytes),
+                bytes,
+            }
+        };
+        let churn = match kind {
+            WorkloadKind::Set => CHURN_KEYS,
+            WorkloadKind::Register => 0,
+        };
         Workload {
             kind,
-            keys,
+            keys: (0..keys).map(|i| named(format!("key-{i}"))).collect(),
+            churn: (0..churn).map(|i| named(format!("gone-{i}"))).collect(),
+            deleted: BTreeMap::new(),
             contexts: BTreeMap::new(),
             counters: BTreeMap::new(),
             acked: BTreeMap::new(),
@@ -153,9 +165,51 @@ impl Workload {
         &self.keys
     }
 
+    /// The churn keys (set workload).
+    pub fn churn_keys(&self) -> &[Key] {
+        &self.churn
+    }
+
+    /// Deletes acknowledged in all (set workload).
+    pub fn acked_deletes(&self) -> usize {
+        self.deleted.values().map(BTreeSet::len).sum()
+    }
+
+    /// Checks one replica's final copy of churn key `key`: it holds no deleted value.
+    pub fn check_churn_copy(&self, key: usize, replica: &str, copy: &Object) -> Vec<String> {
+        let deleted = self.deleted.get(&key);
+        let back: Vec<u64> = copy
+            .live_values()
+            .filter_map(decode_u64)
+            .filter(|e| deleted.is_some_and(|d| d.contains(e)))
+            .collect();
+        if back.is_empty() {
+            return Vec::new();
+        }
+        vec![format!(
+            "deleted values came back: {replica} holds {} value(s) of gone-{key} whose delete \
+             was acknowledged (first: {:#x})",
+            back.len(),
+            back[0]
+        )]
+    }
+
     /// The next request of idle `client`.
     pub fn next(&mut self, client: usize, rng: &mut impl RngCore) -> ClientRequest {
         match self.kind {
+            WorkloadKind::Set if !self.churn.is_empty() && rng.next_u32().is_multiple_of(4) => {
+                let key = (rng.next_u64() % self.churn.len() as u64) as usize;
+                let element = self.next_element(client);
+                ClientRequest {
+                    op: ClientOp::Put {
+                        key: self.churn[key].clone(),
+                        context: VersionVector::new(),
+                        value: element.to_le_bytes().to_vec(),
+                    },
+                    options: sloppy_or_strict(rng),
+                    step: Step::ChurnWrite { key, element },
+                }
+            }
             WorkloadKind::Set => {
                 let key = (rng.next_u64() % self.keys.len() as u64) as usize;
                 let options = self.set_options(rng);
@@ -203,9 +257,7 @@ impl Workload {
         };
         match (step, ok) {
             (Step::SetRead { key }, Some(object)) => {
-                let counter = self.counters.entry(client).or_insert(0);
-                *counter += 1;
-                let element = ((client as u64) << 32) | *counter;
+                let element = self.next_element(client);
                 let mut set = union_of(&object);
                 set.insert(element);
                 let options = self.set_options(rng);
@@ -233,6 +285,18 @@ impl Workload {
             ) => {
                 self.scoped_writes_acked += u64::from(scoped);
                 self.acked.entry(key).or_default().insert(element);
+                None
+            }
+            (Step::ChurnWrite { key, element }, Some(object)) => Some(ClientRequest {
+                op: ClientOp::Delete {
+                    key: self.churn[key].clone(),
+                    context: object.clock().clone(),
+                },
+                options: sloppy_or_strict(rng),
+                step: Step::ChurnDelete { key, element },
+            }),
+            (Step::ChurnDelete { key, element }, Some(_)) => {
+                self.deleted.entry(key).or_default().insert(element);
                 None
             }
             (Step::RegisterWrite { key, value }, Some(object)) => {
@@ -334,6 +398,13 @@ impl Workload {
         self.acked.values().map(BTreeSet::len).sum()
     }
 
+    /// A set element no client used before: the client's number and its counter.
+    fn next_element(&mut self, client: usize) -> u64 {
+        let counter = self.counters.entry(client).or_insert(0);
+        *counter += 1;
+        ((client as u64) << 32) | *counter
+    }
+
     fn read(&self, key: usize, step: Step, options: QuorumOptions) -> ClientRequest {
         ClientRequest {
             op: ClientOp::Get {
@@ -356,6 +427,9 @@ impl Workload {
         }
     }
 }
+
+/// Churn keys of the set workload.
+const CHURN_KEYS: usize = 16;
 
 /// Keys of the register workload written throughout; the others are cold.
 const HOT_KEYS: usize = 2;

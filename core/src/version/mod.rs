@@ -14,5 +14,5 @@ pub mod format;
 pub mod object;
 pub mod vector;
 
-pub use object::{Object, Sibling};
+pub use object::{dot_floor, Object, Sibling};
 pub use vector::{Dot, VersionVector};

@@ -16,7 +16,10 @@
 //!
 //! Assumption shared with every DVV design: one dot always names one value. It holds because
 //! only `node` assigns dots `(node, _)`, from its own replica's clock, which covers every dot it
-//! ever assigned.
+//! ever assigned — until a reaped tombstone takes the key's clock away (`node::reap`). Writes
+//! coordinated by a cluster node therefore use [`Object::update_above`] with [`dot_floor`] of
+//! their wall clock: a counter minted after a reap exceeds every counter minted before it, as
+//! long as the node's clock has not gone back by more than the tombstone grace period.
 
 use std::cmp::Ordering;
 
@@ -24,6 +27,16 @@ use crate::constants::{CLOCK_ENTRIES_MAX, SIBLINGS_MAX, SIBLING_VALUE_BYTES_MAX}
 use crate::error::CoreError;
 use crate::ids::NodeId;
 use crate::version::vector::{Dot, VersionVector};
+
+/// Dot counters a node may mint per millisecond of its wall clock before [`dot_floor`] stops
+/// growing faster than its counters.
+pub const DOT_COUNTERS_PER_MS: u64 = 1 << 10;
+
+/// The least counter a node mints at wall clock `timestamp_ms` (see the module docs): a key
+/// whose clock was reaped gets counters above any minted a grace period earlier.
+pub fn dot_floor(timestamp_ms: u64) -> u64 {
+    timestamp_ms.saturating_mul(DOT_COUNTERS_PER_MS)
+}
 
 /// One concurrent version of a key's value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +113,14 @@ impl Object {
         self.clock.is_empty()
     }
 
+    /// Whether `self` already holds everything `other` does: merging `other` in would change
+    /// nothing. A reaped tombstone may take with it only copies it supersedes.
+    pub fn supersedes(&self, other: &Object) -> bool {
+        let mut merged = self.clone();
+        merged.merge(other);
+        merged == *self
+    }
+
     /// Applies a write coordinated by `node` on this replica and returns the write's new dot.
     ///
     /// `context` is what the writer read (empty for a blind write). The write supersedes exactly
@@ -121,12 +142,26 @@ impl Object {
         timestamp_ms: u64,
         value: Option<Vec<u8>>,
     ) -> Result<Dot, CoreError> {
+        self.update_above(context, node, 0, timestamp_ms, value)
+    }
+
+    /// [`Object::update`] with a dot counter above `floor` as well (see the module docs and
+    /// [`dot_floor`]).
+    pub fn update_above(
+        &mut self,
+        context: &VersionVector,
+        node: NodeId,
+        floor: u64,
+        timestamp_ms: u64,
+        value: Option<Vec<u8>>,
+    ) -> Result<Dot, CoreError> {
         check_value_size(value.as_deref())?;
         self.check_write_bounds(context, node)?;
         let counter = self
             .clock
             .get(node)
             .max(context.get(node))
+            .max(floor)
             .checked_add(1)
             .ok_or(CoreError::CounterExhausted { node })?;
         let dot = Dot { node, counter };
@@ -507,5 +542,53 @@ mod tests {
                 Err(CoreError::Malformed { .. })
             ));
         }
+    }
+
+    #[test]
+    fn a_write_after_a_reap_gets_a_counter_the_old_clock_does_not_cover() {
+        // A tombstone written at 1 s, kept by a replica that refused the reap.
+        let mut kept = Object::new();
+        let blind = VersionVector::new();
+        kept.update_above(&blind, A, dot_floor(1_000), 1_000, None)
+            .unwrap();
+        // The reaping replica forgot the key; a blind write there an hour later survives a
+        // merge with the kept copy instead of being taken for a dot it already saw.
+        let hour_later = 3_601_000;
+        let mut reaped = Object::new();
+        let v = Some(b"v".to_vec());
+        let dot = reaped
+            .update_above(&blind, A, dot_floor(hour_later), hour_later, v.clone())
+            .unwrap();
+        assert!(!kept.clock().covers(dot));
+        let mut merged = kept.clone();
+        merged.merge(&reaped);
+        assert_eq!(values(&merged), vec![b"v".as_slice()]);
+        // Without the floor the new dot repeats the old one, and the merge drops the write.
+        let mut unfloored = Object::new();
+        let dot = unfloored.update(&blind, A, hour_later, v).unwrap();
+        assert!(kept.clock().covers(dot));
+        kept.merge(&unfloored);
+        assert!(values(&kept).is_empty());
+    }
+
+    #[test]
+    fn a_tombstone_supersedes_only_copies_its_clock_covers() {
+        let mut old = Object::new();
+        put(&mut old, &VersionVector::new(), A, b"old");
+        let mut tomb = old.clone();
+        tomb.update(&old.clock().clone(), B, 0, None).unwrap();
+        assert!(tomb.is_deleted());
+        assert!(tomb.supersedes(&old), "the value the delete read");
+        assert!(tomb.supersedes(&Object::new()), "an absent copy");
+        assert!(tomb.supersedes(&tomb.clone()), "the tombstone itself");
+        let mut newer = tomb.clone();
+        put(&mut newer, &tomb.clock().clone(), A, b"new");
+        assert!(!tomb.supersedes(&newer), "a write after the delete");
+        let mut concurrent = Object::new();
+        put(&mut concurrent, &VersionVector::new(), B, b"blind");
+        assert!(
+            !tomb.supersedes(&concurrent),
+            "a write the delete never saw"
+        );
     }
 }

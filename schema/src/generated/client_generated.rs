@@ -4312,6 +4312,7 @@ impl<'a> ClusterStatus<'a> {
   pub const VT_PARTITION_REPLICAS: ::flatbuffers::VOffsetT = 38;
   pub const VT_REQUESTS_COORDINATED: ::flatbuffers::VOffsetT = 40;
   pub const VT_REQUESTS_COORDINATED_OFF_REPLICA: ::flatbuffers::VOffsetT = 42;
+  pub const VT_TOMBSTONES_REAPED: ::flatbuffers::VOffsetT = 44;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -4323,6 +4324,7 @@ impl<'a> ClusterStatus<'a> {
     args: &'args ClusterStatusArgs<'args>
   ) -> ::flatbuffers::WIPOffset<ClusterStatus<'bldr>> {
     let mut builder = ClusterStatusBuilder::new(_fbb);
+    builder.add_tombstones_reaped(args.tombstones_reaped);
     builder.add_requests_coordinated_off_replica(args.requests_coordinated_off_replica);
     builder.add_requests_coordinated(args.requests_coordinated);
     builder.add_hints_delivered(args.hints_delivered);
@@ -4487,6 +4489,13 @@ impl<'a> ClusterStatus<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(ClusterStatus::VT_REQUESTS_COORDINATED_OFF_REPLICA, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn tombstones_reaped(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ClusterStatus::VT_TOMBSTONES_REAPED, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ClusterStatus<'_> {
@@ -4515,6 +4524,7 @@ impl ::flatbuffers::Verifiable for ClusterStatus<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u16>>>("partition_replicas", Self::VT_PARTITION_REPLICAS, false)?
      .visit_field::<u64>("requests_coordinated", Self::VT_REQUESTS_COORDINATED, false)?
      .visit_field::<u64>("requests_coordinated_off_replica", Self::VT_REQUESTS_COORDINATED_OFF_REPLICA, false)?
+     .visit_field::<u64>("tombstones_reaped", Self::VT_TOMBSTONES_REAPED, false)?
      .finish();
     Ok(())
   }
@@ -4540,6 +4550,7 @@ pub struct ClusterStatusArgs<'a> {
     pub partition_replicas: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u16>>>,
     pub requests_coordinated: u64,
     pub requests_coordinated_off_replica: u64,
+    pub tombstones_reaped: u64,
 }
 impl<'a> Default for ClusterStatusArgs<'a> {
   #[inline]
@@ -4565,6 +4576,7 @@ impl<'a> Default for ClusterStatusArgs<'a> {
       partition_replicas: None,
       requests_coordinated: 0,
       requests_coordinated_off_replica: 0,
+      tombstones_reaped: 0,
     }
   }
 }
@@ -4655,6 +4667,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ClusterStatusBuilder<'a, 'b, 
     self.fbb_.push_slot::<u64>(ClusterStatus::VT_REQUESTS_COORDINATED_OFF_REPLICA, requests_coordinated_off_replica, 0);
   }
   #[inline]
+  pub fn add_tombstones_reaped(&mut self, tombstones_reaped: u64) {
+    self.fbb_.push_slot::<u64>(ClusterStatus::VT_TOMBSTONES_REAPED, tombstones_reaped, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ClusterStatusBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ClusterStatusBuilder {
@@ -4692,6 +4708,7 @@ impl ::core::fmt::Debug for ClusterStatus<'_> {
       ds.field("partition_replicas", &self.partition_replicas());
       ds.field("requests_coordinated", &self.requests_coordinated());
       ds.field("requests_coordinated_off_replica", &self.requests_coordinated_off_replica());
+      ds.field("tombstones_reaped", &self.tombstones_reaped());
       ds.finish()
   }
 }

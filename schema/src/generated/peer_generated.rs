@@ -425,10 +425,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for AbortReason {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_PEER_MESSAGE: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_PEER_MESSAGE: u8 = 27;
+pub const ENUM_MAX_PEER_MESSAGE: u8 = 30;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_PEER_MESSAGE: [PeerMessage; 28] = [
+pub const ENUM_VALUES_PEER_MESSAGE: [PeerMessage; 31] = [
   PeerMessage::NONE,
   PeerMessage::Update,
   PeerMessage::Updated,
@@ -457,6 +457,9 @@ pub const ENUM_VALUES_PEER_MESSAGE: [PeerMessage; 28] = [
   PeerMessage::RingState,
   PeerMessage::MovesDone,
   PeerMessage::RemoveMembers,
+  PeerMessage::ReapCheck,
+  PeerMessage::ReapVote,
+  PeerMessage::Reap,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -492,9 +495,12 @@ impl PeerMessage {
   pub const RingState: Self = Self(25);
   pub const MovesDone: Self = Self(26);
   pub const RemoveMembers: Self = Self(27);
+  pub const ReapCheck: Self = Self(28);
+  pub const ReapVote: Self = Self(29);
+  pub const Reap: Self = Self(30);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 27;
+  pub const ENUM_MAX: u8 = 30;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::Update,
@@ -524,6 +530,9 @@ impl PeerMessage {
     Self::RingState,
     Self::MovesDone,
     Self::RemoveMembers,
+    Self::ReapCheck,
+    Self::ReapVote,
+    Self::Reap,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -556,6 +565,9 @@ impl PeerMessage {
       Self::RingState => Some("RingState"),
       Self::MovesDone => Some("MovesDone"),
       Self::RemoveMembers => Some("RemoveMembers"),
+      Self::ReapCheck => Some("ReapCheck"),
+      Self::ReapVote => Some("ReapVote"),
+      Self::Reap => Some("Reap"),
       _ => None,
     }
   }
@@ -6045,6 +6057,475 @@ impl ::core::fmt::Debug for RemoveMembers<'_> {
       ds.finish()
   }
 }
+pub enum ReapEntryOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ReapEntry<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReapEntry<'a> {
+  type Inner = ReapEntry<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReapEntry<'a> {
+  pub const VT_KEY: ::flatbuffers::VOffsetT = 4;
+  pub const VT_OBJECT: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReapEntry { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReapEntryArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ReapEntry<'bldr>> {
+    let mut builder = ReapEntryBuilder::new(_fbb);
+    if let Some(x) = args.object { builder.add_object(x); }
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> Option<Key<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<Key>>(ReapEntry::VT_KEY, None)}
+  }
+  #[inline]
+  pub fn object(&self) -> Option<Object<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<Object>>(ReapEntry::VT_OBJECT, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReapEntry<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<Key>>("key", Self::VT_KEY, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<Object>>("object", Self::VT_OBJECT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReapEntryArgs<'a> {
+    pub key: Option<::flatbuffers::WIPOffset<Key<'a>>>,
+    pub object: Option<::flatbuffers::WIPOffset<Object<'a>>>,
+}
+impl<'a> Default for ReapEntryArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReapEntryArgs {
+      key: None,
+      object: None,
+    }
+  }
+}
+
+pub struct ReapEntryBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReapEntryBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_key(&mut self, key: ::flatbuffers::WIPOffset<Key<'b >>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<Key>>(ReapEntry::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_object(&mut self, object: ::flatbuffers::WIPOffset<Object<'b >>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<Object>>(ReapEntry::VT_OBJECT, object);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReapEntryBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReapEntryBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReapEntry<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReapEntry<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReapEntry");
+      ds.field("key", &self.key());
+      ds.field("object", &self.object());
+      ds.finish()
+  }
+}
+pub enum ReapCheckOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ReapCheck<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReapCheck<'a> {
+  type Inner = ReapCheck<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReapCheck<'a> {
+  pub const VT_ROUND: ::flatbuffers::VOffsetT = 4;
+  pub const VT_RING: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ENTRIES: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReapCheck { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReapCheckArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ReapCheck<'bldr>> {
+    let mut builder = ReapCheckBuilder::new(_fbb);
+    builder.add_ring(args.ring);
+    builder.add_round(args.round);
+    if let Some(x) = args.entries { builder.add_entries(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn round(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReapCheck::VT_ROUND, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn ring(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReapCheck::VT_RING, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn entries(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReapEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReapEntry>>>>(ReapCheck::VT_ENTRIES, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReapCheck<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("round", Self::VT_ROUND, false)?
+     .visit_field::<u64>("ring", Self::VT_RING, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ReapEntry>>>>("entries", Self::VT_ENTRIES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReapCheckArgs<'a> {
+    pub round: u64,
+    pub ring: u64,
+    pub entries: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReapEntry<'a>>>>>,
+}
+impl<'a> Default for ReapCheckArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReapCheckArgs {
+      round: 0,
+      ring: 0,
+      entries: None,
+    }
+  }
+}
+
+pub struct ReapCheckBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReapCheckBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_round(&mut self, round: u64) {
+    self.fbb_.push_slot::<u64>(ReapCheck::VT_ROUND, round, 0);
+  }
+  #[inline]
+  pub fn add_ring(&mut self, ring: u64) {
+    self.fbb_.push_slot::<u64>(ReapCheck::VT_RING, ring, 0);
+  }
+  #[inline]
+  pub fn add_entries(&mut self, entries: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ReapEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReapCheck::VT_ENTRIES, entries);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReapCheckBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReapCheckBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReapCheck<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReapCheck<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReapCheck");
+      ds.field("round", &self.round());
+      ds.field("ring", &self.ring());
+      ds.field("entries", &self.entries());
+      ds.finish()
+  }
+}
+pub enum ReapVoteOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ReapVote<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ReapVote<'a> {
+  type Inner = ReapVote<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ReapVote<'a> {
+  pub const VT_ROUND: ::flatbuffers::VOffsetT = 4;
+  pub const VT_VETOED: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ReapVote { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReapVoteArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ReapVote<'bldr>> {
+    let mut builder = ReapVoteBuilder::new(_fbb);
+    builder.add_round(args.round);
+    if let Some(x) = args.vetoed { builder.add_vetoed(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn round(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(ReapVote::VT_ROUND, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn vetoed(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(ReapVote::VT_VETOED, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ReapVote<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("round", Self::VT_ROUND, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("vetoed", Self::VT_VETOED, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReapVoteArgs<'a> {
+    pub round: u64,
+    pub vetoed: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+}
+impl<'a> Default for ReapVoteArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReapVoteArgs {
+      round: 0,
+      vetoed: None,
+    }
+  }
+}
+
+pub struct ReapVoteBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReapVoteBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_round(&mut self, round: u64) {
+    self.fbb_.push_slot::<u64>(ReapVote::VT_ROUND, round, 0);
+  }
+  #[inline]
+  pub fn add_vetoed(&mut self, vetoed: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ReapVote::VT_VETOED, vetoed);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReapVoteBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReapVoteBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ReapVote<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ReapVote<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ReapVote");
+      ds.field("round", &self.round());
+      ds.field("vetoed", &self.vetoed());
+      ds.finish()
+  }
+}
+pub enum ReapOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct Reap<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Reap<'a> {
+  type Inner = Reap<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Reap<'a> {
+  pub const VT_RING: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ENTRIES: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Reap { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ReapArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Reap<'bldr>> {
+    let mut builder = ReapBuilder::new(_fbb);
+    builder.add_ring(args.ring);
+    if let Some(x) = args.entries { builder.add_entries(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn ring(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Reap::VT_RING, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn entries(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReapEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReapEntry>>>>(Reap::VT_ENTRIES, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Reap<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u64>("ring", Self::VT_RING, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ReapEntry>>>>("entries", Self::VT_ENTRIES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ReapArgs<'a> {
+    pub ring: u64,
+    pub entries: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReapEntry<'a>>>>>,
+}
+impl<'a> Default for ReapArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ReapArgs {
+      ring: 0,
+      entries: None,
+    }
+  }
+}
+
+pub struct ReapBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ReapBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_ring(&mut self, ring: u64) {
+    self.fbb_.push_slot::<u64>(Reap::VT_RING, ring, 0);
+  }
+  #[inline]
+  pub fn add_entries(&mut self, entries: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ReapEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Reap::VT_ENTRIES, entries);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ReapBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ReapBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Reap<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Reap<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Reap");
+      ds.field("ring", &self.ring());
+      ds.field("entries", &self.entries());
+      ds.finish()
+  }
+}
 pub enum PeerFrameOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -6517,6 +6998,51 @@ impl<'a> PeerFrame<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn message_as_reap_check(&self) -> Option<ReapCheck<'a>> {
+    if self.message_type() == PeerMessage::ReapCheck {
+      self.message().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ReapCheck::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn message_as_reap_vote(&self) -> Option<ReapVote<'a>> {
+    if self.message_type() == PeerMessage::ReapVote {
+      self.message().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ReapVote::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn message_as_reap(&self) -> Option<Reap<'a>> {
+    if self.message_type() == PeerMessage::Reap {
+      self.message().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { Reap::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for PeerFrame<'_> {
@@ -6555,6 +7081,9 @@ impl ::flatbuffers::Verifiable for PeerFrame<'_> {
           PeerMessage::RingState => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<RingState>>("PeerMessage::RingState", pos),
           PeerMessage::MovesDone => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<MovesDone>>("PeerMessage::MovesDone", pos),
           PeerMessage::RemoveMembers => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<RemoveMembers>>("PeerMessage::RemoveMembers", pos),
+          PeerMessage::ReapCheck => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReapCheck>>("PeerMessage::ReapCheck", pos),
+          PeerMessage::ReapVote => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ReapVote>>("PeerMessage::ReapVote", pos),
+          PeerMessage::Reap => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<Reap>>("PeerMessage::Reap", pos),
           _ => Ok(()),
         }
      })?
@@ -6807,6 +7336,27 @@ impl ::core::fmt::Debug for PeerFrame<'_> {
         },
         PeerMessage::RemoveMembers => {
           if let Some(x) = self.message_as_remove_members() {
+            ds.field("message", &x)
+          } else {
+            ds.field("message", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        PeerMessage::ReapCheck => {
+          if let Some(x) = self.message_as_reap_check() {
+            ds.field("message", &x)
+          } else {
+            ds.field("message", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        PeerMessage::ReapVote => {
+          if let Some(x) = self.message_as_reap_vote() {
+            ds.field("message", &x)
+          } else {
+            ds.field("message", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        PeerMessage::Reap => {
+          if let Some(x) = self.message_as_reap() {
             ds.field("message", &x)
           } else {
             ds.field("message", &"InvalidFlatbuffer: Union discriminant does not match value.")

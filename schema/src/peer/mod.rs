@@ -10,8 +10,8 @@
 //!
 //! Each submodule maps one part of core's message tree, its writer beside its reader:
 //! [`replica`] (updates, replication, reads, repair, hints), [`object`] (keys, version vectors,
-//! objects, core errors), [`gossip`], [`ae`] (anti-entropy), [`transfer`] and [`ring`] (ring
-//! states and completed moves).
+//! objects, core errors), [`gossip`], [`ae`] (anti-entropy), [`transfer`], [`ring`] (ring
+//! states and completed moves) and [`reap`] (tombstone reaping).
 //!
 //! Invariants:
 //! - Every body passes the flatbuffers verifier (limits of `limits.rs`, with
@@ -32,6 +32,7 @@
 pub mod ae;
 pub mod gossip;
 pub mod object;
+pub mod reap;
 pub mod replica;
 pub mod ring;
 pub mod transfer;
@@ -110,6 +111,13 @@ impl<'e> Writer<'e> {
             PeerMessage::Ring(state) => self.ring_state_message(state),
             PeerMessage::MovesDone { ring, moves } => self.moves_done(*ring, moves),
             PeerMessage::Remove { nodes } => self.remove_members(nodes),
+            PeerMessage::ReapCheck {
+                round,
+                ring,
+                entries,
+            } => self.reap_check(*round, *ring, entries),
+            PeerMessage::ReapVote { round, vetoed } => self.reap_vote(*round, vetoed),
+            PeerMessage::Reap { ring, entries } => self.reap(*ring, entries),
             PeerMessage::Update { .. }
             | PeerMessage::Updated { .. }
             | PeerMessage::Replicate { .. }
@@ -179,6 +187,7 @@ fn message(frame: &wire::PeerFrame<'_>) -> Result<PeerMessage, DecodeError> {
         }
         Tag::MovesDone => ring::moves_done(member(frame.message_as_moves_done())?)?,
         Tag::RemoveMembers => ring::remove_members(member(frame.message_as_remove_members())?)?,
+        Tag::ReapCheck | Tag::ReapVote | Tag::Reap => reap::decode(frame)?,
         _ => replica::decode(frame)?,
     })
 }

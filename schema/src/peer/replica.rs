@@ -155,7 +155,10 @@ impl Writer<'_> {
             | PeerMessage::Transfer(_)
             | PeerMessage::Ring(_)
             | PeerMessage::MovesDone { .. }
-            | PeerMessage::Remove { .. } => {
+            | PeerMessage::Remove { .. }
+            | PeerMessage::ReapCheck { .. }
+            | PeerMessage::ReapVote { .. }
+            | PeerMessage::Reap { .. } => {
                 unreachable!("Writer::frame dispatches {message:?} to its own submodule")
             }
         }

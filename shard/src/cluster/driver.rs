@@ -112,6 +112,8 @@ impl Driver {
         settings: ClusterSettings,
         client_addr: SocketAddr,
     ) -> Result<Driver, ShardError> {
+        // Purged keys leave empty objects behind: compaction may drop them.
+        storage::set_absent_key_gc(engine);
         let recovered = recover(engine).await?;
         let saved_peers = storage::load_peers(engine).await?;
         let mut introduce_to = settings.seeds.clone();
@@ -167,6 +169,7 @@ impl Driver {
         };
         // The node's ticks are milliseconds since start (`Driver::now`).
         config.ae_interval_ticks = u64::try_from(AE_INTERVAL.as_millis()).unwrap_or(u64::MAX);
+        config.tombstone_grace_ticks = settings.tombstone_grace_secs.saturating_mul(1_000);
         config.conflict = match settings.conflict {
             ConflictSetting::Siblings => ConflictMode::Siblings,
             ConflictSetting::Lww => ConflictMode::LastWriteWins,
@@ -314,6 +317,7 @@ impl Driver {
                     .collect(),
                 ae_exchanges: stats.ae_exchanges,
                 ae_keys_repaired: stats.ae_keys_repaired,
+                tombstones_reaped: stats.tombstones_reaped,
                 ae_bytes_sent: self.ae_bytes_sent.get(),
                 read_repairs: stats.read_repairs,
                 hints_delivered: stats.hints_delivered,

@@ -11,17 +11,23 @@
 //! - the ring state: keyspace [`SYSTEM_KEYSPACE`], key [`RING_KEY`], one value holding the
 //!   state as a peer frame (`PeerMessage::Ring`), the format nodes already exchange.
 //!
+//! An empty object (no clock) is an absent key to every reader: a forgotten hint or a purged
+//! key ([`StorageOp::Purge`]). A compaction with nothing older below drops it
+//! ([`set_absent_key_gc`]); a tombstone with a clock stays until a reap round purges it.
+//!
 //! Invariant: a key whose token does not match its bytes is refused, so a peer cannot place a
 //! pair where no lookup would find it.
 
 use tessera_core::antientropy::{ListingBuilder, ListingRequest, SegmentListing};
 use tessera_core::handoff::Hint;
 use tessera_core::node::{lww_resolve, Key, PeerMessage, RingState, StorageOp, StorageResult};
+use tessera_core::version::dot_floor;
 use tessera_core::{token_of, NodeId, Object, Token};
 use tessera_schema::{decode_peer, Encoder, FRAME_HEADER_BYTES};
 
 use crate::engine::Engine;
 use crate::error::ShardError;
+use crate::lsm::TombstoneGc;
 use crate::memtable::{mem_key, TOKEN_PREFIX_BYTES};
 
 /// Keyspace of hints. Clients cannot name it (its first byte is not printable).
@@ -116,7 +122,9 @@ async fn run(
             let (before, after) = engine
                 .modify(keyspace, user_key, durable, |stored| {
                     let mut object = stored.clone();
-                    object.update(&context, me, timestamp_ms, value)?;
+                    // Above the wall clock's floor: the key's clock may have been reaped.
+                    let floor = dot_floor(timestamp_ms);
+                    object.update_above(&context, me, floor, timestamp_ms, value)?;
                     let after = if lww { lww_resolve(object) } else { object };
                     Ok((after.clone(), (stored, after)))
                 })
@@ -190,7 +198,87 @@ async fn run(
         StorageOp::List { request, ranges } => {
             StorageResult::Listed(list(engine, &request, ranges).await?)
         }
+        StorageOp::Purge { entries } => purge(engine, entries, durable).await?,
     })
+}
+
+/// Whether a reap may drop `stored` for `tombstone`: it is exactly the tombstone (a write
+/// after the delete, or one the delete never saw, stays; so does an older copy, which the
+/// reaper's round makes take the tombstone first).
+fn purgeable(tombstone: &Object, stored: &Object) -> bool {
+    !stored.is_empty() && stored == tombstone
+}
+
+/// [`StorageOp::Purge`]: drops each key whose stored copy is exactly its tombstone, leaving an
+/// empty object (an absent key); answers every data key's copy before and after, in order.
+///
+/// Every key is checked before anything changes, so a bad key refuses the whole purge. A key
+/// that does not qualify on a first read is not written; one that qualifies is checked again
+/// under the key's turn ([`Engine::modify`]), since a write may land in between.
+async fn purge(
+    engine: &Engine,
+    entries: Vec<(Key, Object)>,
+    durable: bool,
+) -> Result<StorageResult, ShardError> {
+    // A peer's hints and system records are its own: never purged here.
+    let entries: Vec<(Key, Object)> = entries
+        .into_iter()
+        .filter(|(k, _)| !is_internal(k))
+        .collect();
+    for (key, _) in &entries {
+        engine_key(key)?;
+    }
+    let mut changed = Vec::with_capacity(entries.len());
+    let mut written = false;
+    for (key, tombstone) in entries {
+        let (before, after, wrote) = purge_one(engine, &key, &tombstone).await?;
+        written |= wrote;
+        changed.push((key, before, after));
+    }
+    // One sync for the whole purge.
+    if durable && written {
+        engine.sync().await?;
+    }
+    Ok(StorageResult::ChangedMany(changed))
+}
+
+/// One key of a purge: its copy before and after, and whether it was written.
+async fn purge_one(
+    engine: &Engine,
+    key: &Key,
+    tombstone: &Object,
+) -> Result<(Object, Object, bool), ShardError> {
+    let (keyspace, user_key) = engine_key(key)?;
+    // `None`: the copy qualifies (and is not cloned); else the copy, kept as it is.
+    let stored = engine
+        .read(keyspace, user_key, |o| match o {
+            Some(o) if purgeable(tombstone, o) => None,
+            Some(o) => Some(o.clone()),
+            None => Some(Object::new()),
+        })
+        .await?;
+    if let Some(stored) = stored {
+        return Ok((stored.clone(), stored, false));
+    }
+    let (before, after) = engine
+        .modify(keyspace, user_key, false, |stored| {
+            if purgeable(tombstone, &stored) {
+                Ok((Object::new(), (stored, Object::new())))
+            } else {
+                // A write landed since the read: keep it (written back unchanged).
+                Ok((stored.clone(), (stored.clone(), stored)))
+            }
+        })
+        .await?;
+    Ok((before, after, true))
+}
+
+/// Sets `engine`'s compaction hook for a cluster node: a compaction with nothing older below
+/// drops empty objects (purged keys, forgotten hints), which every reader takes for an absent
+/// key anyway; a tombstone with a clock is kept (only a reap round may take it).
+pub fn set_absent_key_gc(engine: &Engine) {
+    let gc: TombstoneGc = std::rc::Rc::new(Object::is_empty);
+    engine.set_tombstone_gc(Some(gc));
 }
 
 /// One page of an anti-entropy segment listing: the data keys of `ranges` in `(token, key)`

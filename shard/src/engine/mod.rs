@@ -60,7 +60,7 @@ use tessera_io::log_writer::LogConfig;
 use crate::constants::OBJECT_BYTES_MAX;
 use crate::error::ShardError;
 use crate::log::{recover, CommitLog, RecoveryError, RecoveryReport, RecoveryStart};
-use crate::lsm::{Lsm, LsmError, LsmOptions, LsmStats};
+use crate::lsm::{Lsm, LsmError, LsmOptions, LsmStats, TombstoneGc};
 use crate::memtable::{encode_mem_key, mem_key, partition_bounds, Memtable};
 use crate::merge::Merge;
 
@@ -514,6 +514,12 @@ impl<F: Fs + 'static> Engine<F> {
             index_bytes: s.lsm.index_bytes(),
             lsm: s.lsm.stats(),
         }
+    }
+
+    /// Sets the hook that decides which tombstones a compaction with nothing older below may
+    /// drop ([`Lsm::set_tombstone_gc`]); `None` keeps every one (the default).
+    pub fn set_tombstone_gc(&self, gc: Option<TombstoneGc>) {
+        self.shared.lsm.set_tombstone_gc(gc);
     }
 
     /// The tables (for tests and tools).

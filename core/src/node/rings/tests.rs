@@ -248,3 +248,62 @@ fn a_pending_change_can_be_aborted_and_a_flipped_one_can_remove_more() {
     assert!(!more.barrier_members().contains(&NodeId(5)));
     assert!(stable.removing(&[NodeId(1)]).is_none());
 }
+
+#[test]
+fn a_leaver_nobody_can_replace_streams_to_the_replicas_that_stay() {
+    // Two replicas in dc-1 and one in dc-2; dc-1 has nodes 1 and 3 only. Without node 1 each
+    // list keeps one dc-1 replica: node 1 is dropped with nobody paired, and what it alone
+    // acknowledged must reach the replicas that stay.
+    let rep = Replication::per_dc(vec![("dc-1".into(), 2), ("dc-2".into(), 1)]).unwrap();
+    let member = |i: u64| {
+        Member::new(
+            NodeId(i),
+            format!("rack-{i}"),
+            format!("dc-{}", 2 - i % 2),
+            1,
+        )
+    };
+    let all: Vec<Member> = [1, 2, 3, 4].map(member).to_vec();
+    let stable = RingState::initial(Ring::new(PartitionCount::new(16).unwrap(), all).unwrap());
+    let next = stable
+        .current()
+        .with_members([2, 3, 4].map(member).to_vec())
+        .unwrap();
+    let pending = stable.propose(next.clone());
+    let plan = pending.plan(&rep);
+    assert!(plan.drops.len() > plan.moves.len(), "no list shrinks");
+    let shrink = pending.shrink_moves(&plan, &rep);
+    assert!(!shrink.is_empty());
+    for p in stable.current().partitions().iter() {
+        let gains = plan.moves.iter().filter(|m| m.partition == p).count();
+        let drops: Vec<NodeId> = plan
+            .drops
+            .iter()
+            .filter(|d| d.0 == p)
+            .map(|d| d.1)
+            .collect();
+        let kept: Vec<NodeId> = stable
+            .current()
+            .preference_list(p, &rep)
+            .into_iter()
+            .filter(|n| next.preference_list(p, &rep).contains(n))
+            .collect();
+        let mut expected: Vec<((PartitionId, NodeId), Vec<NodeId>)> = Vec::new();
+        if drops.len() > gains {
+            let unpaired = drops[gains..].to_vec();
+            expected = kept.iter().map(|&k| ((p, k), unpaired.clone())).collect();
+        }
+        let got: Vec<_> = shrink
+            .iter()
+            .filter(|((q, _), _)| *q == p)
+            .cloned()
+            .collect();
+        assert_eq!(got, expected, "partition {p:?}");
+    }
+    // A removed node streams nothing: the moves are planned without it.
+    let removing = pending.clone().with_removed(vec![NodeId(1)]).unwrap();
+    let shrink = removing.shrink_moves(&removing.plan(&rep), &rep);
+    assert!(shrink
+        .iter()
+        .all(|(_, sources)| !sources.contains(&NodeId(1))));
+}
