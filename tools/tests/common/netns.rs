@@ -211,6 +211,8 @@ pub struct NodeOptions {
     pub dc: fn(u8) -> String,
     /// `--replicas-per-dc` (DC=N,...), instead of `replicas` anywhere, if set.
     pub replicas_per_dc: Option<&'static str>,
+    /// `--tombstone-grace` in seconds, if set (the server's default is an hour).
+    pub tombstone_grace: Option<u64>,
 }
 
 impl Default for NodeOptions {
@@ -223,6 +225,7 @@ impl Default for NodeOptions {
             rack: |i| format!("rack-{}", (i - 1) % 2 + 1),
             dc: |_| "dc-1".to_string(),
             replicas_per_dc: None,
+            tombstone_grace: None,
         }
     }
 }
@@ -330,6 +333,9 @@ impl NetCluster {
             .stderr(std::fs::File::create(log).unwrap());
         if i > 1 {
             command.arg(format!("--seeds={}:{PEER_PORT}", self.net.ip(1)));
+        }
+        if let Some(secs) = o.tombstone_grace {
+            command.arg(format!("--tombstone-grace={secs}"));
         }
         self.nodes[slot] = Some(command.spawn().unwrap());
     }
