@@ -48,6 +48,7 @@ fn update(key: &Key, value: &[u8]) -> StorageOp {
         context: VersionVector::new(),
         value: Some(value.to_vec()),
         timestamp_ms: 1,
+        dot_floor: dot_floor(1),
         lww: false,
     }
 }

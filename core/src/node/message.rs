@@ -236,9 +236,9 @@ impl PeerMessage {
 /// [`StorageResult`] with the same id, unless the node crashes first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StorageOp {
-    /// Apply a coordinated write to this node's copy: `Object::update(context, me, ts,
-    /// value)`; in a last-write-wins keyspace (`lww`), the write replaces every sibling.
-    /// Answered by [`StorageResult::Changed`] or [`StorageResult::Refused`].
+    /// Apply a coordinated write to this node's copy: `Object::update_above(context, me,
+    /// dot_floor, ts, value)`; in a last-write-wins keyspace (`lww`), the write replaces every
+    /// sibling. Answered by [`StorageResult::Changed`] or [`StorageResult::Refused`].
     Update {
         /// The key.
         key: Key,
@@ -248,6 +248,9 @@ pub enum StorageOp {
         value: Option<Vec<u8>>,
         /// The coordinator's wall clock.
         timestamp_ms: u64,
+        /// The least dot counter to mint: [`crate::version::dot_floor`] of the later of this
+        /// node's wall clock and the coordinator's (see `node::reap`).
+        dot_floor: u64,
         /// Last-write-wins keyspace.
         lww: bool,
     },

@@ -347,6 +347,9 @@ pub struct Node {
     last_hint_round: Tick,
     ae: replica::AeState,
     reap: reap::ReapState,
+    /// The wall clock and tick of the latest input (dot floors, tombstone arrivals).
+    wall_ms: u64,
+    now: Tick,
     stats: NodeStats,
 }
 
@@ -385,6 +388,7 @@ impl Node {
         };
         let ring_version = rings.version();
         me.ring_version = ring_version;
+        let me_generation = me.generation;
         let gossip = Gossip::new(me, seeds, config.gossip);
         let mut hints = HintBook::new(config.hint_retry_ticks);
         hints.restore(recovered.hints);
@@ -406,7 +410,9 @@ impl Node {
             updates_order: VecDeque::new(),
             last_hint_round: now,
             ae: replica::AeState::new(now),
-            reap: reap::ReapState::new(now),
+            reap: reap::ReapState::new(now, me_generation, config.tombstone_grace_ticks),
+            wall_ms: 0,
+            now,
             stats: NodeStats::default(),
             config,
         };
@@ -495,6 +501,8 @@ impl Node {
         rng: &mut impl RngCore,
         out: &mut Vec<Action>,
     ) {
+        self.wall_ms = wall_ms;
+        self.now = now;
         match input {
             Input::Tick => self.on_tick(now, rng, out),
             Input::Client {
@@ -867,6 +875,10 @@ impl Node {
         let new = (!after.is_empty()).then(|| version_hash(after));
         if old != new {
             tree.update(key.token, &key.bytes, old, new);
+            if !after.is_empty() && after.is_deleted() {
+                let now = self.now;
+                self.reap.tombstone_arrived(now, key);
+            }
         }
     }
 

@@ -89,13 +89,14 @@ impl Node {
         }
         self.run_transfer_actions(now, actions, out);
         let plan = self.rings.plan(&self.config.replication);
-        let rep = &self.config.replication;
-        let planned = plan
+        let mut planned: BTreeMap<(PartitionId, NodeId), Vec<NodeId>> = plan
             .moves
             .iter()
             .map(|m| ((m.partition, m.to), self.rings.sources_of(m, &plan)))
-            .chain(self.rings.shrink_moves(&plan, rep))
             .collect();
+        for (m, sources) in self.rings.shrink_moves(&plan, &self.config.replication) {
+            planned.entry(m).or_default().extend(sources);
+        }
         self.moves = MovesState {
             version: self.ring_version,
             planned,

@@ -15,11 +15,17 @@
 //! 2. **Check.** The reaper sends [`PeerMessage::ReapCheck`] with the tombstones to every
 //!    member of its stable ring. A member vetoes every entry if its ring differs or is not
 //!    stable; else it reads each key and vetoes those whose copy is not exactly the tombstone
-//!    (a newer write, a write the delete never saw, an older copy) and those it holds a hint
-//!    for (a hint is a copy in flight). An older copy the tombstone supersedes takes the
+//!    (a newer write, a write the delete never saw, an older copy), those it holds a hint
+//!    for (a hint is a copy in flight), and those whose copy became the tombstone less than
+//!    a grace period ago (what it sent of the key before may still be in flight; a node that
+//!    just started vetoes everything for a grace period, not knowing when its tombstones
+//!    came). An older copy the tombstone supersedes takes the
 //!    tombstone at once, so that a later round can succeed: this reaches stale copies on
 //!    nodes that no longer replicate the key, which anti-entropy never visits, and which
 //!    must not come back if the node regains the partition.
+//!    Keys of a vetoed or timed-out round wait a whole grace period before the next try. A
+//!    round id hashes the reaper's generation with a count, so a late vote for a round of an
+//!    earlier incarnation is never counted.
 //! 3. **Reap.** Once every member voted within [`REAP_ROUND_TICKS`], the reaper sends
 //!    [`PeerMessage::Reap`] with the entries nobody vetoed to every member, and purges its
 //!    own copies. Each node purges a key only if its copy is still exactly the tombstone
@@ -31,18 +37,21 @@
 //! What makes this safe:
 //! - when the key goes, every member holds exactly the tombstone or nothing, and no hint holds
 //!   a copy; a round needs every member alive and answering;
-//! - every copy of a write made before the delete was sent before the reaper first saw the
-//!   tombstone, a grace period (default an hour) before the round; a message in flight that
-//!   long is assumed not to exist (requests time out after seconds; hints are checked);
-//! - dots minted after a reap exceed every dot minted before it ([`crate::version::dot_floor`]),
-//!   so a write to a reaped key is never taken for one a surviving copy already saw;
+//! - every member has held exactly the tombstone for a grace period (default an hour), so
+//!   whatever older copy of the key any member sent went out at least that long ago; a
+//!   message in flight that long is assumed not to exist (requests time out after seconds,
+//!   hints are checked);
+//! - dots minted after a reap exceed every dot minted before it ([`crate::version::dot_floor`]
+//!   of the later of the minting node's and the coordinator's clocks), so a write to a
+//!   reaped key is never taken for one a surviving copy already saw, unless that node's
+//!   clock went back by more than the grace period;
 //! - a purge only removes the tombstone itself, and the Merkle trees follow storage's
 //!   before/after copies, so anti-entropy never sees a difference the reap did not make.
 //!
 //! Not covered: a node that left the ring and comes back with its old data directory still
 //! holds whatever it held; its stale copies were not checked.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 
 #[cfg(test)]
@@ -54,6 +63,7 @@ use crate::constants::REAP_KEYS_MAX;
 use crate::ids::{NodeId, PartitionId};
 use crate::tick::Tick;
 use crate::version::Object;
+use xxhash_rust::xxh3::xxh3_64;
 
 /// Ticks a reaper waits for every member's vote before it gives the round up.
 pub const REAP_ROUND_TICKS: u64 = 5_000;
@@ -68,6 +78,10 @@ pub const TOMBSTONE_GRACE_TICKS_DEFAULT: u64 = 3_600_000;
 /// Most tombstones a node remembers having seen (key, first tick, version hash); past it new
 /// ones wait for room, so memory stays bounded however many keys are deleted.
 pub const REAP_SEEN_MAX: usize = 65_536;
+
+/// A page is paced as if it held at least this many keys, so that an idle node's sweep over
+/// empty partitions does not read storage every tick.
+const REAP_PAGE_KEYS_MIN: usize = 4;
 
 /// Soft byte limit of one sweep page.
 const REAP_SCAN_BYTES_MAX: usize = 1 << 20;
@@ -111,21 +125,86 @@ pub(crate) struct ReapState {
     turn: usize,
     scanning: bool,
     round: Option<Round>,
-    next_round: u64,
+    /// This incarnation's generation and its rounds so far: a round id names both, so that
+    /// a late vote for a round of an earlier incarnation is never counted.
+    generation: u64,
+    rounds: u64,
     /// Tombstones the sweep saw: the tick it first did, and the version it saw.
     seen: BTreeMap<Key, (Tick, u64)>,
+    /// Keys whose copy here became a tombstone within the grace period, and when (in order):
+    /// this node vetoes them, since what it sent of the key before may still be in flight.
+    arrived: BTreeMap<Key, Tick>,
+    arrivals: VecDeque<(Tick, Key)>,
+    /// This node vetoes every key until then: it just started (it does not know when its
+    /// tombstones arrived), or `arrived` overflowed.
+    veto_until: Tick,
+    grace: u64,
 }
 
 impl ReapState {
-    pub(crate) fn new(now: Tick) -> ReapState {
+    pub(crate) fn new(now: Tick, generation: u64, grace: u64) -> ReapState {
         ReapState {
             next_page: now,
             cursor: None,
             turn: 0,
             scanning: false,
             round: None,
-            next_round: 0,
+            generation,
+            rounds: 0,
             seen: BTreeMap::new(),
+            arrived: BTreeMap::new(),
+            arrivals: VecDeque::new(),
+            veto_until: now + grace,
+            grace,
+        }
+    }
+
+    /// This node's copy of `key` just became a tombstone.
+    pub(crate) fn tombstone_arrived(&mut self, now: Tick, key: &Key) {
+        self.forget_arrivals(now);
+        if self.arrived.len() >= REAP_SEEN_MAX && !self.arrived.contains_key(key) {
+            self.veto_until = now + self.grace;
+            return;
+        }
+        self.arrived.insert(key.clone(), now);
+        self.arrivals.push_back((now, key.clone()));
+    }
+
+    /// Forgets arrivals older than the grace period.
+    fn forget_arrivals(&mut self, now: Tick) {
+        while let Some((at, _)) = self.arrivals.front() {
+            if now.since(*at) < self.grace {
+                break;
+            }
+            if let Some((at, key)) = self.arrivals.pop_front() {
+                if self.arrived.get(&key) == Some(&at) {
+                    self.arrived.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Whether this node must veto `key` for reasons of time alone (see `arrived`).
+    fn too_recent(&mut self, now: Tick, key: &Key) -> bool {
+        self.forget_arrivals(now);
+        now < self.veto_until || self.arrived.contains_key(key)
+    }
+
+    /// A new round id: the generation and the round count, hashed.
+    fn next_round_id(&mut self) -> u64 {
+        self.rounds += 1;
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.generation.to_le_bytes());
+        bytes[8..].copy_from_slice(&self.rounds.to_le_bytes());
+        xxh3_64(&bytes)
+    }
+
+    /// Keys a round could not reap wait a whole grace period again before the next try.
+    fn back_off(&mut self, now: Tick, keys: impl IntoIterator<Item = (Key, u64)>) {
+        for (key, hash) in keys {
+            if let Some(entry) = self.seen.get_mut(&key) {
+                *entry = (now, hash);
+            }
         }
     }
 }
@@ -177,7 +256,10 @@ impl Node {
     /// Gives up a round past its deadline; reads the next sweep page when due.
     pub(super) fn reap_tick(&mut self, now: Tick, out: &mut Vec<Action>) {
         if self.reap.round.as_ref().is_some_and(|r| now >= r.deadline) {
-            self.reap.round = None; // the keys come round again next sweep
+            if let Some(r) = self.reap.round.take() {
+                let keys = r.entries.iter().map(|(k, o)| (k.clone(), version_hash(o)));
+                self.reap.back_off(now, keys.collect::<Vec<_>>());
+            }
         }
         if self.config.reap_interval_ticks == 0
             || self.reap.scanning
@@ -209,6 +291,10 @@ impl Node {
             after: after.clone(),
         });
         self.reap.scanning = self.try_storage(op, false, pending, out);
+        if !self.reap.scanning {
+            // Dropped for overload: read the same page next time.
+            self.reap.cursor = after.map(|key| (partition, key));
+        }
     }
 
     /// A stable ring, no removal pending, and every member alive: a round can succeed.
@@ -236,6 +322,13 @@ impl Node {
         if mine.is_empty() {
             return None;
         }
+        if self.reap.turn.is_multiple_of(mine.len()) {
+            // A new sweep: forget tombstones of partitions this node no longer heads.
+            let partitions = self.rings.current().partitions();
+            self.reap
+                .seen
+                .retain(|k, _| mine.contains(&partitions.partition_of(k.token)));
+        }
         let p = mine[self.reap.turn % mine.len()];
         self.reap.turn = self.reap.turn.wrapping_add(1);
         Some(p)
@@ -254,7 +347,7 @@ impl Node {
                 self.reap.scanning = false;
                 // Paced by keys read: REAP_KEYS_MAX per interval.
                 let interval = self.config.reap_interval_ticks;
-                let read = entries.len().max(1) as u64;
+                let read = entries.len().max(REAP_PAGE_KEYS_MIN) as u64;
                 self.reap.next_page = now + interval.saturating_mul(read) / REAP_KEYS_MAX as u64;
                 let (first, last) = self.rings.current().partitions().token_range(partition);
                 let token_bound = |token: u64| Key {
@@ -294,7 +387,8 @@ impl Node {
                 let mut vetoed = Vec::new();
                 for (i, (tomb, (key, copy))) in tombstones.into_iter().zip(copies).enumerate() {
                     let same = copy.is_empty() || copy == tomb;
-                    if same && !self.hints.holds_key(&key.bytes) {
+                    if same && !self.hints.holds_key(&key.bytes) && !self.reap.too_recent(now, &key)
+                    {
                         continue;
                     }
                     vetoed.push(i as u32);
@@ -328,8 +422,7 @@ impl Node {
     }
 
     fn start_round(&mut self, now: Tick, entries: Vec<(Key, Object)>, out: &mut Vec<Action>) {
-        self.reap.next_round += 1;
-        let id = self.reap.next_round;
+        let id = self.reap.next_round_id();
         let members: Vec<NodeId> = self.current_members();
         let check = PeerMessage::ReapCheck {
             round: id,
@@ -355,6 +448,10 @@ impl Node {
         members.iter().map(|m| m.id).collect()
     }
 
+    fn is_member(&self, node: NodeId) -> bool {
+        self.rings.current().member(node).is_some()
+    }
+
     /// A reaper asks which of its tombstones must stay.
     pub(super) fn on_reap_check(
         &mut self,
@@ -365,8 +462,8 @@ impl Node {
         entries: Vec<(Key, Object)>,
         out: &mut Vec<Action>,
     ) {
-        if entries.is_empty() || entries.len() > REAP_KEYS_MAX {
-            return; // more than any round checks: ignore
+        if entries.is_empty() || entries.len() > REAP_KEYS_MAX || !self.is_member(from) {
+            return; // more than any round checks, or not from a member: ignore
         }
         let count = entries.len() as u32;
         if ring != self.ring_version || self.rings.phase() != RingPhase::Stable {
@@ -412,20 +509,22 @@ impl Node {
         if !r.waiting.is_empty() {
             return;
         }
-        let Some(r) = self.reap.round.take() else {
-            return;
-        };
-        if r.ring != self.ring_version || !self.may_reap(now) {
-            return;
+        if let Some(r) = self.reap.round.take() {
+            self.finish_round(now, r, out);
         }
-        let entries: Vec<(Key, Object)> = r
+    }
+
+    /// Every member voted: back off what was vetoed, and reap the rest everywhere.
+    fn finish_round(&mut self, now: Tick, r: Round, out: &mut Vec<Action>) {
+        let (entries, vetoed): (Vec<_>, Vec<_>) = r
             .entries
             .into_iter()
             .enumerate()
-            .filter(|(i, _)| !r.vetoed.contains(i))
-            .map(|(_, e)| e)
-            .collect();
-        if entries.is_empty() {
+            .partition(|(i, _)| !r.vetoed.contains(i));
+        let vetoed = vetoed.into_iter().map(|(_, (k, o))| (k, version_hash(&o)));
+        self.reap.back_off(now, vetoed.collect::<Vec<_>>());
+        let entries: Vec<(Key, Object)> = entries.into_iter().map(|(_, e)| e).collect();
+        if entries.is_empty() || r.ring != self.ring_version || !self.may_reap(now) {
             return;
         }
         for to in self.current_members() {
@@ -440,11 +539,14 @@ impl Node {
     /// The reaper's verdict: purge what nobody vetoed.
     pub(super) fn on_reap(
         &mut self,
+        from: NodeId,
         ring: u64,
         entries: Vec<(Key, Object)>,
         out: &mut Vec<Action>,
     ) {
-        if ring != self.ring_version || entries.is_empty() || entries.len() > REAP_KEYS_MAX {
+        let count = entries.len();
+        if ring != self.ring_version || count == 0 || count > REAP_KEYS_MAX || !self.is_member(from)
+        {
             return;
         }
         let pending = Pending::Reap(ReapPending::Purge);

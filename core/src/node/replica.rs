@@ -120,7 +120,7 @@ impl Node {
             PeerMessage::ReapVote { round, vetoed } => {
                 self.on_reap_vote(now, from, round, vetoed, out)
             }
-            PeerMessage::Reap { ring, entries } => self.on_reap(ring, entries, out),
+            PeerMessage::Reap { ring, entries } => self.on_reap(from, ring, entries, out),
             PeerMessage::HintDeliver {
                 delivery,
                 key,
@@ -230,12 +230,16 @@ impl Node {
         self.updates.insert((coordinator, op), None);
         self.updates_order.push_back((coordinator, op));
         let lww = self.lww();
+        // Minted by this node's clock too: a slow coordinator clock must not reuse a counter
+        // of a key whose clock was reaped.
+        let dot_floor = crate::version::dot_floor(self.wall_ms.max(timestamp_ms));
         self.storage(
             StorageOp::Update {
                 key: key.clone(),
                 context,
                 value,
                 timestamp_ms,
+                dot_floor,
                 lww,
             },
             durable,

@@ -285,11 +285,12 @@ impl RingState {
         }
     }
 
-    /// Moves a shrinking list needs besides the plan's: where a partition's new list is
-    /// shorter than its old one (a leaving node that no other node in its rack or datacenter
-    /// can replace), the dropped replicas nobody is paired with stream to every replica the
-    /// partition keeps, so that what they alone acknowledged is not left behind. Each entry is
-    /// ((partition, receiver), sources); removed nodes stream nothing.
+    /// Moves a shrinking list needs besides the plan's: where a partition loses more replicas
+    /// than it gains (a leaving node that no other node in its rack or datacenter can
+    /// replace), the dropped replicas nobody is paired with (see [`RingState::sources_of`])
+    /// stream to every replica of the new list, so that what they alone acknowledged is not
+    /// left behind. Each entry is ((partition, receiver), sources), a receiver that also gains
+    /// the partition by the plan included; removed nodes stream nothing.
     pub fn shrink_moves(
         &self,
         plan: &TransferPlan,
@@ -314,9 +315,7 @@ impl RingState {
             if unpaired.is_empty() {
                 continue;
             }
-            let kept = self.current.preference_list(p, rep);
-            let new_list = next.preference_list(p, rep);
-            for to in kept.into_iter().filter(|n| new_list.contains(n)) {
+            for to in next.preference_list(p, rep) {
                 out.push(((p, to), unpaired.clone()));
             }
         }

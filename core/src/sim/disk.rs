@@ -16,7 +16,7 @@ use crate::antientropy::ListingBuilder;
 use crate::handoff::Hint;
 use crate::ids::{NodeId, Token};
 use crate::node::{lww_resolve, Key, Recovered, RingState, StorageOp, StorageResult};
-use crate::version::{dot_floor, Object};
+use crate::version::Object;
 
 type DataKey = (Token, Vec<u8>);
 type HintKey = (NodeId, Vec<u8>);
@@ -152,6 +152,7 @@ impl SimDisk {
                 context,
                 value,
                 timestamp_ms,
+                dot_floor,
                 lww,
             } => {
                 let before = self.object(key.token, &key.bytes);
@@ -164,8 +165,7 @@ impl SimDisk {
                 } else {
                     context
                 };
-                match after.update_above(&context, me, dot_floor(timestamp_ms), timestamp_ms, value)
-                {
+                match after.update_above(&context, me, dot_floor, timestamp_ms, value) {
                     Ok(_) => {
                         self.volatile
                             .data

@@ -21,7 +21,6 @@
 use tessera_core::antientropy::{ListingBuilder, ListingRequest, SegmentListing};
 use tessera_core::handoff::Hint;
 use tessera_core::node::{lww_resolve, Key, PeerMessage, RingState, StorageOp, StorageResult};
-use tessera_core::version::dot_floor;
 use tessera_core::{token_of, NodeId, Object, Token};
 use tessera_schema::{decode_peer, Encoder, FRAME_HEADER_BYTES};
 
@@ -116,15 +115,15 @@ async fn run(
             context,
             value,
             timestamp_ms,
+            dot_floor,
             lww,
         } => {
             let (keyspace, user_key) = engine_key(&key)?;
             let (before, after) = engine
                 .modify(keyspace, user_key, durable, |stored| {
                     let mut object = stored.clone();
-                    // Above the wall clock's floor: the key's clock may have been reaped.
-                    let floor = dot_floor(timestamp_ms);
-                    object.update_above(&context, me, floor, timestamp_ms, value)?;
+                    // Above the node's floor: the key's clock may have been reaped.
+                    object.update_above(&context, me, dot_floor, timestamp_ms, value)?;
                     let after = if lww { lww_resolve(object) } else { object };
                     Ok((after.clone(), (stored, after)))
                 })
@@ -214,7 +213,9 @@ fn purgeable(tombstone: &Object, stored: &Object) -> bool {
 ///
 /// Every key is checked before anything changes, so a bad key refuses the whole purge. A key
 /// that does not qualify on a first read is not written; one that qualifies is checked again
-/// under the key's turn ([`Engine::modify`]), since a write may land in between.
+/// under the key's turn ([`Engine::modify`]), since a write may land in between. Should
+/// storage fail part-way, the answer still names the keys purged so far (the node's Merkle
+/// tree must follow them) and stops there: the rest keep their tombstones.
 async fn purge(
     engine: &Engine,
     entries: Vec<(Key, Object)>,
@@ -231,13 +232,23 @@ async fn purge(
     let mut changed = Vec::with_capacity(entries.len());
     let mut written = false;
     for (key, tombstone) in entries {
-        let (before, after, wrote) = purge_one(engine, &key, &tombstone).await?;
-        written |= wrote;
-        changed.push((key, before, after));
+        match purge_one(engine, &key, &tombstone).await {
+            Ok((before, after, wrote)) => {
+                written |= wrote;
+                changed.push((key, before, after));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a purge stopped part-way");
+                return Ok(StorageResult::ChangedMany(changed));
+            }
+        }
     }
-    // One sync for the whole purge.
+    // One sync for the whole purge; a failed one leaves the purges in the log unsynced,
+    // which is all a purge needs (one lost in a crash leaves the tombstone).
     if durable && written {
-        engine.sync().await?;
+        if let Err(e) = engine.sync().await {
+            tracing::warn!(error = %e, "a purge's sync failed");
+        }
     }
     Ok(StorageResult::ChangedMany(changed))
 }

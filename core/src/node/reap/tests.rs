@@ -264,7 +264,7 @@ fn a_sweep_counts_the_grace_from_first_sight_and_forgets_what_went() {
         o
     };
     let all = (Bound::Unbounded, Bound::Unbounded);
-    let mut state = ReapState::new(Tick(0));
+    let mut state = ReapState::new(Tick(0), 1, 100);
     let page = vec![(key(1), tombstone(1)), (key(2), tombstone(1))];
     assert!(state
         .note_page(Tick(0), 100, all.clone(), page.clone())
@@ -354,4 +354,34 @@ fn an_older_copy_takes_the_tombstone_before_anything_is_reaped() {
         keys.iter().all(|k| absent_everywhere(&world, k)),
         "the stale key was never reaped"
     );
+}
+
+#[test]
+fn a_voter_vetoes_tombstones_it_took_within_the_grace_period_and_all_after_a_start() {
+    use super::ReapState;
+    use crate::ids::Token;
+
+    let key = |i: u64| Key {
+        token: Token(i),
+        bytes: vec![i as u8],
+    };
+    let mut state = ReapState::new(Tick(1_000), 1, 100);
+    // Just started: it cannot know when its tombstones came.
+    assert!(state.too_recent(Tick(1_099), &key(1)));
+    assert!(!state.too_recent(Tick(1_100), &key(1)));
+    state.tombstone_arrived(Tick(1_200), &key(1));
+    assert!(state.too_recent(Tick(1_299), &key(1)));
+    assert!(!state.too_recent(Tick(1_299), &key(2)));
+    assert!(!state.too_recent(Tick(1_300), &key(1)));
+    // A later arrival of the same key counts from then.
+    state.tombstone_arrived(Tick(1_250), &key(2));
+    state.tombstone_arrived(Tick(1_280), &key(2));
+    assert!(state.too_recent(Tick(1_370), &key(2)));
+    assert!(!state.too_recent(Tick(1_380), &key(2)));
+    // Round ids differ between incarnations with the same round count.
+    let mut other = ReapState::new(Tick(0), 2, 100);
+    let mut again = ReapState::new(Tick(0), 1, 100);
+    let (a, b) = (other.next_round_id(), again.next_round_id());
+    assert_ne!(a, b);
+    assert_ne!(again.next_round_id(), b);
 }
