@@ -114,6 +114,20 @@ fn run_until(world: &mut World, ticks: u64, done: impl Fn(&World) -> bool) -> bo
     done(world)
 }
 
+/// Merges `copies` into node `i`'s disk (synced) and restarts it, so that its Merkle tree is
+/// rebuilt from them; anti-entropy stays off on it.
+fn restart_holding(world: &mut World, i: usize, copies: Vec<(Key, Object)>) {
+    let me = NodeId(i as u64 + 1);
+    for (key, object) in copies {
+        let lww = false;
+        let merge = StorageOp::Merge { key, object, lww };
+        world.slots[i].disk.apply(me, merge, true);
+    }
+    world.crash(i);
+    world.start_node(i);
+    world.slots[i].node.as_mut().unwrap().set_anti_entropy(0);
+}
+
 fn absent_everywhere(world: &World, key: &Key) -> bool {
     (0..3).all(|i| world.stored(i, key).is_empty())
 }
@@ -214,15 +228,7 @@ fn a_copy_newer_than_the_tombstone_is_kept_and_spreads() {
             Some(b"newer".to_vec()),
         )
         .unwrap();
-    let merge = StorageOp::Merge {
-        key: kept.clone(),
-        object: newer,
-        lww: false,
-    };
-    world.slots[1].disk.apply(NodeId(2), merge, true);
-    world.crash(1);
-    world.start_node(1);
-    world.slots[1].node.as_mut().unwrap().set_anti_entropy(0);
+    restart_holding(&mut world, 1, vec![(kept.clone(), newer)]);
     let others_gone = run_until(&mut world, 20_000, |w| {
         keys[1..].iter().all(|k| absent_everywhere(w, k))
     });
@@ -314,24 +320,12 @@ fn an_older_copy_takes_the_tombstone_before_anything_is_reaped() {
         .unwrap();
     assert!(tombstone.supersedes(&older));
     world.slots[2].disk = crate::sim::disk::SimDisk::default();
-    for key in &keys[1..] {
-        let copy = world.stored(0, key);
-        let merge = StorageOp::Merge {
-            key: key.clone(),
-            object: copy,
-            lww: false,
-        };
-        world.slots[2].disk.apply(NodeId(3), merge, true);
-    }
-    let merge = StorageOp::Merge {
-        key: stale.clone(),
-        object: older,
-        lww: false,
-    };
-    world.slots[2].disk.apply(NodeId(3), merge, true);
-    world.crash(2);
-    world.start_node(2);
-    world.slots[2].node.as_mut().unwrap().set_anti_entropy(0);
+    let mut copies: Vec<(Key, Object)> = keys[1..]
+        .iter()
+        .map(|k| (k.clone(), world.stored(0, k)))
+        .collect();
+    copies.push((stale.clone(), older));
+    restart_holding(&mut world, 2, copies);
     // Node 3 first takes the tombstone (the round it vetoes gives it), and only then does the
     // key go; the tombstone never leaves node 1 while node 3 holds the value it deleted.
     let mut took_tombstone = false;
