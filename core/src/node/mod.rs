@@ -347,9 +347,8 @@ pub struct Node {
     last_hint_round: Tick,
     ae: replica::AeState,
     reap: reap::ReapState,
-    /// The wall clock and tick of the latest input (dot floors, tombstone arrivals).
+    /// The wall clock of the latest input (dot floors).
     wall_ms: u64,
-    now: Tick,
     stats: NodeStats,
 }
 
@@ -412,12 +411,12 @@ impl Node {
             ae: replica::AeState::new(now),
             reap: reap::ReapState::new(now, me_generation, config.tombstone_grace_ticks),
             wall_ms: 0,
-            now,
             stats: NodeStats::default(),
             config,
         };
         for (key, object) in &recovered.objects {
-            node.track_change(key, &Object::new(), object);
+            // Tree only: a node that starts vetoes every reap for a grace period anyway.
+            node.track_tree(key, &Object::new(), object);
         }
         let mut ignored = Vec::new();
         node.on_ring_changed(now, &mut ignored);
@@ -502,7 +501,6 @@ impl Node {
         out: &mut Vec<Action>,
     ) {
         self.wall_ms = wall_ms;
-        self.now = now;
         match input {
             Input::Tick => self.on_tick(now, rng, out),
             Input::Client {
@@ -867,19 +865,24 @@ impl Node {
         true
     }
 
-    /// Keeps the partition's Merkle tree in step with a change storage reported.
-    fn track_change(&mut self, key: &Key, before: &Object, after: &Object) {
+    /// Keeps the partition's Merkle tree in step with a change storage reported at `now`,
+    /// and notes a copy that became a tombstone (see `reap`).
+    fn track_change(&mut self, now: Tick, key: &Key, before: &Object, after: &Object) {
+        if self.track_tree(key, before, after) && !after.is_empty() && after.is_deleted() {
+            self.reap.tombstone_arrived(now, key);
+        }
+    }
+
+    /// Keeps the partition's Merkle tree in step with a change; whether the version changed.
+    fn track_tree(&mut self, key: &Key, before: &Object, after: &Object) -> bool {
         let p = self.rings.current().partitions().partition_of(key.token);
         let tree = self.tree_mut(p);
         let old = (!before.is_empty()).then(|| version_hash(before));
         let new = (!after.is_empty()).then(|| version_hash(after));
         if old != new {
             tree.update(key.token, &key.bytes, old, new);
-            if !after.is_empty() && after.is_deleted() {
-                let now = self.now;
-                self.reap.tombstone_arrived(now, key);
-            }
         }
+        old != new
     }
 
     /// Where a hint for `owner` goes: the owner while the ring being moved to keeps it among

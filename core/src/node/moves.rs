@@ -189,7 +189,7 @@ impl Node {
             }
             (TransferPending::Store { from, id, seq }, StorageResult::ChangedMany(changes)) => {
                 for (key, before, after) in &changes {
-                    self.track_change(key, before, after);
+                    self.track_change(now, key, before, after);
                 }
                 TransfersInput::Stored { from, id, seq }
             }

@@ -129,6 +129,8 @@ pub(crate) struct ReapState {
     /// a late vote for a round of an earlier incarnation is never counted.
     generation: u64,
     rounds: u64,
+    /// The partitions this node heads, for the ring version named (computed once per ring).
+    primaries: (u64, Vec<PartitionId>),
     /// Tombstones the sweep saw: the tick it first did, and the version it saw.
     seen: BTreeMap<Key, (Tick, u64)>,
     /// Keys whose copy here became a tombstone within the grace period, and when (in order):
@@ -151,6 +153,7 @@ impl ReapState {
             round: None,
             generation,
             rounds: 0,
+            primaries: (0, Vec::new()),
             seen: BTreeMap::new(),
             arrived: BTreeMap::new(),
             arrivals: VecDeque::new(),
@@ -215,7 +218,6 @@ impl ReapState {
     fn note_page(
         &mut self,
         now: Tick,
-        grace: u64,
         span: (Bound<Key>, Bound<Key>),
         entries: Vec<(Key, Object)>,
     ) -> Vec<(Key, Object)> {
@@ -240,7 +242,7 @@ impl ReapState {
             let first = self.seen.get(&key).filter(|s| s.1 == hash).map(|s| s.0);
             let room = self.seen.len() < REAP_SEEN_MAX || self.seen.contains_key(&key);
             match first {
-                Some(first) if now.since(first) >= grace => due.push((key, object)),
+                Some(first) if now.since(first) >= self.grace => due.push((key, object)),
                 Some(_) => {}
                 None if room => {
                     self.seen.insert(key, (now, hash));
@@ -311,23 +313,28 @@ impl Node {
 
     /// The next partition, in turn, whose read list this node heads.
     fn next_primary_partition(&mut self) -> Option<PartitionId> {
-        let rep = &self.config.replication;
-        let mine: Vec<PartitionId> = self
-            .rings
-            .read_ring()
-            .replica_partitions(self.config.id, rep)
-            .into_iter()
-            .filter(|&p| self.rings.read_list(p, rep).first() == Some(&self.config.id))
-            .collect();
+        if self.reap.primaries.0 != self.ring_version {
+            let (me, rep) = (self.config.id, &self.config.replication);
+            let mine = self
+                .rings
+                .read_ring()
+                .replica_partitions(me, rep)
+                .into_iter()
+                .filter(|&p| self.rings.read_list(p, rep).first() == Some(&me))
+                .collect();
+            self.reap.primaries = (self.ring_version, mine);
+        }
+        let mine = &self.reap.primaries.1;
         if mine.is_empty() {
             return None;
         }
         if self.reap.turn.is_multiple_of(mine.len()) {
             // A new sweep: forget tombstones of partitions this node no longer heads.
             let partitions = self.rings.current().partitions();
-            self.reap
-                .seen
-                .retain(|k, _| mine.contains(&partitions.partition_of(k.token)));
+            self.reap.seen.retain(|k, _| {
+                mine.binary_search(&partitions.partition_of(k.token))
+                    .is_ok()
+            });
         }
         let p = mine[self.reap.turn % mine.len()];
         self.reap.turn = self.reap.turn.wrapping_add(1);
@@ -366,8 +373,7 @@ impl Node {
                         .checked_add(1)
                         .map_or(Bound::Unbounded, |t| Bound::Excluded(token_bound(t))),
                 };
-                let grace = self.config.tombstone_grace_ticks;
-                let due = self.reap.note_page(now, grace, (lower, upper), entries);
+                let due = self.reap.note_page(now, (lower, upper), entries);
                 if !due.is_empty() && self.may_reap(now) {
                     self.start_round(now, due, out);
                 }
@@ -410,7 +416,7 @@ impl Node {
             }
             (ReapPending::Purge, StorageResult::ChangedMany(changed)) => {
                 for (key, before, after) in changed {
-                    self.track_change(&key, &before, &after);
+                    self.track_change(now, &key, &before, &after);
                     self.reap.seen.remove(&key);
                     if !before.is_empty() && after.is_empty() {
                         self.stats.tombstones_reaped += 1;
@@ -423,7 +429,8 @@ impl Node {
 
     fn start_round(&mut self, now: Tick, entries: Vec<(Key, Object)>, out: &mut Vec<Action>) {
         let id = self.reap.next_round_id();
-        let members: Vec<NodeId> = self.current_members();
+        // Stable (see `may_reap`): the members of the one ring.
+        let members = self.rings.all_members();
         let check = PeerMessage::ReapCheck {
             round: id,
             ring: self.ring_version,
@@ -443,15 +450,6 @@ impl Node {
         }
     }
 
-    fn current_members(&self) -> Vec<NodeId> {
-        let members = self.rings.current().members();
-        members.iter().map(|m| m.id).collect()
-    }
-
-    fn is_member(&self, node: NodeId) -> bool {
-        self.rings.current().member(node).is_some()
-    }
-
     /// A reaper asks which of its tombstones must stay.
     pub(super) fn on_reap_check(
         &mut self,
@@ -462,7 +460,7 @@ impl Node {
         entries: Vec<(Key, Object)>,
         out: &mut Vec<Action>,
     ) {
-        if entries.is_empty() || entries.len() > REAP_KEYS_MAX || !self.is_member(from) {
+        if entries.is_empty() || entries.len() > REAP_KEYS_MAX || !self.rings.has_member(from) {
             return; // more than any round checks, or not from a member: ignore
         }
         let count = entries.len() as u32;
@@ -527,7 +525,7 @@ impl Node {
         if entries.is_empty() || r.ring != self.ring_version || !self.may_reap(now) {
             return;
         }
-        for to in self.current_members() {
+        for to in self.rings.all_members() {
             let reap = PeerMessage::Reap {
                 ring: r.ring,
                 entries: entries.clone(),
@@ -545,7 +543,10 @@ impl Node {
         out: &mut Vec<Action>,
     ) {
         let count = entries.len();
-        if ring != self.ring_version || count == 0 || count > REAP_KEYS_MAX || !self.is_member(from)
+        if ring != self.ring_version
+            || count == 0
+            || count > REAP_KEYS_MAX
+            || !self.rings.has_member(from)
         {
             return;
         }

@@ -320,7 +320,7 @@ impl Node {
             } => {
                 let result = match result {
                     StorageResult::Changed { before, after } => {
-                        self.track_change(&key, &before, &after);
+                        self.track_change(now, &key, &before, &after);
                         Ok(after)
                     }
                     StorageResult::Refused(e) => Err(e),
@@ -341,7 +341,7 @@ impl Node {
                 key,
             } => {
                 if let StorageResult::Changed { before, after } = result {
-                    self.track_change(&key, &before, &after);
+                    self.track_change(now, &key, &before, &after);
                     self.send(now, coordinator, PeerMessage::ReplicateAck { op }, out);
                 }
             }
@@ -357,7 +357,7 @@ impl Node {
             }
             Pending::Repair { key, from } => {
                 if let StorageResult::Changed { before, after } = result {
-                    self.track_change(&key, &before, &after);
+                    self.track_change(now, &key, &before, &after);
                     if let Some((from, received)) = from {
                         self.push_back(now, from, received, key, after, out);
                     }
@@ -369,7 +369,7 @@ impl Node {
                 key,
             } => {
                 if let StorageResult::Changed { before, after } = result {
-                    self.track_change(&key, &before, &after);
+                    self.track_change(now, &key, &before, &after);
                     self.send(now, from, PeerMessage::HintAck { delivery }, out);
                 }
             }

@@ -165,6 +165,13 @@ fn lose_node_2(world: &mut World) {
     world.run_until(until);
 }
 
+/// The operator asks node 1 to remove node 2.
+fn remove_node_2(world: &mut World) {
+    let now = world.now;
+    let node1 = world.slots[0].node.as_mut().unwrap();
+    node1.remove(now, NodeId(2)).unwrap();
+}
+
 #[test]
 fn a_dead_node_removed_by_the_operator_is_replaced_from_the_surviving_replicas() {
     // Node 2's disk is lost: it never comes back under its id. Node 5 (its machine with a new
@@ -226,13 +233,7 @@ fn a_removed_node_that_comes_back_under_its_old_id_turns_itself_left() {
     let mut world = world(4, 0);
     world.run_until(Tick(2_000));
     lose_node_2(&mut world);
-    let now = world.now;
-    world.slots[0]
-        .node
-        .as_mut()
-        .unwrap()
-        .remove(now, NodeId(2))
-        .unwrap();
+    remove_node_2(&mut world);
     assert!(
         settle_without_node_2(&mut world, None).is_some(),
         "node 2 was never taken out of the ring"
@@ -309,13 +310,7 @@ fn a_write_held_by_the_removed_node_and_one_survivor_reaches_its_replacement() {
     world.slots[slot].node.as_mut().unwrap().set_anti_entropy(0);
     let until = world.now + 3_000;
     world.run_until(until);
-    let now = world.now;
-    world.slots[0]
-        .node
-        .as_mut()
-        .unwrap()
-        .remove(now, NodeId(2))
-        .unwrap();
+    remove_node_2(&mut world);
     world.start_node(4);
     world.slots[4].node.as_mut().unwrap().set_anti_entropy(0);
     let settled = settle_without_node_2(&mut world, Some(NodeId(5)))

@@ -273,27 +273,27 @@ fn a_sweep_counts_the_grace_from_first_sight_and_forgets_what_went() {
     let mut state = ReapState::new(Tick(0), 1, 100);
     let page = vec![(key(1), tombstone(1)), (key(2), tombstone(1))];
     assert!(state
-        .note_page(Tick(0), 100, all.clone(), page.clone())
+        .note_page(Tick(0), all.clone(), page.clone())
         .is_empty());
     assert!(state
-        .note_page(Tick(99), 100, all.clone(), page.clone())
+        .note_page(Tick(99), all.clone(), page.clone())
         .is_empty());
     // Key 2's tombstone changed at 99: its grace starts again.
     let changed = vec![(key(1), tombstone(1)), (key(2), tombstone(2))];
-    let due = state.note_page(Tick(100), 100, all.clone(), changed.clone());
+    let due = state.note_page(Tick(100), all.clone(), changed.clone());
     assert_eq!(due, vec![(key(1), tombstone(1))]);
-    let due = state.note_page(Tick(200), 100, all.clone(), changed);
+    let due = state.note_page(Tick(200), all.clone(), changed);
     assert_eq!(due.len(), 2);
     // A key the page's span no longer holds is forgotten; one outside the span is kept.
     let span = (Bound::Included(key(2)), Bound::Unbounded);
-    assert!(state.note_page(Tick(300), 100, span, Vec::new()).is_empty());
+    assert!(state.note_page(Tick(300), span, Vec::new()).is_empty());
     assert_eq!(state.seen.keys().cloned().collect::<Vec<_>>(), vec![key(1)]);
     // A value written over a tombstone is no candidate, and is forgotten too.
     let mut live = tombstone(1);
     live.update(&live.clock().clone(), NodeId(1), 0, Some(b"v".to_vec()))
         .unwrap();
     assert!(state
-        .note_page(Tick(400), 100, all, vec![(key(1), live)])
+        .note_page(Tick(400), all, vec![(key(1), live)])
         .is_empty());
     assert!(state.seen.is_empty());
 }
